@@ -1,0 +1,27 @@
+# tfpipe: `make demo` runs the main job, `make test` the test suite. Each first creates or
+# refreshes the virtual environment in .venv (re-installed when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= .demo
+
+.PHONY: venv demo test clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,examples]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m components.train --task=digits --model_dir=$(DEMO_DIR)/run --train_steps=300
+
+test: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

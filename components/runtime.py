@@ -1,0 +1,138 @@
+"""What every component sets up: input checks, the strategy, the task, its checkpoint."""
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Union
+
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from components import tasks
+from controller_core import run_dir
+
+STRATEGIES = ("default", "mirrored", "tpu", "multi_worker_mirrored")
+RUN_CONFIG = "run_config.json"
+_URI_SCHEMES = ("gs://",)
+
+
+def configure_logging() -> None:
+    """Keeps TensorFlow's INFO chatter (e.g. every saver callback) out of a component's log.
+
+    The components print their own progress to stdout; absl and TensorFlow log
+    warnings and errors only, unless `--verbosity` was given.
+    """
+    tf.get_logger().setLevel("WARNING")
+    if not flags.FLAGS.is_parsed() or not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
+def check_uri(name: str, value: Any) -> str:
+    """Checks a run-directory style URI: `gs://bucket/path`, `/gcs/bucket/path` or a local path.
+
+    Raises:
+        ValueError: Naming the input, the value and what is accepted.
+    """
+    accepted = "a gs://bucket/path URI, a /gcs/bucket/path mount path, or a local path"
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"`{name}` must be {accepted}, got {value!r}.")
+    if "://" in value and not value.startswith(_URI_SCHEMES):
+        raise ValueError(f"`{name}` ({value!r}) has an unsupported scheme; it must be {accepted}.")
+    if value.startswith("gs://") and len(value.rstrip("/")) <= len("gs://"):
+        raise ValueError(f"`{name}` ({value!r}) names no bucket; it must be {accepted}.")
+    return value.rstrip("/") if value not in ("/",) else value
+
+
+def check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
+    """Checks an integer input (a count, an interval).
+
+    Raises:
+        ValueError: Naming the input, the value and what is accepted.
+    """
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        kind = "a non-negative integer" if allow_zero else "a positive integer"
+        raise ValueError(f"`{name}` must be {kind}, got {value!r}.")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> str:
+    """Checks that `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def create_strategy(name: str) -> tf.distribute.Strategy:
+    """Creates the distribution strategy named by the `strategy` input.
+
+    `default`: the default (one device); `mirrored`: all local GPUs;
+    `tpu`: TPUStrategy, the TPU found from the environment; `multi_worker_mirrored`:
+    workers from `TF_CONFIG`.
+    """
+    check_choice("strategy", name, STRATEGIES)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+@dataclasses.dataclass
+class TaskInputs:
+    """The checked task inputs: the name (or reference) and its config dictionary."""
+
+    task: str
+    config: Dict[str, Any]
+
+    @classmethod
+    def parse(cls, task: Any, task_config: Union[str, Mapping[str, Any], None]) -> "TaskInputs":
+        """Checks the task name resolves and the config is a JSON object (its keys are checked on build)."""
+        tasks.resolve_factory(task)
+        return cls(task=task, config=tasks.parse_config_json(task_config))
+
+    def build(self, strategy: tf.distribute.Strategy) -> tasks.Task:
+        """Builds the task inside the strategy's scope."""
+        with strategy.scope():
+            return tasks.build_task(self.task, self.config)
+
+    def as_json(self) -> Dict[str, Any]:
+        return {"task": self.task, "task_config": self.config}
+
+
+def task_checkpoint(task: tasks.Task, **extra: Any) -> tf.train.Checkpoint:
+    """The checkpoint layout every component shares: model, optimizer (its iterations = global step), extras."""
+    return tf.train.Checkpoint(model=task.model, optimizer=task.optimizer, **task.checkpoint_items, **extra)
+
+
+def check_run_config(model_dir: str, inputs: TaskInputs, *, write: bool) -> None:
+    """Refuses a model_dir written with another task or config; writes the run config once when `write`.
+
+    Raises:
+        ValueError: If `model_dir` holds a run config for a different task or task config.
+    """
+    path = os.path.join(model_dir, RUN_CONFIG)
+    stored = run_dir.read_json(path)
+    wanted = inputs.as_json()
+    if stored is None:
+        if write:
+            run_dir.write_json_atomic(path, wanted, overwrite=False)
+        return
+    mismatched = {k: stored.get(k) for k in wanted if stored.get(k) != wanted[k]}
+    if mismatched:
+        raise ValueError(
+            f"`model_dir` ({model_dir}) was written by a run with {json.dumps(mismatched, sort_keys=True)}, "
+            f"not {json.dumps({k: wanted[k] for k in mismatched}, sort_keys=True)}. Use a new `model_dir`, "
+            "or the same `task` and `task_config`; nothing was changed."
+        )
+
+
+def read_training_complete(model_dir: str) -> Optional[Dict[str, Any]]:
+    """The completion marker `Controller.train` wrote in `model_dir`, if any."""
+    return run_dir.read_json(os.path.join(model_dir, run_dir.TRAINING_COMPLETE))

@@ -1,0 +1,168 @@
+"""The built-in example: handwritten digits (8x8 images, 10 classes) with a small classifier.
+
+The data is the UCI digits set that scikit-learn ships (`sklearn.datasets.load_digits`):
+nothing is downloaded. With `data_uri` set, the data is read instead from TFRecord
+files (`train-*.tfrecord`, `eval-*.tfrecord`) at that URI, gs:// included; write
+them with `write_tfrecords`.
+"""
+
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from components.tasks.base import Task
+from components.tasks.config import config_from_dict
+
+NUM_CLASSES = 10
+NUM_FEATURES = 64
+CLASS_NAMES = [str(d) for d in range(NUM_CLASSES)]
+
+
+@dataclasses.dataclass
+class DigitsConfig:
+    """Config of the `digits` task; every key is optional.
+
+    Attributes:
+        batch_size: Global batch size for training and evaluation.
+        learning_rate: Adam's learning rate.
+        hidden_units: Width of the hidden layer.
+        eval_fraction: Share of the bundled data held out for evaluation.
+        seed: Seed for the weights, the split and the shuffle order.
+        data_uri: Read TFRecords from this URI instead of the bundled data.
+    """
+
+    batch_size: int = 64
+    learning_rate: float = 0.005
+    hidden_units: int = 64
+    eval_fraction: float = 0.2
+    seed: int = 0
+    data_uri: Optional[str] = None
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"`task_config['batch_size']` must be a positive integer, got {self.batch_size}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`task_config['learning_rate']` must be > 0, got {self.learning_rate}.")
+        if self.hidden_units < 1:
+            raise ValueError(f"`task_config['hidden_units']` must be a positive integer, got {self.hidden_units}.")
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError(f"`task_config['eval_fraction']` must be between 0 and 1, got {self.eval_fraction}.")
+
+
+def load_arrays(config: DigitsConfig) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+    """Returns `((train_x, train_y), (eval_x, eval_y))` from scikit-learn's bundled digits.
+
+    Features are scaled to [0, 1]; the split is a fixed permutation from `seed`.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise ImportError(
+            "The `digits` task reads scikit-learn's bundled digits: install `tfpipe[examples]` "
+            "(or scikit-learn), or point `task_config['data_uri']` at TFRecords."
+        ) from e
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    order = np.random.default_rng(config.seed).permutation(len(x))
+    n_eval = int(round(len(x) * config.eval_fraction))
+    eval_idx, train_idx = order[:n_eval], order[n_eval:]
+    return (x[train_idx], y[train_idx]), (x[eval_idx], y[eval_idx])
+
+
+def write_tfrecords(uri: str, config: Optional[DigitsConfig] = None, shards: int = 2) -> None:
+    """Writes the bundled digits as TFRecord shards `train-*.tfrecord` and `eval-*.tfrecord` at `uri`."""
+    config = config or DigitsConfig()
+    tf.io.gfile.makedirs(uri)
+    for split, (x, y) in zip(("train", "eval"), load_arrays(config)):
+        for shard in range(shards):
+            with tf.io.TFRecordWriter(f"{uri.rstrip('/')}/{split}-{shard:05d}-of-{shards:05d}.tfrecord") as w:
+                for features, label in zip(x[shard::shards], y[shard::shards]):
+                    example = tf.train.Example(features=tf.train.Features(feature={
+                        "image": tf.train.Feature(float_list=tf.train.FloatList(value=features)),
+                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                    }))
+                    w.write(example.SerializeToString())
+
+
+def _tfrecord_dataset(uri: str, split: str) -> tf.data.Dataset:
+    pattern = f"{uri.rstrip('/')}/{split}-*.tfrecord"
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"`task_config['data_uri']` ({uri!r}) holds no {split} TFRecords matching {pattern!r}.")
+    spec = {
+        "image": tf.io.FixedLenFeature([NUM_FEATURES], tf.float32),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+    }
+    return tf.data.TFRecordDataset(files).map(
+        lambda record: (lambda e: (e["image"], e["label"]))(tf.io.parse_single_example(record, spec))
+    )
+
+
+def build(config_dict: Dict[str, Any]) -> Task:
+    """The `digits` task factory: call it inside the strategy's scope.
+
+    Args:
+        config_dict: Keys of `DigitsConfig` (all optional).
+
+    Returns:
+        The task.
+    """
+    config = config_from_dict(DigitsConfig, config_dict, task="digits")
+    if config.data_uri:
+        train, evaluation = _tfrecord_dataset(config.data_uri, "train"), _tfrecord_dataset(config.data_uri, "eval")
+    else:
+        (tx, ty), (ex, ey) = load_arrays(config)
+        train = tf.data.Dataset.from_tensor_slices((tx, ty))
+        evaluation = tf.data.Dataset.from_tensor_slices((ex, ey))
+
+    def train_dataset(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+        ds = train
+        batch = config.batch_size
+        if input_context is not None:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+            batch = input_context.get_per_replica_batch_size(config.batch_size)
+        ds = ds.cache().shuffle(2048, seed=config.seed, reshuffle_each_iteration=True).repeat()
+        return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    def eval_dataset(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+        ds = evaluation
+        batch = config.batch_size
+        if input_context is not None:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+            batch = input_context.get_per_replica_batch_size(config.batch_size)
+        return ds.cache().batch(batch).prefetch(tf.data.AUTOTUNE)
+
+    tf_keras.utils.set_random_seed(config.seed)
+    model = tf_keras.Sequential(
+        [
+            tf_keras.layers.Input(shape=(NUM_FEATURES,), name="image"),
+            tf_keras.layers.Dense(config.hidden_units, activation="relu"),
+            tf_keras.layers.Dense(NUM_CLASSES, name="logits"),
+        ],
+        name="digits",
+    )
+
+    @tf.function(input_signature=[tf.TensorSpec([None, NUM_FEATURES], tf.float32, name="image")])
+    def serve(image: tf.Tensor) -> Dict[str, tf.Tensor]:
+        logits = model(image, training=False)
+        return {
+            "probabilities": tf.nn.softmax(logits),
+            "class_id": tf.argmax(logits, axis=-1),
+        }
+
+    return Task(
+        name="digits",
+        model=model,
+        optimizer=tf_keras.optimizers.Adam(config.learning_rate),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none"),
+        metrics=lambda: [tf_keras.metrics.SparseCategoricalAccuracy("accuracy")],
+        serving_signature=serve,
+        class_names=CLASS_NAMES,
+        global_batch_size=config.batch_size,
+    )

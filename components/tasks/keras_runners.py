@@ -1,0 +1,131 @@
+"""Generic runners for any `Task`: a `StandardTrainer` and a `StandardEvaluator` over Keras parts."""
+
+from typing import Any, Dict, List
+
+import tensorflow as tf
+import tf_keras
+
+import controller_core as orbit
+from components.tasks.base import Task
+
+
+def _results(loss: tf_keras.metrics.Metric, metrics: List[Any]) -> Dict[str, tf.Tensor]:
+    output = {"loss": loss.result()}
+    for metric in metrics:
+        output[metric.name] = metric.result()
+    return output
+
+
+class KerasTrainer(orbit.StandardTrainer):
+    """Trains a task's model with its loss and optimizer; reports loss and metrics per loop.
+
+    The loss is averaged over the global batch (`tf.nn.compute_average_loss`)
+    plus the model's regularisation losses, so gradients are right under any
+    strategy.
+    """
+
+    def __init__(self, task: Task, strategy: tf.distribute.Strategy) -> None:
+        """Initializes the trainer.
+
+        Args:
+            task: The task; built inside `strategy.scope()`.
+            strategy: The distribution strategy.
+        """
+        self.task = task
+        self.strategy = strategy
+        with strategy.scope():
+            self.train_loss = tf_keras.metrics.Mean("loss")
+            self.train_metrics = task.metrics()
+        super().__init__(orbit.utils.make_distributed_dataset(strategy, task.train_dataset))
+
+    @property
+    def global_step(self) -> tf.Variable:
+        return self.task.global_step
+
+    def train_loop_begin(self) -> None:
+        for metric in [self.train_loss] + self.train_metrics:
+            metric.reset_state()
+
+    def train_step(self, iterator: Any) -> None:
+        model, task = self.task.model, self.task
+
+        def step_fn(features: Any, labels: Any) -> None:
+            with tf.GradientTape() as tape:
+                predictions = model(features, training=True)
+                per_example = task.loss(labels, predictions)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=task.global_batch_size)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            grads = tape.gradient(loss, model.trainable_variables)
+            task.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            self.train_loss.update_state(per_example)
+            for metric in self.train_metrics:
+                metric.update_state(labels, predictions)
+
+        features, labels = next(iterator)
+        self.strategy.run(step_fn, args=(features, labels))
+
+    def train_loop_end(self) -> Dict[str, tf.Tensor]:
+        return _results(self.train_loss, self.train_metrics)
+
+
+class KerasEvaluator(orbit.StandardEvaluator):
+    """Evaluates a task's model over its evaluation dataset: loss and metrics.
+
+    For classifiers it also accumulates a confusion matrix (rows: true class,
+    columns: predicted class), read with `confusion_matrix()`.
+    """
+
+    def __init__(self, task: Task, strategy: tf.distribute.Strategy) -> None:
+        """Initializes the evaluator.
+
+        Args:
+            task: The task; built inside `strategy.scope()`.
+            strategy: The distribution strategy.
+        """
+        self.task = task
+        self.strategy = strategy
+        n = len(task.class_names or ())
+        with strategy.scope():
+            self.eval_loss = tf_keras.metrics.Mean("loss")
+            self.eval_metrics = task.metrics()
+            self._confusion = tf.Variable(
+                tf.zeros([n, n], tf.int64), trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ, aggregation=tf.VariableAggregation.SUM,
+            )
+        super().__init__(orbit.utils.make_distributed_dataset(strategy, task.eval_dataset))
+
+    def eval_begin(self) -> None:
+        for metric in [self.eval_loss] + self.eval_metrics:
+            metric.reset_state()
+        for v in self._confusion_components():
+            v.assign(tf.zeros_like(v))
+
+    def eval_step(self, iterator: Any) -> None:
+        model, task = self.task.model, self.task
+        n = len(task.class_names or ())
+
+        def step_fn(features: Any, labels: Any) -> None:
+            predictions = model(features, training=False)
+            self.eval_loss.update_state(task.loss(labels, predictions))
+            for metric in self.eval_metrics:
+                metric.update_state(labels, predictions)
+            if n:
+                predicted = tf.argmax(predictions, axis=-1)
+                self._confusion.assign_add(
+                    tf.math.confusion_matrix(tf.reshape(labels, [-1]), predicted, num_classes=n, dtype=tf.int64)
+                )
+
+        features, labels = next(iterator)
+        self.strategy.run(step_fn, args=(features, labels))
+
+    def eval_end(self) -> Dict[str, tf.Tensor]:
+        return _results(self.eval_loss, self.eval_metrics)
+
+    def confusion_matrix(self) -> List[List[int]]:
+        """The confusion matrix of the last evaluation, as nested lists (empty for non-classifiers)."""
+        return self._confusion.read_value().numpy().tolist() if self.task.class_names else []
+
+    def _confusion_components(self) -> List[tf.Variable]:
+        values = getattr(self._confusion, "values", None)
+        return list(values) if values is not None else [self._confusion]

@@ -1,0 +1,137 @@
+"""The train component: trains a task in a run directory, resuming from its latest checkpoint.
+
+Start it from a shell (or a container) with::
+
+    python -m components.train --task=digits --model_dir=gs://bucket/runs/1 --train_steps=1000
+"""
+
+import dataclasses
+import os
+from typing import Any, Dict, Mapping, Optional, Union
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+import controller_core as orbit
+from components import runtime
+from components.tasks.keras_runners import KerasTrainer
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a train run leaves behind."""
+
+    model_dir: str
+    final_step: int
+    checkpoint: Optional[str]
+    metrics: Dict[str, float]
+
+
+def run(
+    *,
+    task: str,
+    model_dir: str,
+    train_steps: int,
+    task_config: Union[str, Mapping[str, Any], None] = None,
+    steps_per_loop: int = 100,
+    checkpoint_interval: int = 100,
+    max_to_keep: int = 5,
+    strategy: str = "default",
+    enable_async_checkpointing: bool = False,
+) -> TrainResult:
+    """Trains `task` in `model_dir` up to `train_steps`, resuming from the latest checkpoint.
+
+    A run that finds `model_dir` already trained to `train_steps` trains nothing
+    and reports the same result. Every input is checked before any work starts.
+
+    Args:
+        task: A registered task name (e.g. `digits`) or `package.module:factory`.
+        model_dir: The run directory (gs://, /gcs/ or local), shared by all components.
+        train_steps: The global step to train up to.
+        task_config: The task's config, a JSON object (text or mapping).
+        steps_per_loop: Steps per inner loop (between logs, summaries, checks).
+        checkpoint_interval: Save a checkpoint every this many steps.
+        max_to_keep: Checkpoints to keep (the newest).
+        strategy: One of `default`, `mirrored`, `tpu`, `multi_worker_mirrored`.
+        enable_async_checkpointing: Save checkpoints in the background.
+
+    Returns:
+        The final step, the final checkpoint and the last training metrics.
+
+    Raises:
+        ValueError: For a bad input (naming it), or a `model_dir` written by a
+            different task or config.
+    """
+    inputs = runtime.TaskInputs.parse(task, task_config)
+    model_dir = runtime.check_uri("model_dir", model_dir)
+    runtime.check_positive_int("train_steps", train_steps)
+    runtime.check_positive_int("steps_per_loop", steps_per_loop)
+    runtime.check_positive_int("checkpoint_interval", checkpoint_interval)
+    runtime.check_positive_int("max_to_keep", max_to_keep)
+    runtime.check_choice("strategy", strategy, runtime.STRATEGIES)
+
+    runtime.check_run_config(model_dir, inputs, write=False)
+    distribution = runtime.create_strategy(strategy)
+    built = inputs.build(distribution)
+    runtime.check_run_config(model_dir, inputs, write=True)
+
+    trainer = built.trainer or KerasTrainer(built, distribution)
+    manager = tf.train.CheckpointManager(
+        runtime.task_checkpoint(built),
+        directory=model_dir,
+        max_to_keep=max_to_keep,
+        step_counter=built.global_step,
+        checkpoint_interval=checkpoint_interval,
+    )
+    controller = orbit.Controller(
+        global_step=built.global_step,
+        trainer=trainer,
+        strategy=distribution,
+        steps_per_loop=steps_per_loop,
+        checkpoint_manager=manager,
+        enable_async_checkpointing=enable_async_checkpointing,
+        summary_dir=os.path.join(model_dir, "train"),
+    )
+    controller.train(train_steps)
+    marker = runtime.read_training_complete(model_dir) or {}
+    return TrainResult(
+        model_dir=model_dir,
+        final_step=int(built.global_step.numpy()),
+        checkpoint=manager.latest_checkpoint,
+        metrics=dict(marker.get("train_output", {})),
+    )
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("task", None, "Registered task name (e.g. digits) or package.module:factory.")
+flags.DEFINE_string("task_config", "", "The task's config as a JSON object.")
+flags.DEFINE_string("model_dir", None, "Run directory: gs://bucket/path, /gcs/bucket/path or a local path.")
+flags.DEFINE_integer("train_steps", None, "Global step to train up to.")
+flags.DEFINE_integer("steps_per_loop", 100, "Steps per inner loop.")
+flags.DEFINE_integer("checkpoint_interval", 100, "Checkpoint every this many steps.")
+flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep.")
+flags.DEFINE_enum("strategy", "default", list(runtime.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_bool("enable_async_checkpointing", False, "Save checkpoints in the background.")
+
+
+def main(argv: list) -> None:
+    del argv
+    runtime.configure_logging()
+    result = run(
+        task=FLAGS.task,
+        task_config=FLAGS.task_config,
+        model_dir=FLAGS.model_dir,
+        train_steps=FLAGS.train_steps,
+        steps_per_loop=FLAGS.steps_per_loop,
+        checkpoint_interval=FLAGS.checkpoint_interval,
+        max_to_keep=FLAGS.max_to_keep,
+        strategy=FLAGS.strategy,
+        enable_async_checkpointing=FLAGS.enable_async_checkpointing,
+    )
+    print(f"train | done | step: {result.final_step} | checkpoint: {result.checkpoint} | metrics: {result.metrics}")
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["task", "model_dir", "train_steps"])
+    app.run(main)

@@ -1,0 +1,153 @@
+"""Tracking the best value of a metric, persisted across restarts."""
+
+import math
+import operator
+from typing import Any, Callable, Optional, Union
+
+import tensorflow as tf
+
+from controller_core import run_dir
+from controller_core import runner
+from controller_core.utils import common
+
+MetricFn = Callable[[runner.Output], Union[float, tf.Tensor]]
+
+
+def lookup_metric(output: runner.Output, name: str) -> Any:
+    """Returns `output[name]`; a name with `/` or `|` walks nested dictionaries.
+
+    An exact key wins over a nested path, so `"eval/loss"` finds a flat key of
+    that name before `output["eval"]["loss"]`.
+
+    Raises:
+        KeyError: If the metric is not in `output`; the message lists what is.
+    """
+    if name in output:
+        return output[name]
+    node: Any = output
+    for part in name.replace("|", "/").split("/"):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"metric {name!r} is not in the output; available: {_flat_keys(output)}")
+        node = node[part]
+    return node
+
+
+def _flat_keys(output: Any, prefix: str = "") -> list:
+    keys = []
+    for key, value in output.items():
+        if isinstance(value, dict):
+            keys.extend(_flat_keys(value, f"{prefix}{key}/"))
+        else:
+            keys.append(f"{prefix}{key}")
+    return sorted(keys)
+
+
+class JSONPersistedValue:
+    """A value kept in a JSON file, so it survives process restarts.
+
+    The file is read once, at construction; each `write` replaces it atomically.
+    """
+
+    def __init__(self, initial_value: Any, filename: str, write_value: bool = True) -> None:
+        """Initializes the value.
+
+        Args:
+            initial_value: The value when `filename` does not exist yet.
+            filename: The JSON file (any `tf.io.gfile` URI).
+            write_value: Whether `write` (and construction, for a new file)
+                writes the file; False keeps it read-only, e.g. on non-chief workers.
+        """
+        self._filename = filename
+        self._write_value = write_value
+        stored = run_dir.read_json(filename)
+        if stored is None:
+            self._value = initial_value
+            if initial_value is not None:
+                self.write(initial_value)
+        else:
+            self._value = stored
+
+    def read(self) -> Any:
+        """Returns the current value."""
+        return self._value
+
+    def write(self, value: Any) -> None:
+        """Sets the value and (when writing is enabled) persists it."""
+        self._value = value
+        if self._write_value:
+            run_dir.write_json_atomic(self._filename, value)
+
+
+class _InMemoryValue:
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def read(self) -> Any:
+        return self._value
+
+    def write(self, value: Any) -> None:
+        self._value = value
+
+
+class NewBestMetric:
+    """Tells whether an output holds a new best value of a metric, and records it.
+
+    Comparison is strict (a tie is not a new best) and a NaN value never wins.
+    Use `test` to ask without changing state and `commit` to record, e.g.::
+
+        best = NewBestMetric("accuracy", filename=f"{model_dir}/best_accuracy.json")
+        ConditionalAction(condition=best.test, action=[export, best.commit])
+    """
+
+    def __init__(
+        self,
+        metric: Union[str, MetricFn],
+        higher_is_better: bool = True,
+        filename: Optional[str] = None,
+        write_metric: bool = True,
+    ) -> None:
+        """Initializes the tracker.
+
+        Args:
+            metric: The output key (nested keys as `"a/b"`), or a function of the
+                output returning the value.
+            higher_is_better: Whether larger values are better.
+            filename: A JSON file to persist the best value in; None keeps it in
+                memory only.
+            write_metric: Whether to write the file (False: read-only).
+        """
+        self.metric = metric
+        self.higher_is_better = higher_is_better
+        self._better = operator.gt if higher_is_better else operator.lt
+        self._best_value = (
+            JSONPersistedValue(None, filename, write_value=write_metric) if filename else _InMemoryValue(None)
+        )
+
+    def metric_value(self, output: runner.Output) -> float:
+        """Returns the metric's value in `output` as a Python float."""
+        value = self.metric(output) if callable(self.metric) else lookup_metric(output, self.metric)
+        return float(common.get_value(value))
+
+    @property
+    def best_value(self) -> Optional[float]:
+        """The best value recorded so far, or None."""
+        return self._best_value.read()
+
+    def test(self, output: runner.Output) -> bool:
+        """Returns whether `output` holds a new best value, without recording it."""
+        value = self.metric_value(output)
+        if math.isnan(value):
+            return False
+        best = self.best_value
+        return best is None or self._better(value, best)
+
+    def commit(self, output: runner.Output) -> bool:
+        """Records `output`'s value when it is a new best; returns whether it was."""
+        if not self.test(output):
+            return False
+        self._best_value.write(self.metric_value(output))
+        return True
+
+    def __call__(self, output: runner.Output) -> bool:
+        """Same as `commit`."""
+        return self.commit(output)

@@ -1,0 +1,592 @@
+"""The outer training and evaluation loop: `Controller`, and `StepTimer`.
+
+`Controller` is a drop-in for `orbit.Controller` (same constructor, methods and
+defaults) with Orbit's silent failure modes turned into defined behaviour:
+
+* a forced save (`save_checkpoint()`, the end of `train()`) always saves, even
+  when the `CheckpointManager` has no `checkpoint_interval`; interval saves fire
+  when a multiple of the interval was crossed since the last save, not only
+  when a loop ends exactly on one;
+* a trainer whose `train(n)` leaves `global_step` where it was is an error, not
+  an endless loop;
+* `evaluate()` refuses to evaluate freshly initialised weights when a
+  checkpoint manager is given but nothing was restored or trained (unless
+  `allow_evaluate_initial_weights=True`);
+* restores check what they restored: values in the checkpoint that the program
+  does not use (an evaluator's missing optimizer slots) are ignored quietly,
+  but variables of the program that the checkpoint does not hold are an error
+  naming them;
+* steps/sec counts only time spent inside `trainer.train`, never checkpoint
+  saves, evaluations or actions; the first loop of a process, which includes
+  tracing, is reported apart;
+* an injected `eval_summary_manager` is always used;
+* `train()` writes a completion marker next to the checkpoints once it reaches
+  its target step, so an evaluator knows when training is over.
+
+The loop itself::
+
+    while global_step < steps:
+        output = trainer.train(min(steps - global_step, steps_per_loop))
+        for action in train_actions: action(output)
+        log and summarise output
+        save a checkpoint if an interval boundary was crossed
+    save a final checkpoint; wait for async saves; write the completion marker
+"""
+
+import datetime
+import re
+import time
+from typing import Callable, Iterable, Optional, Union
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from controller_core import run_dir
+from controller_core import runner
+from controller_core import utils
+
+Action = Callable[[runner.Output], None]
+StepsPerLoop = Union[int, Callable[[int], int]]
+
+
+def _log(message: str) -> None:
+    """Prints to stdout (what KFP and Vertex show as the step's log); also to absl at debug level.
+
+    Orbit logs every line twice (absl INFO and print), which doubles each line
+    under `absl.app`, where absl INFO goes to stderr.
+    """
+    logging.debug(message)
+    print(message, flush=True)
+
+
+def _format_output(output: runner.Output, indent: int = 4) -> str:
+    """Formats an output dictionary for one log line (or several, when nested)."""
+    if not output:
+        return "{}"
+    lines = []
+    for key, value in sorted(output.items()):
+        if isinstance(value, dict):
+            nested = _format_output(value, indent + 4).replace("\n", "\n" + " " * indent)
+            lines.append(f"{key!r}: {nested}")
+        elif isinstance(value, (float, np.floating)):
+            lines.append(f"{key!r}: {float(value):.6g}")
+        else:
+            lines.append(f"{key!r}: {value!r}")
+    one_line = "{" + ", ".join(lines) + "}"
+    if len(one_line) <= 160 and "\n" not in one_line:
+        return one_line
+    pad = " " * indent
+    return "{\n" + ",\n".join(pad + line for line in lines) + "\n" + " " * (indent - 4) + "}"
+
+
+class Controller:
+    """Runs training, evaluation, checkpointing and summaries around runners.
+
+    The inner loops belong to `trainer` (an `AbstractTrainer`) and `evaluator`
+    (an `AbstractEvaluator`); the controller decides how many steps each call
+    runs, saves checkpoints through a `tf.train.CheckpointManager` (checkpoint
+    number = global step), writes outputs to TensorBoard and calls actions
+    (`Callable[[Output], None]`) after each train loop and each evaluation.
+    """
+
+    def __init__(
+        self,
+        *,  # All arguments are keyword-only.
+        global_step: tf.Variable,
+        trainer: Optional[runner.AbstractTrainer] = None,
+        evaluator: Optional[runner.AbstractEvaluator] = None,
+        strategy: Optional[tf.distribute.Strategy] = None,
+        train_actions: Optional[Iterable[Action]] = None,
+        eval_actions: Optional[Iterable[Action]] = None,
+        steps_per_loop: Optional[StepsPerLoop] = None,
+        checkpoint_manager: Optional[tf.train.CheckpointManager] = None,
+        enable_async_checkpointing: bool = False,
+        summary_interval: Optional[int] = None,
+        summary_dir: Optional[str] = None,
+        eval_summary_dir: Optional[str] = None,
+        summary_manager: Optional[utils.SummaryManagerInterface] = None,
+        eval_summary_manager: Optional[utils.SummaryManagerInterface] = None,
+        allow_evaluate_initial_weights: bool = False,
+    ) -> None:
+        """Initializes the controller and restores the latest checkpoint, if any.
+
+        Args:
+            global_step: The integer `tf.Variable` counting training steps, e.g.
+                `optimizer.iterations` or `utils.create_global_step()`.
+            trainer: Runs the inner training loop.
+            evaluator: Runs the inner evaluation loop.
+            strategy: The `tf.distribute.Strategy`; default: the one in scope.
+            train_actions: Called with the raw output of every `trainer.train`.
+            eval_actions: Called with the raw output of every `evaluator.evaluate`.
+            steps_per_loop: Steps per `trainer.train` call: a positive int, or a
+                callable mapping the current global step to one. Required with
+                a trainer.
+            checkpoint_manager: Saves and restores checkpoints; when given, the
+                latest checkpoint in its directory is restored here (or its
+                `init_fn` runs when there is none).
+            enable_async_checkpointing: Save checkpoints in the background;
+                `train()` waits for them before it returns.
+            summary_interval: Step interval for `tf.summary` calls made inside
+                `trainer.train`; must be a multiple of an int `steps_per_loop`.
+                The controller's own summaries (outputs, steps/sec) are always
+                written when there is a summary directory.
+            summary_dir: Directory for training summaries; `None` writes none.
+            eval_summary_dir: Directory for evaluation summaries; defaults to
+                `summary_dir`.
+            summary_manager: Replaces the training summary manager built from
+                `summary_dir`.
+            eval_summary_manager: Replaces the evaluation summary manager built
+                from `eval_summary_dir` (always, even when both directories are
+                the same).
+            allow_evaluate_initial_weights: Let `evaluate()` run when a checkpoint
+                manager is given but no checkpoint was restored and nothing was
+                trained, i.e. evaluate the initial weights on purpose.
+
+        Raises:
+            ValueError: If both `trainer` and `evaluator` are None; if a trainer
+                is given without a valid `steps_per_loop`; if `summary_interval`
+                is not positive or not a multiple of `steps_per_loop`; if
+                `global_step` is not a `tf.Variable`; if the latest checkpoint
+                does not hold the program's variables.
+        """
+        if trainer is None and evaluator is None:
+            raise ValueError("`trainer` and `evaluator` should not both be `None`.")
+        if trainer is not None:
+            if steps_per_loop is None:
+                raise ValueError("`steps_per_loop` is required when `trainer` is provided.")
+            if not callable(steps_per_loop) and (
+                not isinstance(steps_per_loop, int) or isinstance(steps_per_loop, bool) or steps_per_loop < 1
+            ):
+                raise ValueError(f"`steps_per_loop` ({steps_per_loop!r}) must be a positive integer or a callable.")
+            if summary_interval is not None:
+                if summary_interval <= 0:
+                    raise ValueError(f"`summary_interval` ({summary_interval}) must be larger than 0.")
+                if not callable(steps_per_loop) and summary_interval % steps_per_loop != 0:
+                    raise ValueError(
+                        f"`summary_interval` ({summary_interval}) must be a multiple of "
+                        f"`steps_per_loop` ({steps_per_loop})."
+                    )
+        if not isinstance(global_step, tf.Variable):
+            raise ValueError(f"`global_step` must be a `tf.Variable`, got {type(global_step).__name__}: {global_step!r}.")
+
+        self.trainer = trainer
+        self.evaluator = evaluator
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.train_actions = tuple(train_actions or ())
+        self.eval_actions = tuple(eval_actions or ())
+        self.global_step = global_step
+        self.checkpoint_manager = checkpoint_manager
+        self._enable_async_checkpointing = enable_async_checkpointing
+        self._allow_evaluate_initial_weights = allow_evaluate_initial_weights
+
+        if trainer is not None:
+            self.step_timer: Optional[StepTimer] = None
+            self.summary_interval = summary_interval
+            self._steps_per_loop = steps_per_loop
+            self.summary_manager = summary_manager or utils.SummaryManager(
+                summary_dir, tf.summary.scalar, global_step=global_step
+            )
+        if evaluator is not None:
+            eval_summary_dir = eval_summary_dir or summary_dir
+            if eval_summary_manager is not None:
+                self.eval_summary_manager = eval_summary_manager
+            elif trainer is not None and eval_summary_dir == summary_dir:
+                self.eval_summary_manager = self.summary_manager
+            else:
+                self.eval_summary_manager = utils.SummaryManager(
+                    eval_summary_dir, tf.summary.scalar, global_step=global_step
+                )
+
+        tf.summary.experimental.set_step(global_step)
+
+        # Weights are "ready" to evaluate once restored from a checkpoint or trained here.
+        self._weights_ready = False
+        self._last_saved_step: Optional[int] = None
+        self._last_train_output: runner.Output = {}
+        if checkpoint_manager is not None:
+            self.restore_checkpoint()
+        self._interval_anchor = int(global_step.numpy())
+
+    # ------------------------------------------------------------------ loops
+
+    def train(self, steps: int, checkpoint_at_completion: bool = True) -> None:
+        """Trains until `global_step` reaches `steps` (an absolute step, not a count).
+
+        Saves checkpoints whenever a multiple of the manager's
+        `checkpoint_interval` is crossed and, with `checkpoint_at_completion`, at
+        the end (even when already at `steps`), then waits for async saves and
+        writes the completion marker next to the checkpoints.
+
+        Args:
+            steps: The global step to train up to.
+            checkpoint_at_completion: Whether to save a checkpoint at the end,
+                whatever the interval.
+
+        Raises:
+            ValueError: If there is no trainer.
+            RuntimeError: If `trainer.train(n)` does not advance `global_step`.
+        """
+        self._require("trainer", for_method="train")
+        self._maybe_clear_training_complete(steps)
+        self._train_to(steps)
+        if checkpoint_at_completion:
+            self._maybe_save_checkpoint(check_interval=False)
+            self._finish_training(steps)
+
+    def evaluate(self, steps: int = -1) -> Optional[runner.Output]:
+        """Runs one evaluation of `steps` steps (`-1`: the whole evaluation dataset).
+
+        Args:
+            steps: Positive number of steps, or -1.
+
+        Returns:
+            The evaluation output as a dictionary of NumPy values; with `steps > 0`
+            it also holds `steps_per_second`.
+
+        Raises:
+            ValueError: If there is no evaluator, if `steps` is neither positive
+                nor -1, or if a checkpoint manager is given but the model holds
+                initial weights (nothing restored or trained) and
+                `allow_evaluate_initial_weights` is False.
+        """
+        self._require("evaluator", for_method="evaluate")
+        if steps > 0:
+            steps_msg = f"running {steps} steps of evaluation..."
+        elif steps == -1:
+            steps_msg = "running complete evaluation..."
+        else:
+            raise ValueError(f"`steps` ({steps}) should be > 0, or == -1.")
+        self._check_weights_ready()
+
+        current_step = int(self.global_step.numpy())
+        _log(f" eval | step: {current_step: 6d} | {steps_msg}")
+        start = time.perf_counter()
+        with self.eval_summary_manager.summary_writer().as_default():
+            output = self.evaluator.evaluate(tf.convert_to_tensor(steps, dtype=tf.int32))
+        elapsed = time.perf_counter() - start
+
+        output = output or {}
+        for action in self.eval_actions:
+            action(output)
+        output = tf.nest.map_structure(utils.get_value, output)
+
+        rate_msg = ""
+        if steps > 0:
+            output["steps_per_second"] = steps / elapsed
+            rate_msg = f"steps/sec: {steps / elapsed: 6.1f} | "
+        _log(
+            f" eval | step: {current_step: 6d} | {rate_msg}eval time: {elapsed: 6.1f} sec | "
+            f"output: {_format_output(output)}"
+        )
+        self.eval_summary_manager.write_summaries(output)
+        self.eval_summary_manager.flush()
+        return output
+
+    def train_and_evaluate(
+        self,
+        train_steps: int,
+        eval_steps: int = -1,
+        eval_interval: Optional[int] = None,
+    ) -> Optional[runner.Output]:
+        """Alternates training and evaluation until `global_step` reaches `train_steps`.
+
+        Args:
+            train_steps: The global step to train up to.
+            eval_steps: Steps per evaluation; -1 for the whole evaluation dataset.
+            eval_interval: Training steps between evaluations; a train loop is cut
+                short to honour it. `None`: evaluate only at the end.
+
+        Returns:
+            The output of the last evaluation (None when no training was needed).
+
+        Raises:
+            ValueError: If the trainer or evaluator is missing, or `eval_interval`
+                is not a positive integer.
+        """
+        self._require("trainer", for_method="train_and_evaluate")
+        self._require("evaluator", for_method="train_and_evaluate")
+        if eval_interval is not None and (not isinstance(eval_interval, (int, np.integer)) or eval_interval < 1):
+            raise ValueError(f"`eval_interval` ({eval_interval!r}) must be a positive integer or None.")
+        self._maybe_clear_training_complete(train_steps)
+
+        output = None
+        current_step = int(self.global_step.numpy())
+        interval = eval_interval or (train_steps - current_step)
+        while current_step < train_steps:
+            self._train_to(min(train_steps, current_step + interval))
+            output = self.evaluate(steps=eval_steps)
+            current_step = int(self.global_step.numpy())
+        self._maybe_save_checkpoint(check_interval=False)
+        self._finish_training(train_steps)
+        return output
+
+    def evaluate_continuously(
+        self,
+        steps: int = -1,
+        timeout: Optional[Union[int, float]] = None,
+        timeout_fn: Optional[Callable[[], bool]] = None,
+    ) -> Optional[runner.Output]:
+        """Evaluates each new checkpoint that appears in the manager's directory.
+
+        Args:
+            steps: Steps per evaluation; -1 for the whole evaluation dataset.
+            timeout: Seconds to wait for a new checkpoint before calling
+                `timeout_fn` (or stopping, without one); None waits forever.
+            timeout_fn: Called after a timeout; returning True stops the loop.
+
+        Returns:
+            The output of the last evaluation, or None when none ran.
+
+        Raises:
+            ValueError: If the evaluator or checkpoint manager is missing.
+        """
+        self._require("evaluator", for_method="evaluate_continuously")
+        self._require("checkpoint_manager", for_method="evaluate_continuously")
+        output = None
+        for checkpoint_path in tf.train.checkpoints_iterator(
+            self.checkpoint_manager.directory, timeout=timeout, timeout_fn=timeout_fn
+        ):
+            self.restore_checkpoint(checkpoint_path)
+            output = self.evaluate(steps)
+        return output
+
+    # ------------------------------------------------------------ checkpoints
+
+    def restore_checkpoint(self, checkpoint_path: Optional[str] = None) -> Optional[str]:
+        """Restores a checkpoint, checking that it holds every variable of the program.
+
+        Values in the checkpoint that the program does not create (an
+        evaluator restoring a trainer's checkpoint has no optimizer slots) are
+        ignored; variables the program has but the checkpoint lacks are an error.
+
+        Args:
+            checkpoint_path: The checkpoint prefix to restore. None restores the
+                manager's latest checkpoint, or runs its `init_fn` when there is none.
+
+        Returns:
+            The restored path, or None when nothing was restored.
+
+        Raises:
+            ValueError: If there is no checkpoint manager, or the checkpoint does
+                not hold all of the program's variables.
+        """
+        self._require("checkpoint_manager", for_method="restore_checkpoint")
+        with self.strategy.scope():
+            if checkpoint_path is None:
+                checkpoint_path = self.checkpoint_manager.latest_checkpoint
+                if checkpoint_path is None:
+                    _log("no checkpoint to restore: initializing model...")
+                    self.checkpoint_manager.restore_or_initialize()
+                    return None
+            _log(f"restoring model from {checkpoint_path}...")
+            status = self.checkpoint_manager.checkpoint.restore(checkpoint_path)
+            try:
+                status.assert_existing_objects_matched()
+            except AssertionError as e:
+                missing = sorted(re.findall(r"<tf\.Variable '([^']+)'", str(e))) or [str(e)[:500]]
+                raise ValueError(
+                    f"Checkpoint {checkpoint_path} does not match the program: it holds no value for "
+                    f"{len(missing)} of its variables: {', '.join(missing[:20])}"
+                    f"{' ...' if len(missing) > 20 else ''}."
+                ) from None
+            status.expect_partial()
+        self._weights_ready = True
+        restored_step = run_dir.checkpoint_step(checkpoint_path)
+        if restored_step is not None and restored_step == int(self.global_step.numpy()):
+            self._last_saved_step = restored_step
+        _log(f"restored model from {checkpoint_path}.")
+        return checkpoint_path
+
+    def save_checkpoint(self) -> None:
+        """Saves a checkpoint at the current step, whatever the checkpoint interval.
+
+        Raises:
+            ValueError: If there is no checkpoint manager.
+        """
+        self._require("checkpoint_manager", for_method="save_checkpoint")
+        self._maybe_save_checkpoint(check_interval=False)
+
+    @property
+    def steps_per_loop(self) -> int:
+        """The number of steps the next `trainer.train` call will run."""
+        if callable(self._steps_per_loop):
+            return self._steps_per_loop(int(self.global_step.numpy()))
+        return self._steps_per_loop
+
+    # -------------------------------------------------------------- internals
+
+    def _train_to(self, steps: int) -> None:
+        current_step = int(self.global_step.numpy())
+        _log(f"train | step: {current_step: 6d} | training until step {steps}...")
+        while current_step < steps:
+            steps_per_loop = self.steps_per_loop
+            if not isinstance(steps_per_loop, (int, np.integer)) or steps_per_loop < 1:
+                raise ValueError(
+                    f"`steps_per_loop` returned {steps_per_loop!r} at step {current_step}; "
+                    "it must return a positive integer."
+                )
+            self._train_n_steps(min(steps - current_step, int(steps_per_loop)), target_step=steps)
+            self._maybe_save_checkpoint()
+            current_step = int(self.global_step.numpy())
+
+    def _train_n_steps(self, num_steps: int, target_step: int) -> None:
+        """Runs one `trainer.train(num_steps)`, then actions, logging and summaries."""
+        first_loop = self.step_timer is None
+        if first_loop:
+            self.step_timer = StepTimer(self.global_step)
+        start_step = int(self.global_step.numpy())
+
+        should_record = False  # Static "off" lets traces drop summary ops entirely.
+        if self.summary_interval:
+            should_record = lambda: self.global_step % self.summary_interval == 0  # noqa: E731
+        with self.summary_manager.summary_writer().as_default(), tf.summary.record_if(should_record):
+            self.step_timer.start()
+            output = self.trainer.train(tf.convert_to_tensor(num_steps, dtype=tf.int32))
+            loop_seconds = self.step_timer.elapsed()
+            steps_per_second = self.step_timer.steps_per_second()
+
+        current_step = int(self.global_step.numpy())
+        if current_step == start_step:
+            raise RuntimeError(
+                f"`{type(self.trainer).__name__}.train({num_steps})` did not advance `global_step` "
+                f"(still {start_step}); the trainer must increment the global step it shares with the "
+                "controller (e.g. `global_step=optimizer.iterations`), or `train()` would never end."
+            )
+        if current_step != start_step + num_steps:
+            logging.warning(
+                "`%s.train(%d)` advanced `global_step` from %d to %d, not to %d.",
+                type(self.trainer).__name__, num_steps, start_step, current_step, start_step + num_steps,
+            )
+        self._weights_ready = True
+
+        output = output or {}
+        for action in self.train_actions:
+            action(output)
+        output = tf.nest.map_structure(utils.get_value, output)
+
+        if first_loop:
+            # The first call traces and compiles; its rate says nothing about throughput.
+            rate_msg = f"first loop: {loop_seconds:.2f} s incl. tracing"
+            eta_msg = ""
+        else:
+            output["steps_per_second"] = steps_per_second
+            rate_msg = f"steps/sec: {steps_per_second: 6.1f}"
+            eta = (target_step - current_step) / steps_per_second if steps_per_second > 0 else float("inf")
+            eta_msg = f" | eta: {datetime.timedelta(seconds=round(eta)) if np.isfinite(eta) else '?'}"
+        _log(
+            f"train | step: {current_step: 6d} | target: {target_step: 6d} | {rate_msg}{eta_msg} | "
+            f"output: {_format_output(output)}"
+        )
+        self.summary_manager.write_summaries(output)
+        self.summary_manager.flush()
+        self._last_train_output = output
+
+    def _maybe_save_checkpoint(self, check_interval: bool = True) -> bool:
+        """Saves a checkpoint when forced, or when an interval boundary was crossed.
+
+        Never saves twice at one step, so an existing `ckpt-N` is never rewritten.
+
+        Returns:
+            Whether a checkpoint was saved.
+        """
+        if self.checkpoint_manager is None:
+            return False
+        step = int(self.global_step.numpy())
+        if step == self._last_saved_step:
+            return False
+        if check_interval:
+            interval = self.checkpoint_manager.checkpoint_interval
+            anchor = self._last_saved_step if self._last_saved_step is not None else self._interval_anchor
+            if not interval or step // interval <= anchor // interval:
+                return False
+        options = tf.train.CheckpointOptions(enable_async=self._enable_async_checkpointing)
+        path = self.checkpoint_manager.save(checkpoint_number=step, check_interval=False, options=options)
+        if path is None:
+            return False
+        self._last_saved_step = step
+        _log(f"saved checkpoint to {path}{' (async)' if self._enable_async_checkpointing else ''}.")
+        return True
+
+    def _finish_training(self, target_step: int) -> None:
+        """Waits for async saves, then writes the completion marker when the target is reached.
+
+        The marker holds the final step and checkpoint and the last train loop's
+        scalar outputs; a marker already at this step is left as it is.
+        """
+        if self.checkpoint_manager is None:
+            return
+        self.checkpoint_manager.sync()
+        step = int(self.global_step.numpy())
+        if step < target_step or self._last_saved_step != step:
+            return
+        path = f"{self.checkpoint_manager.directory}/{run_dir.TRAINING_COMPLETE}"
+        previous = run_dir.read_json(path)
+        if previous is not None and previous.get("step") == step:
+            return
+        run_dir.write_json_atomic(
+            path,
+            {
+                "step": step,
+                "target_step": int(target_step),
+                "checkpoint": self.checkpoint_manager.latest_checkpoint,
+                "train_output": run_dir.flatten_scalars(self._last_train_output),
+                "time": time.time(),
+            },
+        )
+
+    def _maybe_clear_training_complete(self, target_step: int) -> None:
+        """Removes a completion marker that training towards `target_step` makes stale."""
+        if self.checkpoint_manager is None:
+            return
+        path = f"{self.checkpoint_manager.directory}/{run_dir.TRAINING_COMPLETE}"
+        marker = run_dir.read_json(path)
+        if marker is not None and int(marker.get("step", -1)) < target_step:
+            tf.io.gfile.remove(path)
+
+    def _check_weights_ready(self) -> None:
+        if self.checkpoint_manager is None or self._weights_ready or self._allow_evaluate_initial_weights:
+            return
+        raise ValueError(
+            f"`evaluate()` found no checkpoint to restore in `checkpoint_manager.directory` "
+            f"({self.checkpoint_manager.directory}) and nothing was trained: the model holds its "
+            "initial weights. Train or restore a checkpoint first, or pass "
+            "`allow_evaluate_initial_weights=True` to `Controller.__init__` to evaluate them on purpose."
+        )
+
+    def _require(self, attribute: str, for_method: str) -> None:
+        if getattr(self, attribute, None) is None:
+            raise ValueError(
+                f"`{attribute}` is not set. Pass `{attribute}` to `Controller.__init__` "
+                f"before calling `{for_method}()`."
+            )
+
+
+class StepTimer:
+    """Measures steps per second over a window that `start()` opens."""
+
+    def __init__(self, step: tf.Variable) -> None:
+        """Initializes the timer and opens a window.
+
+        Args:
+            step: The step variable to read.
+        """
+        self.step = step
+        self.start()
+
+    def start(self) -> None:
+        """Opens a new window at the current step and time."""
+        self.last_iteration = int(self.step.numpy())
+        self.last_time = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the window opened."""
+        return time.perf_counter() - self.last_time
+
+    def steps_per_second(self, restart: bool = True) -> float:
+        """Steps per second since the window opened; reopens it when `restart`."""
+        elapsed = self.elapsed()
+        value = (int(self.step.numpy()) - self.last_iteration) / elapsed if elapsed > 0 else 0.0
+        if restart:
+            self.start()
+        return value

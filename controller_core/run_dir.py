@@ -1,0 +1,71 @@
+"""Files the controller keeps in a run directory, and how they are written.
+
+Every JSON file here is written whole or not at all: the content goes to a
+temporary sibling first and is then renamed into place (on GCS a rename is a
+copy of a complete object, so a reader never sees half a file).
+"""
+
+import json
+import os
+import uuid
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+import tensorflow as tf
+
+# Written by `Controller.train` (next to the checkpoints) once it reaches its target step.
+TRAINING_COMPLETE = "training_complete.json"
+
+
+def write_json_atomic(path: str, value: Any, *, overwrite: bool = True) -> None:
+    """Writes `value` as JSON to `path`, atomically.
+
+    Args:
+        path: Destination (any `tf.io.gfile` URI).
+        value: A JSON-serialisable value.
+        overwrite: Whether an existing file may be replaced.
+
+    Raises:
+        tf.errors.AlreadyExistsError: If `path` exists and `overwrite` is False.
+    """
+    directory = os.path.dirname(path)
+    if directory:
+        tf.io.gfile.makedirs(directory)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(value, indent=2, sort_keys=True, allow_nan=True))
+    try:
+        tf.io.gfile.rename(tmp, path, overwrite=overwrite)
+    finally:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+
+
+def read_json(path: str) -> Optional[Any]:
+    """Returns the JSON value stored at `path`, or None when there is no such file."""
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return json.loads(f.read())
+    except tf.errors.NotFoundError:
+        return None
+
+
+def checkpoint_step(checkpoint_path: str) -> Optional[int]:
+    """Returns N for a checkpoint prefix `.../<name>-N`, or None when it has no number."""
+    _, _, number = os.path.basename(checkpoint_path).rpartition("-")
+    return int(number) if number.isdigit() else None
+
+
+def flatten_scalars(output: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
+    """Flattens an output dictionary to `{"a/b": float}`, keeping its scalar leaves only."""
+    flat: Dict[str, float] = {}
+    for key, value in output.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_scalars(value, f"{prefix}{key}/"))
+            continue
+        if tf.is_tensor(value) or isinstance(value, tf.Variable):
+            value = value.numpy()
+        if np.ndim(value) == 0 and isinstance(value, (int, float, np.number, np.bool_)):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
