@@ -21,7 +21,12 @@ defaults) with Orbit's silent failure modes turned into defined behaviour:
   tracing, is reported apart;
 * an injected `eval_summary_manager` is always used;
 * `train()` writes a completion marker next to the checkpoints once it reaches
-  its target step, so an evaluator knows when training is over.
+  its target step, so an evaluator knows when training is over;
+* `evaluate_continuously()` evaluates every checkpoint (or the latest, or a
+  stride), keeps a durable record per evaluated checkpoint so a restarted
+  evaluator never repeats one, skips checkpoints deleted under it, pins the
+  best checkpoint, and stops when training is complete (or fails when the
+  trainer went quiet for `idle_timeout`).
 
 The loop itself::
 
@@ -42,6 +47,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from controller_core import checkpoint_watcher
+from controller_core import eval_records
 from controller_core import run_dir
 from controller_core import runner
 from controller_core import utils
@@ -78,6 +85,11 @@ def _format_output(output: runner.Output, indent: int = 4) -> str:
         return one_line
     pad = " " * indent
     return "{\n" + ",\n".join(pad + line for line in lines) + "\n" + " " * (indent - 4) + "}"
+
+
+def _check_optional_positive(name: str, value: Optional[float]) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+        raise ValueError(f"`{name}` ({value!r}) must be a positive number of seconds or None.")
 
 
 class Controller:
@@ -204,6 +216,7 @@ class Controller:
         self._weights_ready = False
         self._last_saved_step: Optional[int] = None
         self._last_train_output: runner.Output = {}
+        self.last_continuous_eval: Optional[checkpoint_watcher.ContinuousEvalStats] = None
         if checkpoint_manager is not None:
             self.restore_checkpoint()
         self._interval_anchor = int(global_step.numpy())
@@ -251,6 +264,10 @@ class Controller:
                 `allow_evaluate_initial_weights` is False.
         """
         self._require("evaluator", for_method="evaluate")
+        return self._evaluate(steps)
+
+    def _evaluate(self, steps: int, on_output: Optional[Callable[[runner.Output], None]] = None) -> runner.Output:
+        """Runs one evaluation; `on_output` sees the raw output before the eval actions do."""
         if steps > 0:
             steps_msg = f"running {steps} steps of evaluation..."
         elif steps == -1:
@@ -267,6 +284,8 @@ class Controller:
         elapsed = time.perf_counter() - start
 
         output = output or {}
+        if on_output is not None:
+            on_output(output)
         for action in self.eval_actions:
             action(output)
         output = tf.nest.map_structure(utils.get_value, output)
@@ -326,30 +345,183 @@ class Controller:
         steps: int = -1,
         timeout: Optional[Union[int, float]] = None,
         timeout_fn: Optional[Callable[[], bool]] = None,
+        *,
+        policy: Union[str, int] = "all",
+        eval_name: str = "validation",
+        target_step: Optional[int] = None,
+        idle_timeout: Optional[float] = None,
+        poll_interval: float = 1.0,
+        best_metric: Optional[str] = None,
+        best_mode: str = "higher",
     ) -> Optional[runner.Output]:
-        """Evaluates each new checkpoint that appears in the manager's directory.
+        """Evaluates the checkpoints that appear in the manager's directory until training is over.
+
+        Each evaluated checkpoint gets a durable record in
+        `<directory>/eval/<eval_name>/records/`; a restarted evaluator skips every
+        recorded step, so no checkpoint is evaluated twice across restarts and a
+        late evaluator catches up. A checkpoint deleted before it could be
+        restored (the trainer's `max_to_keep`) is skipped with a warning and
+        counted in `last_continuous_eval.skipped`.
+
+        The loop stops when training's completion marker names a step that is
+        evaluated; when `target_step` is evaluated; or, as in Orbit, when no new
+        checkpoint came for `timeout` seconds and `timeout_fn` (if given) returns
+        True. No new checkpoint for `idle_timeout` seconds is an error: a trainer
+        that died is a failure, not the end of training.
 
         Args:
             steps: Steps per evaluation; -1 for the whole evaluation dataset.
-            timeout: Seconds to wait for a new checkpoint before calling
-                `timeout_fn` (or stopping, without one); None waits forever.
-            timeout_fn: Called after a timeout; returning True stops the loop.
+            timeout: Orbit's timeout: seconds without a new checkpoint before
+                calling `timeout_fn` (or stopping, without one). None: no timeout.
+            timeout_fn: Called after `timeout`; True stops the loop.
+            policy: `all` (every checkpoint in step order, oldest unevaluated
+                first), `latest` (only the newest, Orbit's behaviour), or a step
+                stride N (a checkpoint each time a multiple of N is crossed).
+                Training's final checkpoint is evaluated under every policy.
+            eval_name: Names this evaluator's records (`eval/<eval_name>/`).
+            target_step: Stop once a checkpoint at or past this step is evaluated.
+            idle_timeout: Seconds without a new checkpoint (counted from the
+                last new checkpoint or the end of the last evaluation) after
+                which the loop fails. None waits forever.
+            poll_interval: Seconds between directory listings.
+            best_metric: Track the best checkpoint by this output metric (nested
+                keys as `a/b`) and pin a copy in `eval/<eval_name>/best/`.
+            best_mode: `higher` or `lower`: which metric values are better.
 
         Returns:
-            The output of the last evaluation, or None when none ran.
+            The output of the last evaluation run here, or None when none ran.
 
         Raises:
-            ValueError: If the evaluator or checkpoint manager is missing.
+            ValueError: If the evaluator or checkpoint manager is missing, or an
+                argument is invalid.
+            TimeoutError: If `idle_timeout` passed with no new checkpoint.
         """
         self._require("evaluator", for_method="evaluate_continuously")
         self._require("checkpoint_manager", for_method="evaluate_continuously")
+        policy = checkpoint_watcher.parse_policy(policy)
+        _check_optional_positive("timeout", timeout)
+        _check_optional_positive("idle_timeout", idle_timeout)
+        _check_optional_positive("poll_interval", poll_interval)
+        if target_step is not None and (not isinstance(target_step, (int, np.integer)) or target_step < 1):
+            raise ValueError(f"`target_step` ({target_step!r}) must be a positive integer or None.")
+        if not isinstance(eval_name, str) or not eval_name or "/" in eval_name:
+            raise ValueError(f"`eval_name` ({eval_name!r}) must be a non-empty name without '/'.")
+
+        directory = self.checkpoint_manager.directory
+        evaluator_dir = eval_records.eval_dir(directory, eval_name)
+        records = eval_records.EvalRecords(evaluator_dir)
+        best = eval_records.BestCheckpoint(evaluator_dir, best_metric, best_mode) if best_metric else None
+        name = checkpoint_watcher.checkpoint_name(self.checkpoint_manager)
+        marker_path = f"{directory}/{run_dir.TRAINING_COMPLETE}"
+
+        stats = checkpoint_watcher.ContinuousEvalStats()
+        self.last_continuous_eval = stats
+        recorded = set(records.steps())
+        stats.already_recorded = sorted(recorded)
+        pending_seen: set = set()
         output = None
-        for checkpoint_path in tf.train.checkpoints_iterator(
-            self.checkpoint_manager.directory, timeout=timeout, timeout_fn=timeout_fn
-        ):
-            self.restore_checkpoint(checkpoint_path)
-            output = self.evaluate(steps)
+        last_activity = time.monotonic()
+        _log(
+            f" eval | watching {directory} | policy: {policy} | records: {records.records_dir} "
+            f"({len(recorded)} already evaluated)"
+        )
+        while True:
+            available = checkpoint_watcher.list_checkpoints(directory, name)
+            newest = max(available, default=None)
+            if newest is not None and (stats.last_step_seen is None or newest > stats.last_step_seen):
+                stats.last_step_seen = newest
+                last_activity = time.monotonic()
+            for step in sorted(pending_seen - set(available) - recorded):
+                self._skip_deleted(stats, step, f"{directory}/{name}-{step}")
+                pending_seen.discard(step)
+            marker = run_dir.read_json(marker_path)
+            final_step = int(marker["step"]) if marker else None
+            pending = checkpoint_watcher.select_pending(available, recorded, policy, final_step)
+            pending_seen.update(pending)
+
+            if pending:
+                step = pending[0]
+                pending_seen.discard(step)
+                evaluated = self._evaluate_checkpoint(step, available[step], steps, records, best, stats)
+                if evaluated is not None:
+                    output = evaluated
+                    recorded.add(step)
+                last_activity = time.monotonic()
+                if target_step is not None and step >= target_step:
+                    stats.stop_reason = f"target step {target_step} evaluated (step {step})"
+                    break
+                continue
+
+            if final_step is not None and (final_step in recorded or final_step not in available):
+                if final_step not in recorded:
+                    logging.warning("Training finished at step %d but its checkpoint is gone.", final_step)
+                stats.stop_reason = f"training complete at step {final_step}"
+                break
+            if target_step is not None and recorded and max(recorded) >= target_step:
+                stats.stop_reason = f"target step {target_step} already evaluated"
+                break
+            idle = time.monotonic() - last_activity
+            if idle_timeout is not None and idle > idle_timeout:
+                stats.stop_reason = "idle timeout"
+                seen = stats.last_step_seen
+                raise TimeoutError(
+                    f"No new checkpoint in {directory} for {idle:.0f} s (`idle_timeout`={idle_timeout}); "
+                    f"last step seen: {seen if seen is not None else 'none'}. The trainer seems to have "
+                    "stopped before finishing (no training_complete.json)."
+                )
+            if timeout is not None and idle > timeout:
+                if timeout_fn is None or timeout_fn():
+                    stats.stop_reason = f"no new checkpoint for {timeout} s"
+                    break
+                last_activity = time.monotonic()
+            time.sleep(poll_interval)
+
+        stats.best = best.record if best is not None else None
+        _log(
+            f" eval | done | {stats.stop_reason} | evaluated: {len(stats.evaluated)} | skipped (deleted): "
+            f"{len(stats.skipped)} | already recorded: {len(stats.already_recorded)}"
+            + (f" | best step: {stats.best['step']}" if stats.best else "")
+        )
         return output
+
+    def _evaluate_checkpoint(
+        self,
+        step: int,
+        checkpoint_path: str,
+        steps: int,
+        records: "eval_records.EvalRecords",
+        best: Optional["eval_records.BestCheckpoint"],
+        stats: checkpoint_watcher.ContinuousEvalStats,
+    ) -> Optional[runner.Output]:
+        """Restores and evaluates one checkpoint, then records it (and maybe pins it as best).
+
+        Returns:
+            The evaluation output, or None when the checkpoint vanished first.
+        """
+        try:
+            self.restore_checkpoint(checkpoint_path)
+        except (tf.errors.NotFoundError, tf.errors.DataLossError):
+            if tf.io.gfile.exists(f"{checkpoint_path}.index"):
+                raise
+            self._skip_deleted(stats, step, checkpoint_path)
+            return None
+        start = time.monotonic()
+
+        def commit(raw_output: runner.Output) -> None:
+            record = records.write(step, checkpoint_path, raw_output, duration=time.monotonic() - start)
+            stats.evaluated.append(step)
+            if best is not None:
+                try:
+                    best.consider(record)
+                except tf.errors.NotFoundError:
+                    logging.warning("Checkpoint %s vanished before it could be pinned as best.", checkpoint_path)
+
+        return self._evaluate(steps, on_output=commit)
+
+    def _skip_deleted(self, stats: checkpoint_watcher.ContinuousEvalStats, step: int, path: str) -> None:
+        stats.skipped.append(step)
+        logging.warning("Checkpoint %s was deleted before it could be evaluated; skipped.", path)
+        _log(f" eval | step: {step: 6d} | skipped: checkpoint deleted before evaluation ({path})")
 
     # ------------------------------------------------------------ checkpoints
 

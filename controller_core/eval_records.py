@@ -1,0 +1,221 @@
+"""Durable per-checkpoint evaluation records, and the pinned best checkpoint.
+
+Layout under an evaluator's directory (`<model_dir>/eval/<eval_name>/`)::
+
+    records/000000000100.json   one record per evaluated checkpoint, named by step
+    best/ckpt-100.index ...     a copy of the best checkpoint so far
+    best/best.json              the best record, with the copy's path; written last
+
+A record holds at least `step`, `checkpoint` and `metrics` (the evaluator's
+output, JSON-safe; NaN and infinities are kept as such). Records are written
+atomically and never rewritten: a restarted evaluator reads them to know what is
+done. The best copy is committed by writing `best.json` after every file of the
+copy is complete, so `max_to_keep` on the trainer's side can never take the best
+checkpoint away, and a crash mid-copy leaves the previous best intact.
+"""
+
+import math
+import os
+import time
+from typing import Any, Dict, List, Mapping, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from controller_core import run_dir
+from controller_core.actions.new_best_metric import NewBestMetric, lookup_metric
+
+RECORDS = "records"
+BEST = "best"
+BEST_RECORD = "best.json"
+BEST_MODES = ("higher", "lower")
+
+
+def eval_dir(model_dir: str, eval_name: str) -> str:
+    """The directory of evaluator `eval_name` in a run directory."""
+    return f"{model_dir.rstrip('/')}/eval/{eval_name}"
+
+
+def json_safe(value: Any) -> Any:
+    """Converts an output (tensors, NumPy values, nested dicts) to JSON-serialisable Python values."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if tf.is_tensor(value) or isinstance(value, tf.Variable):
+        value = value.numpy()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+class EvalRecords:
+    """The records of one evaluator: which checkpoints are evaluated, with what results."""
+
+    def __init__(self, directory: str) -> None:
+        """Initializes the store.
+
+        Args:
+            directory: The evaluator's directory (`eval_dir(model_dir, eval_name)`).
+        """
+        self.directory = directory.rstrip("/")
+        self.records_dir = f"{self.directory}/{RECORDS}"
+
+    def path(self, step: int) -> str:
+        """The record file of `step` (zero-padded so names sort by step)."""
+        return f"{self.records_dir}/{int(step):012d}.json"
+
+    def steps(self) -> List[int]:
+        """Steps that have a record, ascending (a fresh listing every call)."""
+        if not tf.io.gfile.isdir(self.records_dir):
+            return []
+        steps = []
+        for name in tf.io.gfile.listdir(self.records_dir):
+            stem = name.rstrip("/")
+            if stem.endswith(".json") and stem[:-5].isdigit():
+                steps.append(int(stem[:-5]))
+        return sorted(steps)
+
+    def read(self, step: int) -> Optional[Dict[str, Any]]:
+        """The record of `step`, or None."""
+        return run_dir.read_json(self.path(step))
+
+    def read_all(self) -> List[Dict[str, Any]]:
+        """Every record, ascending by step."""
+        return [r for r in (self.read(step) for step in self.steps()) if r is not None]
+
+    def write(self, step: int, checkpoint: str, metrics: Mapping[str, Any], **extra: Any) -> Dict[str, Any]:
+        """Writes the record of `step` once; an existing record is kept, never rewritten.
+
+        Args:
+            step: The checkpoint's step.
+            checkpoint: The checkpoint's path (prefix).
+            metrics: The evaluation output.
+            **extra: More fields (e.g. `duration`).
+
+        Returns:
+            The record as stored (the existing one when `step` was recorded already).
+        """
+        record = {
+            "step": int(step),
+            "checkpoint": checkpoint,
+            "metrics": json_safe(metrics),
+            "time": time.time(),
+            **json_safe(extra),
+        }
+        try:
+            run_dir.write_json_atomic(self.path(step), record, overwrite=False)
+        except tf.errors.AlreadyExistsError:
+            logging.warning("Step %d already has a record in %s; keeping it.", step, self.records_dir)
+            return self.read(step) or record
+        return record
+
+
+def checkpoint_files(checkpoint: str) -> List[str]:
+    """The files of a checkpoint prefix: its `.index` and `.data-*` shards."""
+    return sorted(tf.io.gfile.glob(f"{checkpoint}.index") + tf.io.gfile.glob(f"{checkpoint}.data-*"))
+
+
+class BestCheckpoint:
+    """Tracks the best evaluated checkpoint by one metric and pins a copy of it.
+
+    NaN never wins; ties keep the earlier checkpoint. The state survives restarts
+    (it is read back from `best/best.json`).
+    """
+
+    def __init__(self, directory: str, metric: str, mode: str = "higher") -> None:
+        """Initializes the tracker.
+
+        Args:
+            directory: The evaluator's directory; the copy goes to `<directory>/best/`.
+            metric: The metric's name in the evaluation output; nested keys as `a/b`.
+            mode: `higher` or `lower`: which values are better.
+
+        Raises:
+            ValueError: If `metric` is empty or `mode` is not `higher`/`lower`.
+        """
+        if not isinstance(metric, str) or not metric:
+            raise ValueError(f"`best_metric` must be a metric name (nested keys as 'a/b'), got {metric!r}.")
+        if mode not in BEST_MODES:
+            raise ValueError(f"`best_mode` must be one of {list(BEST_MODES)}, got {mode!r}.")
+        self.directory = f"{directory.rstrip('/')}/{BEST}"
+        self.metric = metric
+        self.mode = mode
+        self._comparator = NewBestMetric(metric, higher_is_better=(mode == "higher"))
+        self._record = read_best_record(directory)
+        if self._record is not None:
+            self._comparator.commit(self._record["metrics"])
+
+    @property
+    def record(self) -> Optional[Dict[str, Any]]:
+        """The best record so far (with `best_checkpoint`, the pinned copy), or None."""
+        return self._record
+
+    def metric_value(self, metrics: Mapping[str, Any]) -> float:
+        """The tracked metric's value in `metrics`."""
+        return float(lookup_metric(metrics, self.metric))
+
+    def consider(self, record: Mapping[str, Any]) -> bool:
+        """Pins `record`'s checkpoint when its metric beats the best so far.
+
+        Args:
+            record: An evaluation record (`step`, `checkpoint`, `metrics`).
+
+        Returns:
+            Whether it became the new best.
+
+        Raises:
+            KeyError: If the metric is not in the record's metrics.
+            tf.errors.NotFoundError: If the checkpoint vanished before it was copied.
+        """
+        if not self._comparator.test(record["metrics"]):
+            return False
+        step = int(record["step"])
+        source = record["checkpoint"]
+        files = checkpoint_files(source)
+        if not any(f.endswith(".index") for f in files):
+            raise tf.errors.NotFoundError(None, None, f"checkpoint {source} has no .index file")
+        tf.io.gfile.makedirs(self.directory)
+        pinned = f"{self.directory}/{os.path.basename(source)}"
+        for f in files:
+            tf.io.gfile.copy(f, f"{self.directory}/{os.path.basename(f)}", overwrite=True)
+        best = {
+            **dict(record),
+            "best_checkpoint": pinned,
+            "best_metric": self.metric,
+            "best_mode": self.mode,
+            "best_value": self.metric_value(record["metrics"]),
+        }
+        run_dir.write_json_atomic(f"{self.directory}/{BEST_RECORD}", json_safe(best))
+        self._comparator.commit(record["metrics"])
+        self._record = best
+        self._remove_stale_copies(keep=pinned)
+        logging.info("New best %s = %s at step %d, pinned at %s.", self.metric, best["best_value"], step, pinned)
+        return True
+
+    def _remove_stale_copies(self, keep: str) -> None:
+        keep_name = os.path.basename(keep)
+        for path in tf.io.gfile.glob(f"{self.directory}/*"):
+            name = os.path.basename(path.rstrip("/"))
+            if name == BEST_RECORD or name.startswith(f"{keep_name}.") or name.startswith("."):
+                continue
+            tf.io.gfile.remove(path)
+
+
+def read_best_record(directory: str) -> Optional[Dict[str, Any]]:
+    """The best record of the evaluator at `directory`, or None when there is none yet."""
+    return run_dir.read_json(f"{directory.rstrip('/')}/{BEST}/{BEST_RECORD}")
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether `value` is a real, finite number (what KFP's Metrics accept)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
