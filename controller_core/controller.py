@@ -39,7 +39,6 @@ The loop itself::
 """
 
 import datetime
-import re
 import time
 from typing import Callable, Iterable, Optional, Union
 
@@ -49,6 +48,7 @@ import tensorflow as tf
 
 from controller_core import checkpoint_watcher
 from controller_core import eval_records
+from controller_core import restore
 from controller_core import run_dir
 from controller_core import runner
 from controller_core import utils
@@ -78,6 +78,8 @@ def _format_output(output: runner.Output, indent: int = 4) -> str:
             lines.append(f"{key!r}: {nested}")
         elif isinstance(value, (float, np.floating)):
             lines.append(f"{key!r}: {float(value):.6g}")
+        elif np.ndim(value) > 0:
+            lines.append(f"{key!r}: <{np.asarray(value).dtype} array, shape {np.shape(value)}>")
         else:
             lines.append(f"{key!r}: {value!r}")
     one_line = "{" + ", ".join(lines) + "}"
@@ -552,17 +554,7 @@ class Controller:
                     self.checkpoint_manager.restore_or_initialize()
                     return None
             _log(f"restoring model from {checkpoint_path}...")
-            status = self.checkpoint_manager.checkpoint.restore(checkpoint_path)
-            try:
-                status.assert_existing_objects_matched()
-            except AssertionError as e:
-                missing = sorted(re.findall(r"<tf\.Variable '([^']+)'", str(e))) or [str(e)[:500]]
-                raise ValueError(
-                    f"Checkpoint {checkpoint_path} does not match the program: it holds no value for "
-                    f"{len(missing)} of its variables: {', '.join(missing[:20])}"
-                    f"{' ...' if len(missing) > 20 else ''}."
-                ) from None
-            status.expect_partial()
+            restore.restore_checked(self.checkpoint_manager.checkpoint, checkpoint_path)
         self._weights_ready = True
         restored_step = run_dir.checkpoint_step(checkpoint_path)
         if restored_step is not None and restored_step == int(self.global_step.numpy()):

@@ -29,12 +29,26 @@ def write_json_atomic(path: str, value: Any, *, overwrite: bool = True) -> None:
     Raises:
         tf.errors.AlreadyExistsError: If `path` exists and `overwrite` is False.
     """
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True, allow_nan=True), overwrite=overwrite)
+
+
+def write_text_atomic(path: str, text: str, *, overwrite: bool = True) -> None:
+    """Writes `text` to `path` through a temporary sibling and a rename.
+
+    Args:
+        path: Destination (any `tf.io.gfile` URI).
+        text: The content.
+        overwrite: Whether an existing file may be replaced.
+
+    Raises:
+        tf.errors.AlreadyExistsError: If `path` exists and `overwrite` is False.
+    """
     directory = os.path.dirname(path)
     if directory:
         tf.io.gfile.makedirs(directory)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
     with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(value, indent=2, sort_keys=True, allow_nan=True))
+        f.write(text)
     try:
         tf.io.gfile.rename(tmp, path, overwrite=overwrite)
     finally:
