@@ -3,13 +3,18 @@
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Dict, Mapping, Optional, Union
 
 from absl import flags
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
-from components import tasks
+import controller_core as orbit
+from components import tasks  # noqa: F401 (re-exported for the components)
+from controller_core import checkpoint_watcher
+from controller_core import eval_records
 from controller_core import run_dir
 
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker_mirrored")
@@ -26,6 +31,15 @@ def configure_logging() -> None:
     tf.get_logger().setLevel("WARNING")
     if not flags.FLAGS.is_parsed() or not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def define_task_flags(*, with_strategy: bool = True) -> None:
+    """Defines the flags every component entry point shares: task, task_config, model_dir (and strategy)."""
+    flags.DEFINE_string("task", None, "Registered task name (e.g. digits) or package.module:factory.")
+    flags.DEFINE_string("task_config", "", "The task's config as a JSON object.")
+    flags.DEFINE_string("model_dir", None, "Run directory: gs://bucket/path, /gcs/bucket/path or a local path.")
+    if with_strategy:
+        flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "Distribution strategy.")
 
 
 def check_uri(name: str, value: Any) -> str:
@@ -136,3 +150,68 @@ def check_run_config(model_dir: str, inputs: TaskInputs, *, write: bool) -> None
 def read_training_complete(model_dir: str) -> Optional[Dict[str, Any]]:
     """The completion marker `Controller.train` wrote in `model_dir`, if any."""
     return run_dir.read_json(os.path.join(model_dir, run_dir.TRAINING_COMPLETE))
+
+
+def scalar_summary(name: str, value: Any, step: Any) -> None:
+    """A `SummaryManager` summary function: scalars to TensorBoard, other values (matrices) skipped."""
+    if np.ndim(value) == 0:
+        tf.summary.scalar(name, value, step=step)
+
+
+def eval_summary_manager(model_dir: str, eval_name: str, global_step: tf.Variable) -> orbit.utils.SummaryManager:
+    """The summary manager of evaluator `eval_name`: scalars into `<model_dir>/eval/<eval_name>/`."""
+    return orbit.utils.SummaryManager(eval_records.eval_dir(model_dir, eval_name), scalar_summary, global_step)
+
+
+CHECKPOINT_SELECTORS = "'latest', 'best', a step number, or a checkpoint path"
+
+
+def resolve_checkpoint(model_dir: str, checkpoint: Any, eval_name: str) -> str:
+    """Resolves a `checkpoint` input to a checkpoint path.
+
+    Args:
+        model_dir: The run directory.
+        checkpoint: `latest` (the newest checkpoint in `model_dir`), `best` (the
+            checkpoint pinned by evaluator `eval_name`), a step number (int or
+            digits), or a checkpoint path (prefix).
+        eval_name: The evaluator whose best checkpoint `best` means.
+
+    Raises:
+        ValueError: If the selector is malformed or names no existing checkpoint;
+            the message says what exists.
+    """
+    available = checkpoint_watcher.list_checkpoints(model_dir)
+    if checkpoint == "latest":
+        if not available:
+            raise ValueError(f"`checkpoint` is 'latest' but `model_dir` ({model_dir}) holds no checkpoint yet.")
+        return available[max(available)]
+    if checkpoint == "best":
+        best = eval_records.read_best_record(eval_records.eval_dir(model_dir, eval_name))
+        if best is None:
+            raise ValueError(
+                f"`checkpoint` is 'best' but evaluator {eval_name!r} has no best checkpoint in {model_dir} "
+                "(run continuous_eval with a best metric first, or pass 'latest' or a step)."
+            )
+        return best["best_checkpoint"]
+    if isinstance(checkpoint, int) and not isinstance(checkpoint, bool) or (
+        isinstance(checkpoint, str) and checkpoint.isdigit()
+    ):
+        step = int(checkpoint)
+        if step not in available:
+            raise ValueError(
+                f"`checkpoint` is step {step}, but `model_dir` ({model_dir}) has checkpoints at steps "
+                f"{sorted(available)}."
+            )
+        return available[step]
+    if isinstance(checkpoint, str) and checkpoint:
+        if not tf.io.gfile.exists(f"{checkpoint}.index"):
+            raise ValueError(f"`checkpoint` ({checkpoint!r}) is no checkpoint: {checkpoint}.index does not exist.")
+        return checkpoint
+    raise ValueError(f"`checkpoint` must be {CHECKPOINT_SELECTORS}, got {checkpoint!r}.")
+
+
+def check_eval_name(value: Any) -> str:
+    """Checks an `eval_name`: a non-empty name of letters, digits, `_`, `-` or `.`."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", value) or value in (".", ".."):
+        raise ValueError(f"`eval_name` must be a non-empty name of letters, digits, '_', '-' or '.', got {value!r}.")
+    return value

@@ -104,15 +104,16 @@ def run(
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("task", None, "Registered task name (e.g. digits) or package.module:factory.")
-flags.DEFINE_string("task_config", "", "The task's config as a JSON object.")
-flags.DEFINE_string("model_dir", None, "Run directory: gs://bucket/path, /gcs/bucket/path or a local path.")
-flags.DEFINE_integer("train_steps", None, "Global step to train up to.")
-flags.DEFINE_integer("steps_per_loop", 100, "Steps per inner loop.")
-flags.DEFINE_integer("checkpoint_interval", 100, "Checkpoint every this many steps.")
-flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep.")
-flags.DEFINE_enum("strategy", "default", list(runtime.STRATEGIES), "Distribution strategy.")
-flags.DEFINE_bool("enable_async_checkpointing", False, "Save checkpoints in the background.")
+
+
+def define_flags() -> None:
+    """Defines the entry point's flags, named as the component's inputs."""
+    runtime.define_task_flags(with_strategy=True)
+    flags.DEFINE_integer("train_steps", None, "Global step to train up to.")
+    flags.DEFINE_integer("steps_per_loop", 100, "Steps per inner loop.")
+    flags.DEFINE_integer("checkpoint_interval", 100, "Checkpoint every this many steps.")
+    flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep.")
+    flags.DEFINE_bool("enable_async_checkpointing", False, "Save checkpoints in the background.")
 
 
 def main(argv: list) -> None:
@@ -133,5 +134,6 @@ def main(argv: list) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["task", "model_dir", "train_steps"])
     app.run(main)

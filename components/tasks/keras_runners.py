@@ -9,6 +9,9 @@ import controller_core as orbit
 from components.tasks.base import Task
 
 
+CONFUSION_MATRIX = "confusion_matrix"
+
+
 def _results(loss: tf_keras.metrics.Metric, metrics: List[Any]) -> Dict[str, tf.Tensor]:
     output = {"loss": loss.result()}
     for metric in metrics:
@@ -72,8 +75,8 @@ class KerasTrainer(orbit.StandardTrainer):
 class KerasEvaluator(orbit.StandardEvaluator):
     """Evaluates a task's model over its evaluation dataset: loss and metrics.
 
-    For classifiers it also accumulates a confusion matrix (rows: true class,
-    columns: predicted class), read with `confusion_matrix()`.
+    For classifiers the output also holds `confusion_matrix` (rows: true class,
+    columns: predicted class, in `task.class_names` order).
     """
 
     def __init__(self, task: Task, strategy: tf.distribute.Strategy) -> None:
@@ -120,11 +123,15 @@ class KerasEvaluator(orbit.StandardEvaluator):
         self.strategy.run(step_fn, args=(features, labels))
 
     def eval_end(self) -> Dict[str, tf.Tensor]:
-        return _results(self.eval_loss, self.eval_metrics)
+        output = _results(self.eval_loss, self.eval_metrics)
+        if self.task.class_names:
+            output[CONFUSION_MATRIX] = self._confusion.read_value()
+        return output
 
-    def confusion_matrix(self) -> List[List[int]]:
-        """The confusion matrix of the last evaluation, as nested lists (empty for non-classifiers)."""
-        return self._confusion.read_value().numpy().tolist() if self.task.class_names else []
+    @property
+    def output_names(self) -> List[str]:
+        """The scalar names `evaluate` reports (metrics a best-checkpoint tracker can use)."""
+        return ["loss"] + [metric.name for metric in self.eval_metrics]
 
     def _confusion_components(self) -> List[tf.Variable]:
         values = getattr(self._confusion, "values", None)

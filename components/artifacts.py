@@ -1,0 +1,120 @@
+"""From evaluation records to what the KFP and Vertex UIs show: Metrics, ClassificationMetrics, HTML.
+
+Names are stable and documented: the `Metrics` artifact holds every finite scalar
+of the evaluation output under its output name (nested keys joined with `/`),
+plus `step`, the evaluated checkpoint's step. NaN and infinite values are not
+valid `Metrics` values: they appear in the HTML report as text instead.
+"""
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from components import report
+from components.tasks.keras_runners import CONFUSION_MATRIX
+from controller_core import eval_records
+from controller_core import run_dir
+from controller_core import runner
+
+REPORT = "report.html"
+STEP = "step"
+
+
+def split_metrics(metrics: Mapping[str, Any]) -> Tuple[Dict[str, float], Optional[List[List[int]]]]:
+    """Splits a record's metrics into scalar metrics (`a/b` names) and the confusion matrix, if any."""
+    matrix = metrics.get(CONFUSION_MATRIX)
+    scalars = run_dir.flatten_scalars({k: v for k, v in metrics.items() if k != CONFUSION_MATRIX})
+    return scalars, matrix
+
+
+def kfp_metrics(record: Mapping[str, Any]) -> Dict[str, float]:
+    """The values for a KFP `Metrics` artifact: finite scalars of the record, and its step."""
+    scalars, _ = split_metrics(record["metrics"])
+    values = {name: value for name, value in scalars.items() if eval_records.is_finite_number(value)}
+    values[STEP] = float(record["step"])
+    return values
+
+
+def log_to_kfp(
+    record: Mapping[str, Any],
+    *,
+    metrics: Any = None,
+    classification_metrics: Any = None,
+    class_names: Optional[Sequence[str]] = None,
+) -> None:
+    """Fills KFP `Metrics` / `ClassificationMetrics` output artifacts from one record.
+
+    Args:
+        record: An evaluation record.
+        metrics: A `dsl.Metrics` output artifact, or None.
+        classification_metrics: A `dsl.ClassificationMetrics` output artifact, or None.
+        class_names: The task's class names (for the confusion matrix).
+    """
+    if metrics is not None:
+        for name, value in sorted(kfp_metrics(record).items()):
+            metrics.log_metric(name, value)
+    _, matrix = split_metrics(record["metrics"])
+    if classification_metrics is not None and matrix and class_names:
+        classification_metrics.log_confusion_matrix(list(class_names), [[int(v) for v in row] for row in matrix])
+
+
+def render(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    title: str,
+    best: Optional[Mapping[str, Any]] = None,
+    class_names: Optional[Sequence[str]] = None,
+) -> str:
+    """Renders the HTML report of `records` (every evaluated checkpoint), marking `best`."""
+    rows = [{**r, "metrics": split_metrics(r["metrics"])[0]} for r in records]
+    shown = best or (records[-1] if records else None)
+    matrix = split_metrics(shown["metrics"])[1] if shown else None
+    return report.render_report(
+        rows,
+        title=title,
+        best_step=int(best["step"]) if best else None,
+        best_metric=best.get("best_metric") if best else None,
+        higher_is_better=(best.get("best_mode", "higher") == "higher") if best else True,
+        class_names=list(class_names) if class_names and matrix else None,
+        confusion_matrix=matrix if class_names else None,
+    )
+
+
+class ReportAction:
+    """An eval action that rewrites the evaluator's HTML report after each evaluation.
+
+    The report (every record so far, the best marked, a chart per metric) goes
+    to `<eval dir>/report.html` in the run directory and to each extra path
+    (e.g. a KFP `HTML` artifact's path), each replaced atomically, so a UI or a
+    retried step always finds a complete report. Records are read once each.
+    """
+
+    def __init__(self, directory: str, *, title: str, class_names: Optional[Sequence[str]] = None,
+                 extra_paths: Sequence[str] = ()) -> None:
+        """Initializes the action.
+
+        Args:
+            directory: The evaluator's directory (`eval/<eval_name>` in the run directory).
+            title: The report's title.
+            class_names: The task's class names, for the confusion matrix.
+            extra_paths: More files to write the report to.
+        """
+        self._records = eval_records.EvalRecords(directory)
+        self._directory = directory
+        self._title = title
+        self._class_names = class_names
+        self._paths = [f"{directory}/{REPORT}", *extra_paths]
+        self._cache: Dict[int, Dict[str, Any]] = {}
+
+    def records(self) -> List[Dict[str, Any]]:
+        """Every record so far, ascending by step (new ones read from the run directory)."""
+        for step in self._records.steps():
+            if step not in self._cache:
+                record = self._records.read(step)
+                if record is not None:
+                    self._cache[step] = record
+        return [self._cache[s] for s in sorted(self._cache)]
+
+    def __call__(self, output: runner.Output = None) -> None:
+        html = render(self.records(), title=self._title, best=eval_records.read_best_record(self._directory),
+                      class_names=self._class_names)
+        for path in self._paths:
+            run_dir.write_text_atomic(path, html)

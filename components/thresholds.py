@@ -1,0 +1,51 @@
+"""Metric thresholds that gate an export: `{"accuracy": ">= 0.9", "loss": "< 0.3"}`."""
+
+import operator
+import re
+from typing import Dict, Mapping, Tuple, Union
+
+from components.tasks import parse_config_json
+
+Thresholds = Dict[str, Tuple[str, float]]
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+_CONDITION = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$")
+
+
+class ThresholdNotMetError(RuntimeError):
+    """The evaluated metrics of a checkpoint miss a threshold."""
+
+
+def parse_thresholds(thresholds: Union[str, Mapping[str, str], None]) -> Thresholds:
+    """Parses `{"metric": ">= 0.9", ...}` (JSON text or a mapping) into `{metric: (op, value)}`.
+
+    Raises:
+        ValueError: Naming the bad entry and the accepted form.
+    """
+    parsed = {}
+    for name, condition in parse_config_json(thresholds, input_name="thresholds").items():
+        match = _CONDITION.match(condition) if isinstance(condition, str) else None
+        if not match:
+            raise ValueError(
+                f"`thresholds[{name!r}]` must be a comparison such as '>= 0.9' or '< 0.5' "
+                f"(operators {sorted(_OPS)}), got {condition!r}."
+            )
+        parsed[name] = (match.group(1), float(match.group(2)))
+    return parsed
+
+
+def missed_thresholds(metrics: Mapping[str, float], thresholds: Thresholds) -> list:
+    """Descriptions of every threshold that `metrics` misses (empty when all pass)."""
+    missed = []
+    for name, (op, bound) in sorted(thresholds.items()):
+        if name not in metrics:
+            missed.append(f"{name} is not among the evaluated metrics {sorted(metrics)}")
+        elif not _OPS[op](metrics[name], bound):
+            missed.append(f"{name} = {metrics[name]:.6g} is not {op} {bound:g}")
+    return missed
+
+
+def check_thresholds(metrics: Mapping[str, float], thresholds: Thresholds, step: int) -> None:
+    """Raises `ThresholdNotMetError` naming every threshold that `metrics` (of `step`) misses."""
+    missed = missed_thresholds(metrics, thresholds)
+    if missed:
+        raise ThresholdNotMetError(f"Not exporting step {step}: " + "; ".join(missed) + ".")

@@ -1,0 +1,1 @@
+"""tfpipe pipelines: pipeline DAGs, per-backend resource profiles, compilation and submission."""
