@@ -1,0 +1,204 @@
+"""Loopback stand-ins for the KFP API server and the Vertex AI pipeline-job API, recording what clients send.
+
+`FakeKfpServer` answers the calls `kfp.Client` 2.17 makes for `create_run_from_pipeline_package`:
+
+* ``GET  /apis/v2beta1/healthz`` (from the client's constructor),
+* ``GET  /apis/v2beta1/experiments?filter=...`` (experiment lookup by display name),
+* ``POST /apis/v2beta1/experiments`` (creation when the lookup finds none),
+* ``POST /apis/v2beta1/runs`` (the run, carrying the pipeline spec and runtime config),
+
+with JSON in the snake_case field names of the KFP v2beta1 API. A test can make the next ``POST /runs`` fail
+with a chosen status (`fail_next_run`).
+
+`FakeVertexServer` answers ``POST /v1/projects/<p>/locations/<r>/pipelineJobs?pipelineJobId=<id>``, the REST
+call `aiplatform.PipelineJob.submit` makes (with `api_transport="rest"` and an `http://` `api_endpoint`), echoing
+the job with its resource name.
+
+Anything else gets 404. Each server binds 127.0.0.1 on a free port, serves from a daemon thread, puts a timeout on
+every connection and is stopped by `close` (or leaving the ``with`` block).
+"""
+
+import dataclasses
+import http.server
+import json
+import re
+import threading
+import urllib.parse
+import uuid
+from typing import Any
+
+_KFP_API = "/apis/v2beta1"
+_VERTEX_CREATE_RE = re.compile(r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/pipelineJobs$")
+_SOCKET_TIMEOUT_S = 5.0
+_MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class RecordedRequest:
+    """One request a fake server received."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # names lower-cased
+    body: Any
+
+
+class _JsonServer:
+    """A threaded loopback HTTP server that records JSON requests and answers from `_answer`."""
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:<port>`."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops serving and waits (bounded) for the serving thread."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=_SOCKET_TIMEOUT_S)
+        self._server.server_close()
+
+    def calls(self) -> list[tuple[str, str]]:
+        """(method, path) of every request, in order."""
+        return [(r.method, r.path) for r in self.requests]
+
+    def _answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = _SOCKET_TIMEOUT_S
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                split = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > _MAX_BODY:
+                    self._send(413, {"error": "body too large"})
+                    return
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    self._send(400, {"error": "body is not JSON"})
+                    return
+                query = urllib.parse.parse_qs(split.query)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with fake._lock:
+                    fake.requests.append(RecordedRequest(self.command, split.path, query, headers, body))
+                    status, answer = fake._answer(self.command, split.path, query, body)
+                self._send(status, answer)
+
+            def _send(self, status: int, answer: Any) -> None:
+                payload = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_DELETE = _handle  # noqa: N815 - http.server's method names
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+                return
+
+        return Handler
+
+
+class FakeKfpServer(_JsonServer):
+    """The fake KFP API server. Use as a context manager; `url` is its base URL."""
+
+    def __init__(self, *, multi_user: bool = False) -> None:
+        super().__init__()
+        self.multi_user = multi_user
+        self.experiments: dict[str, dict[str, Any]] = {}  # display name -> experiment
+        self.runs: dict[str, dict[str, Any]] = {}  # run id -> run
+        self._fail_next_run: tuple[int, str] | None = None
+
+    def fail_next_run(self, status: int, message: str) -> None:
+        """Makes the next `POST /runs` answer `status` with `message`."""
+        self._fail_next_run = (status, message)
+
+    def add_experiment(self, display_name: str, namespace: str = "") -> dict[str, Any]:
+        """Creates an experiment as if an earlier client had."""
+        experiment = {
+            "experiment_id": str(uuid.uuid4()),
+            "display_name": display_name,
+            "namespace": namespace,
+            "storage_state": "AVAILABLE",
+        }
+        self.experiments[display_name] = experiment
+        return experiment
+
+    def _answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        if method == "GET" and path == f"{_KFP_API}/healthz":
+            return 200, {"multi_user": self.multi_user, "pipeline_store": "database"}
+        if method == "GET" and path == f"{_KFP_API}/experiments":
+            wanted = None
+            for predicate in json.loads(query.get("filter", ["{}"])[0]).get("predicates", []):
+                if predicate.get("key") == "display_name" and predicate.get("operation") == "EQUALS":
+                    wanted = predicate.get("stringValue", predicate.get("string_value"))
+            found = [e for name, e in self.experiments.items() if wanted is None or name == wanted]
+            return 200, ({"experiments": found, "total_size": len(found)} if found else {})
+        if method == "POST" and path == f"{_KFP_API}/experiments":
+            if not isinstance(body, dict) or not body.get("display_name"):
+                return 400, {"error": "experiment display_name is required", "code": 3}
+            return 200, self.add_experiment(body["display_name"], body.get("namespace") or "")
+        if method == "POST" and path == f"{_KFP_API}/runs":
+            if self._fail_next_run is not None:
+                status, message = self._fail_next_run
+                self._fail_next_run = None
+                return status, {"error": message, "message": message, "code": 3}
+            if not isinstance(body, dict) or not body.get("pipeline_spec"):
+                return 400, {"error": "pipeline_spec is required", "code": 3}
+            run = dict(body, run_id=str(uuid.uuid4()), state="PENDING")
+            self.runs[run["run_id"]] = run
+            return 200, run
+        return 404, {"error": f"{method} {path} is not served by the fake KFP API", "code": 5}
+
+
+class FakeVertexServer(_JsonServer):
+    """The fake Vertex AI pipeline-job API (REST v1). Use as a context manager; `url` is its base URL."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: dict[str, dict[str, Any]] = {}  # resource name -> job as created
+        self._fail_next_create: tuple[int, str, str] | None = None
+
+    def fail_next_create(self, code: int, status: str, message: str) -> None:
+        """Makes the next job creation answer an error (`code`, e.g. 403, `status`, e.g. PERMISSION_DENIED)."""
+        self._fail_next_create = (code, status, message)
+
+    def _answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        match = _VERTEX_CREATE_RE.match(path)
+        if method == "POST" and match and isinstance(body, dict):
+            if self._fail_next_create is not None:
+                code, status, message = self._fail_next_create
+                self._fail_next_create = None
+                return code, {"error": {"code": code, "status": status, "message": message}}
+            job_id = query.get("pipelineJobId", [""])[0]
+            if not job_id or not body.get("pipelineSpec"):
+                return 400, {"error": {"code": 400, "message": "pipelineJobId and pipelineSpec are required"}}
+            name = f"projects/{match['project']}/locations/{match['location']}/pipelineJobs/{job_id}"
+            job = dict(body, name=name, state="PIPELINE_STATE_PENDING")
+            self.jobs[name] = job
+            return 200, job
+        return 404, {"error": {"code": 404, "message": f"{method} {path} is not served by the fake Vertex API"}}
