@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m components.train --task=digits --model_dir=$(DEMO_DIR)/run --train_steps=300
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/tfpipe run-local --pipeline-root $(DEMO_DIR)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q

@@ -30,6 +30,9 @@ from controller_core import restore
 from controller_core import run_dir
 
 SAVED_MODEL_PB = "saved_model.pb"
+# Beside saved_model.pb: the step, checkpoint and metrics of the export, so that a later run can
+# compare itself with this model when it is imported as a baseline (by URI, metadata does not travel).
+EXPORT_INFO = "tfpipe_export.json"
 
 
 @dataclasses.dataclass
@@ -146,6 +149,7 @@ def run(
     tmp = f"{output_path}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tf.saved_model.save(_serving_module(built), tmp, signatures={"serving_default": built.serving_signature})
+        run_dir.write_json_atomic(f"{tmp}/{EXPORT_INFO}", {"step": step, "checkpoint": path, "metrics": metrics})
         commit_saved_model(tmp, output_path)
     finally:
         if tf.io.gfile.exists(tmp):

@@ -144,7 +144,7 @@ def test_export_best_with_thresholds_and_export_dir(trained, tmp_path):
                         thresholds='{"accuracy": ">= 0.9"}')
     assert result.step == 300 and result.checkpoint.endswith("eval/validation/best/ckpt-300")
     assert result.metrics["accuracy"] >= 0.9 and result.signatures == ["serving_default"]
-    assert sorted(os.listdir(f"{serving}/300")) == ["fingerprint.pb", "saved_model.pb", "variables"]
+    assert sorted(os.listdir(f"{serving}/300")) == ["fingerprint.pb", "saved_model.pb", "tfpipe_export.json", "variables"]
     loaded = tf.saved_model.load(out).signatures["serving_default"]
     assert loaded(image=tf.zeros([3, 64]))["probabilities"].shape == (3, 10)
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
@@ -178,5 +178,5 @@ def test_interrupted_export_commit_is_completed_not_served_half(trained, tmp_pat
     partial = str(tmp_path / "partial")
     tf.io.gfile.makedirs(f"{partial}/variables")  # A crash left variables but no saved_model.pb.
     export.commit_saved_model(out, partial)
-    assert sorted(os.listdir(partial)) == ["fingerprint.pb", "saved_model.pb", "variables"]
+    assert sorted(os.listdir(partial)) == ["fingerprint.pb", "saved_model.pb", "tfpipe_export.json", "variables"]
     tf.saved_model.load(partial)

@@ -1,0 +1,146 @@
+"""`tfpipe run-local`: the whole pipeline on this machine under kfp.local, then a summary.
+
+kfp.local runs each step as a subprocess of this Python (SubprocessRunner, no venv),
+one at a time: train first, then continuous_eval, which catches up on every
+checkpoint, then the gated export. The summary is read from what the steps left on
+disk (their executor outputs and the run directory), not from the runner's status,
+which has been seen to report success for failed steps.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+import re
+from typing import Any, Dict, Optional
+
+from kfp import local
+
+from components.thresholds import parse_thresholds
+from pipelines.train_eval_export import PIPELINE_NAME, build_pipeline
+
+
+@dataclasses.dataclass
+class LocalRunSummary:
+    """What a local run produced."""
+
+    run_dir: str
+    model_dir: str
+    final_step: int
+    train_metrics: Dict[str, float]
+    evaluated: int
+    skipped: int
+    best_step: int
+    best_metrics: Dict[str, float]
+    report: Optional[str]
+    exported: bool
+    saved_model: Optional[str]
+    export_path: Optional[str]
+
+    def lines(self) -> list:
+        """The summary as printable lines."""
+        fmt = lambda metrics: ", ".join(f"{k}: {v:.4g}" for k, v in sorted(metrics.items()))  # noqa: E731
+        out = [
+            f"run        {self.run_dir}",
+            f"model_dir  {self.model_dir}",
+            f"train      step {self.final_step} | {fmt(self.train_metrics)}",
+            f"eval       {self.evaluated} checkpoints evaluated, {self.skipped} skipped | best step {self.best_step} "
+            f"| {fmt(self.best_metrics)}",
+            f"report     {self.report}",
+        ]
+        if self.exported:
+            out.append(f"SavedModel {self.saved_model}")
+            if self.export_path:
+                out.append(f"export_dir {self.export_path}")
+        else:
+            out.append("SavedModel none: the best checkpoint did not pass the export gate")
+        return out
+
+
+def _executor_output(run_dir: str, task: str) -> Optional[Dict[str, Any]]:
+    """The executor output of `task`; a task in a sub-pipeline used twice may carry a `-N` suffix."""
+    pattern = re.compile(rf"{re.escape(task)}(-\d+)?")
+    found = sorted(
+        path for path in glob.glob(os.path.join(run_dir, "**", "executor_output.json"), recursive=True)
+        if pattern.fullmatch(os.path.basename(os.path.dirname(path)))
+    )
+    if not found:
+        return None
+    with open(found[0]) as f:
+        return json.load(f)
+
+
+def _artifact(output: Dict[str, Any], name: str) -> Dict[str, Any]:
+    return output["artifacts"][name]["artifacts"][0]
+
+
+def summarize(run_dir: str) -> LocalRunSummary:
+    """Reads a finished local run's outputs.
+
+    Raises:
+        RuntimeError: If train or continuous_eval left no outputs (they failed).
+    """
+    train = _executor_output(run_dir, "train")
+    watched = _executor_output(run_dir, "continuous-eval")
+    if train is None or watched is None:
+        missing = [n for n, o in (("train", train), ("continuous-eval", watched)) if o is None]
+        raise RuntimeError(f"The local run in {run_dir} failed: no outputs from {missing}; see the log above.")
+    exported = _executor_output(run_dir, "export")
+    ce_metrics = _artifact(watched, "metrics")["metadata"]
+    model = _artifact(exported, "model") if exported else None
+    return LocalRunSummary(
+        run_dir=run_dir,
+        model_dir=_artifact(train, "model")["metadata"]["model_dir"],
+        final_step=int(train["parameterValues"]["final_step"]),
+        train_metrics={k: v for k, v in _artifact(train, "metrics")["metadata"].items() if k != "step"},
+        evaluated=int(watched["parameterValues"]["evaluated"]),
+        skipped=int(watched["parameterValues"]["skipped"]),
+        best_step=int(watched["parameterValues"]["best_step"]),
+        best_metrics={k: v for k, v in ce_metrics.items() if k != "step"},
+        report=_artifact(watched, "report")["uri"],
+        exported=model is not None,
+        saved_model=model["uri"] if model else None,
+        export_path=(model["metadata"].get("export_path") or None) if model else None,
+    )
+
+
+def run_local(
+    *,
+    task: str = "digits",
+    task_config: str = "{}",
+    train_steps: int = 300,
+    model_dir: str = "",
+    pipeline_root: str = "local_outputs",
+    steps_per_loop: int = 50,
+    checkpoint_interval: int = 100,
+    best_metric: str = "accuracy",
+    best_mode: str = "higher",
+    thresholds: str = '{"accuracy": ">= 0.9"}',
+    export_dir: str = "",
+    baseline_model_uri: str = "",
+    final_evaluate: bool = False,
+) -> LocalRunSummary:
+    """Runs the train ∥ continuous-eval → export pipeline locally and summarises it.
+
+    The defaults train the built-in `digits` example for 300 steps and export the
+    best checkpoint if its accuracy is at least 0.9. Inputs are checked before the
+    run starts (the components check theirs again).
+    """
+    parse_thresholds(thresholds)
+    for name, value in (("train_steps", train_steps), ("steps_per_loop", steps_per_loop),
+                        ("checkpoint_interval", checkpoint_interval)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    root = os.path.abspath(pipeline_root)
+    os.makedirs(root, exist_ok=True)
+    before = set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*")))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
+    pipeline = build_pipeline(backend="local")
+    pipeline(
+        task=task, task_config=task_config, model_dir=model_dir, train_steps=train_steps,
+        steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval, best_metric=best_metric,
+        best_mode=best_mode, thresholds=thresholds, export_dir=export_dir, baseline_model_uri=baseline_model_uri,
+        final_evaluate=final_evaluate, poll_interval=0.2, idle_timeout=600,
+    )
+    (run_dir,) = sorted(set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*"))) - before)[-1:]
+    return summarize(run_dir)

@@ -1,0 +1,213 @@
+"""The train ∥ continuous-eval → gated export pipeline, for a backend, an image and resource profiles.
+
+    train ──────────────┐
+                        ├─> gate (thresholds; baseline via dsl.importer) ─> export ─> [evaluate]
+    continuous_eval ────┘
+
+train and continuous_eval start together on one `model_dir` (a string, so both see it
+while they run); export runs after both, only when the best checkpoint passes the
+thresholds and, given a baseline model URI, beats the baseline's recorded metric.
+"""
+
+from typing import Mapping, Optional
+
+from kfp import dsl
+from kfp.dsl import Input, Metrics, Model
+
+from components import kfp_components
+from pipelines import resources
+
+BACKENDS = ("local", "gke", "vertex")
+STEPS = ("train", "eval", "export")
+PIPELINE_NAME = "tfpipe-train-eval-export"
+
+
+def resolve_model_dir(model_dir: str, pipeline_root: str, job_id: str) -> str:
+    """Returns `model_dir`, or `<pipeline_root>/<job_id>/model_dir` when it is empty."""
+    if model_dir:
+        return model_dir.rstrip("/")
+    return f"{pipeline_root.rstrip('/')}/{job_id}/model_dir"
+
+
+def beats_baseline(
+    candidate: Input[Metrics],
+    baseline: Input[Model],
+    metric: str,
+    mode: str,
+    thresholds_passed: bool,
+) -> bool:
+    """Whether the candidate passed its thresholds and beats the baseline model's recorded `metric`.
+
+    Args:
+        candidate: The best checkpoint's Metrics (from continuous_eval).
+        baseline: A model exported by tfpipe earlier (imported by URI); its
+            `tfpipe_export.json` holds the metrics it was exported with.
+        metric: The metric to compare.
+        mode: `higher` or `lower`: which values are better.
+        thresholds_passed: continuous_eval's verdict on the thresholds.
+    """
+    import json
+    import os
+
+    if mode not in ("higher", "lower"):
+        raise ValueError(f"`best_mode` must be 'higher' or 'lower', got {mode!r}.")
+    info_path = os.path.join(baseline.path, "tfpipe_export.json")
+    if not os.path.exists(info_path):
+        raise ValueError(f"`baseline_model_uri` ({baseline.uri}) is not a tfpipe export: no tfpipe_export.json.")
+    with open(info_path) as f:
+        recorded = json.load(f)["metrics"]
+    if metric not in recorded or metric not in candidate.metadata:
+        raise ValueError(
+            f"metric {metric!r} is missing: baseline has {sorted(recorded)}, candidate has {sorted(candidate.metadata)}."
+        )
+    new, old = float(candidate.metadata[metric]), float(recorded[metric])
+    better = new > old if mode == "higher" else new < old
+    print(f"gate | {metric}: candidate {new:.6g} vs baseline {old:.6g} | better: {better} | thresholds: {thresholds_passed}")
+    return bool(thresholds_passed and better)
+
+
+def build_pipeline(
+    *,
+    backend: str = "local",
+    image: str = kfp_components.DEFAULT_IMAGE,
+    profiles: Optional[Mapping[str, object]] = None,
+    train_retries: int = 3,
+):
+    """Builds the pipeline function for a backend.
+
+    Args:
+        backend: `local` (kfp.local: continuous_eval runs after train, as local tasks
+            run one at a time), `gke` (Kubernetes resource names, node selectors,
+            tolerations) or `vertex` (Vertex accelerator names; the custom-job
+            route for TPUs and spot).
+        image: The container image of every step.
+        profiles: Resource profiles per step (`train`, `eval`, `export`), each a
+            spec string such as `"cpu=8,memory=32G,gpu=l4:1,spot"` or a mapping.
+        train_retries: Retries of the train step (preemption); it resumes from
+            its latest checkpoint.
+
+    Returns:
+        The `@dsl.pipeline` function.
+
+    Raises:
+        ValueError: For an unknown backend or step, or an invalid resource
+            profile for the backend (before anything is compiled).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}.")
+    unknown = sorted(set(profiles or {}) - set(STEPS))
+    if unknown:
+        raise ValueError(f"resource profiles for unknown step(s) {unknown}; steps are {list(STEPS)}.")
+    parsed = {step: resources.parse_profile((profiles or {}).get(step), step=step) for step in STEPS}
+    custom_job = {step: backend == "vertex" and (p.tpu is not None or p.spot) for step, p in parsed.items()}
+    if backend != "local":
+        for step, profile in parsed.items():
+            resources.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
+    if isinstance(train_retries, bool) or not isinstance(train_retries, int) or train_retries < 0:
+        raise ValueError(f"`train_retries` must be a non-negative integer, got {train_retries!r}.")
+
+    ops = kfp_components.components_for_image(image)
+    light = dict(base_image=image, install_kfp_package=False)
+    resolve_op = dsl.component(resolve_model_dir, **light)
+    baseline_op = dsl.component(beats_baseline, **light)
+
+    def place(component, step):
+        if custom_job[step]:
+            return resources.vertex_custom_job_component(component, parsed[step])
+        return component
+
+    train_op = place(ops.train, "train")
+    eval_op = place(ops.continuous_eval, "eval")
+    export_op = place(ops.export, "export")
+    final_eval_op = place(ops.evaluate, "eval")
+
+    def configure(task, step):
+        if backend != "local" and not custom_job[step]:
+            resources.apply_profile(task, parsed[step], backend=backend)
+        return task
+
+    @dsl.pipeline(name="export-stage")
+    def export_stage(task: str, task_config: str, model_dir: str, eval_name: str, thresholds: str, export_dir: str,
+                     final_evaluate: bool):
+        """Exports the best checkpoint; optionally evaluates it once more (it is what `best` names)."""
+        exported = configure(export_op(task=task, task_config=task_config, model_dir=model_dir, checkpoint="best",
+                                       eval_name=eval_name, thresholds=thresholds, export_dir=export_dir), "export")
+        exported.set_display_name("export")
+        with dsl.If(final_evaluate == True, name="final-evaluate"):  # noqa: E712 (a KFP condition)
+            final = configure(final_eval_op(task=task, task_config=task_config, model_dir=model_dir,
+                                            checkpoint="best", eval_name="final", best_eval_name=eval_name), "eval")
+            final.set_display_name("evaluate-exported").after(exported)
+
+    @dsl.pipeline(name=PIPELINE_NAME)
+    def train_eval_export(
+        task: str = "digits",
+        task_config: str = "{}",
+        model_dir: str = "",
+        train_steps: int = 1000,
+        steps_per_loop: int = 100,
+        checkpoint_interval: int = 100,
+        max_to_keep: int = 5,
+        strategy: str = "default",
+        policy: str = "all",
+        idle_timeout: int = 3600,
+        poll_interval: float = 1.0,
+        best_metric: str = "loss",
+        best_mode: str = "lower",
+        eval_name: str = "validation",
+        thresholds: str = "{}",
+        baseline_model_uri: str = "",
+        export_dir: str = "",
+        final_evaluate: bool = False,
+    ):
+        """Trains a task while evaluating every checkpoint, then exports the best one if it is good enough.
+
+        Args:
+            task: Registered task name (e.g. digits) or package.module:factory.
+            task_config: The task's config as a JSON object.
+            model_dir: Run directory (gs://bucket/path); empty: <pipeline root>/<job id>/model_dir.
+            train_steps: Global step to train up to.
+            steps_per_loop: Steps per inner training loop.
+            checkpoint_interval: Save a checkpoint every this many steps.
+            max_to_keep: Checkpoints to keep (the evaluator pins the best one apart).
+            strategy: default, mirrored, tpu or multi_worker_mirrored.
+            policy: Which checkpoints to evaluate: all, latest, or a step stride.
+            idle_timeout: The evaluator fails after this many seconds without a new checkpoint (0: never).
+            poll_interval: Seconds between the evaluator's looks for new checkpoints.
+            best_metric: The metric that picks the best checkpoint (e.g. accuracy, loss).
+            best_mode: higher or lower: which values of best_metric are better.
+            eval_name: The evaluator's name; its records go to <model_dir>/eval/<eval_name>/.
+            thresholds: Export only if the best checkpoint passes, e.g. {"accuracy": ">= 0.9"}.
+            baseline_model_uri: A model exported by tfpipe before; export only if best_metric beats its own.
+            export_dir: Also export to <export_dir>/<step>/ (e.g. gs://bucket/serving/model).
+            final_evaluate: Evaluate the exported checkpoint once more (records under eval/final/).
+        """
+        run_dir = resolve_op(model_dir=model_dir, pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+                             job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        run_dir.set_display_name("model-dir").set_caching_options(False)
+        trained = configure(train_op(
+            task=task, task_config=task_config, model_dir=run_dir.output, train_steps=train_steps,
+            steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval, max_to_keep=max_to_keep,
+            strategy=strategy), "train")
+        trained.set_caching_options(False).set_retry(num_retries=train_retries, backoff_duration="30s",
+                                                     backoff_factor=2.0, backoff_max_duration="600s")
+        watched = configure(eval_op(
+            task=task, task_config=task_config, model_dir=run_dir.output, policy=policy, idle_timeout=idle_timeout,
+            poll_interval=poll_interval, best_metric=best_metric, best_mode=best_mode, eval_name=eval_name,
+            thresholds=thresholds), "eval")
+        watched.set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
+        if backend == "local":
+            watched.after(trained)  # Local tasks run one at a time: the evaluator catches up afterwards.
+        stage_args = dict(task=task, task_config=task_config, model_dir=run_dir.output, eval_name=eval_name,
+                          thresholds=thresholds, export_dir=export_dir, final_evaluate=final_evaluate)
+        with dsl.If(baseline_model_uri != "", name="baseline-given"):
+            baseline = dsl.importer(artifact_uri=baseline_model_uri, artifact_class=Model, reimport=False)
+            verdict = baseline_op(candidate=watched.outputs["metrics"], baseline=baseline.output,
+                                  metric=best_metric, mode=best_mode, thresholds_passed=watched.outputs["passed"])
+            verdict.set_display_name("beats-baseline")
+            with dsl.If(verdict.output == True, name="better-than-baseline"):  # noqa: E712
+                export_stage(**stage_args).after(trained)
+        with dsl.Else(name="no-baseline"):
+            with dsl.If(watched.outputs["passed"] == True, name="thresholds-passed"):  # noqa: E712
+                export_stage(**stage_args).after(trained)
+
+    return train_eval_export

@@ -1,0 +1,122 @@
+"""The train ∥ continuous-eval → export pipeline: compiled IR per backend, the local run, the CLI."""
+
+import os
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp import compiler
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from components import export
+from pipelines import cli
+from pipelines.local_run import run_local
+from pipelines.train_eval_export import build_pipeline
+
+
+def compile_docs(tmp_path, **kwargs):
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline(**kwargs), str(path))
+    docs = list(yaml.safe_load_all(path.read_text()))
+    json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())  # A valid PipelineSpec.
+    return docs
+
+
+def test_gke_ir_requests_node_pools_retries_and_no_caching(tmp_path):
+    docs = compile_docs(tmp_path, backend="gke", image="gcr.io/p/tfpipe:1", profiles={
+        "train": "cpu=8,memory=32G,gpu=l4:2,spot", "eval": "cpu=2,memory=8G", "export": "tpu=v5e:2x2"})
+    spec, platform = docs
+    executors = spec["deploymentSpec"]["executors"]
+    train = executors["exec-train"]["container"]
+    assert train["image"] == "gcr.io/p/tfpipe:1"
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert train["resources"]["accelerator"]["resourceCount"] == "2"
+    assert train["resources"]["cpuLimit"] == 8 and train["resources"]["memoryLimit"] == 32
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["exec-train"]["nodeSelector"]["labels"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4", "cloud.google.com/gke-spot": "true"}
+    assert {t["key"] for t in k8s["exec-train"]["tolerations"]} == {"nvidia.com/gpu", "cloud.google.com/gke-spot"}
+    tpu = [e for n, e in k8s.items() if n.startswith("exec-export")]
+    assert tpu and tpu[0]["nodeSelector"]["labels"] == {
+        "cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice", "cloud.google.com/gke-tpu-topology": "2x2"}
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 3
+    assert tasks["train"]["cachingOptions"] == {} and tasks["continuous-eval"]["cachingOptions"] == {}
+    assert "dependentTasks" not in tasks["continuous-eval"] or "train" not in tasks["continuous-eval"]["dependentTasks"]
+
+
+def test_vertex_ir_uses_vertex_accelerator_names(tmp_path):
+    (spec,) = compile_docs(tmp_path, backend="vertex", profiles={"train": "gpu=a100:4,cpu=24,memory=170G"})
+    train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert train["accelerator"]["resourceType"] == "NVIDIA_TESLA_A100" and train["accelerator"]["resourceCount"] == "4"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(backend="gke", profiles={"train": "gpu=k9000:1"}), r"k9000"),
+        (dict(backend="gke", profiles={"train": "gpu=l4:3"}), r"3"),
+        (dict(backend="gke", profiles={"train": "tpu=v5e:3x3"}), r"3x3"),
+        (dict(backend="gke", profiles={"predict": "cpu=1"}), r"unknown step\(s\) \['predict'\]"),
+        (dict(backend="aws"), r"`backend` must be one of \['local', 'gke', 'vertex'\], got 'aws'"),
+    ],
+)
+def test_invalid_profiles_fail_before_compiling(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_pipeline(**kwargs)
+
+
+def test_vertex_tpu_takes_the_custom_job_route():
+    # TPUs on Vertex need a CustomJob (google-cloud-pipeline-components, an optional extra).
+    with pytest.raises(ImportError, match=r"pip install tfpipe\[vertex-custom-job\]"):
+        build_pipeline(backend="vertex", profiles={"train": "tpu=v5e:2x2"})
+
+
+def test_cli_compile_and_errors(tmp_path, capsys):
+    out = tmp_path / "gke.yaml"
+    assert cli.main(["compile", "--backend", "gke", "--image", "reg/x:2", "--train-resources", "gpu=t4:1",
+                     "-o", str(out)]) == 0
+    assert "reg/x:2" in out.read_text() and "nvidia-tesla-t4" in out.read_text()
+    assert cli.main(["compile", "--backend", "gke", "--train-resources", "gpu=t4:3", "-o", str(tmp_path / "x")]) == 2
+    assert "tfpipe compile:" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_cli_specs(tmp_path, capsys):
+    assert cli.main(["specs", "--out", str(tmp_path)]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["continuous_eval.yaml", "evaluate.yaml", "export.yaml", "train.yaml"]
+
+
+@pytest.fixture(scope="module")
+def local_summary(tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    return run_local(pipeline_root=str(root), train_steps=200, export_dir=str(root / "serving"), final_evaluate=True)
+
+
+def test_run_local_end_to_end(local_summary):
+    s = local_summary
+    assert s.final_step == 200 and s.evaluated == 2 and s.skipped == 0
+    assert s.best_metrics["accuracy"] >= 0.9 and s.exported
+    assert os.path.exists(os.path.join(s.saved_model, "saved_model.pb"))
+    assert s.export_path.endswith(f"serving/{s.best_step}") and os.path.exists(f"{s.export_path}/saved_model.pb")
+    assert os.path.exists(f"{s.model_dir}/eval/final/records/{s.best_step:012d}.json")  # The final evaluate ran.
+    assert open(s.report).read().count('class="chart"') >= 2
+    assert any(line.startswith("SavedModel ") and s.saved_model in line for line in s.lines())
+
+
+def test_run_local_baseline_gate(local_summary, tmp_path):
+    baseline = local_summary.saved_model
+    assert os.path.exists(os.path.join(baseline, export.EXPORT_INFO))
+    # The same config cannot beat itself (strictly better is required): no export.
+    same = run_local(pipeline_root=str(tmp_path / "a"), train_steps=200, baseline_model_uri=baseline)
+    assert not same.exported
+    better = run_local(pipeline_root=str(tmp_path / "b"), train_steps=400, baseline_model_uri=baseline)
+    assert better.best_metrics["accuracy"] > local_summary.best_metrics["accuracy"]
+    assert better.exported
+
+
+def test_run_local_bad_input_fails_before_running(tmp_path):
+    with pytest.raises(ValueError, match=r"`train_steps` must be a positive integer, got 0"):
+        run_local(pipeline_root=str(tmp_path), train_steps=0)
+    with pytest.raises(ValueError, match=r"`thresholds\['accuracy'\]` must be a comparison"):
+        run_local(pipeline_root=str(tmp_path), thresholds='{"accuracy": "high"}')
+    assert os.listdir(tmp_path) == []
