@@ -8,6 +8,7 @@ or local URI.
 """
 
 from controller_core import actions
+from controller_core import preemption
 from controller_core import utils
 from controller_core.controller import Action
 from controller_core.controller import Controller
@@ -32,5 +33,6 @@ __all__ = [
     "StandardTrainerOptions",
     "StepTimer",
     "actions",
+    "preemption",
     "utils",
 ]

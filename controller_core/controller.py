@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from controller_core import checkpoint_watcher
 from controller_core import eval_records
+from controller_core import preemption
 from controller_core import restore
 from controller_core import run_dir
 from controller_core import runner
@@ -122,6 +123,7 @@ class Controller:
         summary_manager: Optional[utils.SummaryManagerInterface] = None,
         eval_summary_manager: Optional[utils.SummaryManagerInterface] = None,
         allow_evaluate_initial_weights: bool = False,
+        termination_watcher: Optional[preemption.TerminationWatcher] = None,
     ) -> None:
         """Initializes the controller and restores the latest checkpoint, if any.
 
@@ -156,6 +158,9 @@ class Controller:
             allow_evaluate_initial_weights: Let `evaluate()` run when a checkpoint
                 manager is given but no checkpoint was restored and nothing was
                 trained, i.e. evaluate the initial weights on purpose.
+            termination_watcher: When it has seen SIGTERM, training saves a
+                checkpoint at the next loop boundary and raises
+                `preemption.Preempted` (exit status 143) for a retry to resume.
 
         Raises:
             ValueError: If both `trainer` and `evaluator` are None; if a trainer
@@ -193,6 +198,7 @@ class Controller:
         self.checkpoint_manager = checkpoint_manager
         self._enable_async_checkpointing = enable_async_checkpointing
         self._allow_evaluate_initial_weights = allow_evaluate_initial_weights
+        self._termination_watcher = termination_watcher
 
         if trainer is not None:
             self.step_timer: Optional[StepTimer] = None
@@ -584,6 +590,7 @@ class Controller:
         current_step = int(self.global_step.numpy())
         _log(f"train | step: {current_step: 6d} | training until step {steps}...")
         while current_step < steps:
+            self._maybe_stop_for_termination()
             steps_per_loop = self.steps_per_loop
             if not isinstance(steps_per_loop, (int, np.integer)) or steps_per_loop < 1:
                 raise ValueError(
@@ -593,6 +600,20 @@ class Controller:
             self._train_n_steps(min(steps - current_step, int(steps_per_loop)), target_step=steps)
             self._maybe_save_checkpoint()
             current_step = int(self.global_step.numpy())
+        self._maybe_stop_for_termination()
+
+    def _maybe_stop_for_termination(self) -> None:
+        """After a termination signal: saves a checkpoint at this step and raises `Preempted`."""
+        watcher = self._termination_watcher
+        if watcher is None or not watcher.requested:
+            return
+        step = int(self.global_step.numpy())
+        if self.checkpoint_manager is not None:
+            self._maybe_save_checkpoint(check_interval=False)
+            self.checkpoint_manager.sync()
+        stop = preemption.Preempted(step, watcher.signum)
+        _log(f"train | step: {step: 6d} | {stop}; exiting with status {stop.code} for a retry to resume")
+        raise stop
 
     def _train_n_steps(self, num_steps: int, target_step: int) -> None:
         """Runs one `trainer.train(num_steps)`, then actions, logging and summaries."""

@@ -134,10 +134,19 @@ class StandardTrainer(runner.AbstractTrainer, metaclass=abc.ABCMeta):
         self.train_loop_begin()
         if self._train_loop_fn is None:
             self._train_loop_fn = self.create_train_loop_fn()
+        self._train_loop_fn(self.train_iterator, num_steps)
+        return self.train_loop_end()
+
+    @property
+    def train_iterator(self) -> Any:
+        """The persistent iterator over `train_dataset` (created on first use).
+
+        Track it in the checkpoint (`tf.train.Checkpoint(..., train_iterator=...)`)
+        to save the data position with the weights, for an exact resume.
+        """
         if self._train_iter is None:
             self._train_iter = tf.nest.map_structure(iter, self.train_dataset)
-        self._train_loop_fn(self._train_iter, num_steps)
-        return self.train_loop_end()
+        return self._train_iter
 
     def train_loop_begin(self) -> None:
         """Called eagerly before each loop (e.g. to reset metrics)."""

@@ -28,6 +28,8 @@ from controller_core.actions.export_saved_model import ExportSavedModel
 from controller_core.actions.new_best_metric import JSONPersistedValue
 from controller_core.actions.new_best_metric import NewBestMetric
 from controller_core.actions.periodic_action import PeriodicAction
+from controller_core.actions.recover_from_divergence import DivergenceError
+from controller_core.actions.recover_from_divergence import RecoverFromDivergence
 from controller_core.actions.save_checkpoint_if_preempted import SaveCheckpointIfPreempted
 
 __all__ = [
@@ -37,5 +39,7 @@ __all__ = [
     "JSONPersistedValue",
     "NewBestMetric",
     "PeriodicAction",
+    "RecoverFromDivergence",
+    "DivergenceError",
     "SaveCheckpointIfPreempted",
 ]

@@ -1,0 +1,86 @@
+"""Preemption: turning SIGTERM into "save a checkpoint at this step, then exit for a retry".
+
+GKE and Vertex AI send SIGTERM to a preempted pod and kill it after a grace period
+(30 s by default on GKE). `TerminationWatcher` records the signal instead of dying;
+the `Controller` checks it at every train-loop boundary, saves a checkpoint at the
+current step (waiting for async saves), and raises `Preempted`, a `SystemExit` with
+status 143 (128 + SIGTERM): a failure, so KFP's retry policy starts the step again,
+and a "retryable" code for a TFJob's `ExitCode` restart policy. The retried step
+resumes from that checkpoint. Keep a train loop (`steps_per_loop`) well inside the
+grace period.
+"""
+
+import signal
+import threading
+from typing import Iterable, Optional
+
+from absl import logging
+
+PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+
+
+class Preempted(SystemExit):
+    """Raised after the checkpoint of a preempted run is saved; exits with status 143."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        super().__init__(PREEMPTED_EXIT_CODE)
+        self.step = step
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"preempted by {signal.Signals(self.signum).name}: checkpoint saved at step {self.step}"
+
+
+class TerminationWatcher:
+    """Records termination signals (SIGTERM by default) so the training loop can stop cleanly.
+
+    Use as a context manager, or `install()`/`uninstall()`; handlers are only
+    installed from the main thread (Python's rule) and the previous ones are restored.
+    """
+
+    def __init__(self, signals: Iterable[int] = (signal.SIGTERM,)) -> None:
+        """Initializes the watcher.
+
+        Args:
+            signals: The signals that mean "terminate soon".
+        """
+        self._signals = tuple(signals)
+        self._previous: dict = {}
+        self._received: Optional[int] = None
+
+    @property
+    def requested(self) -> bool:
+        """Whether a termination signal arrived."""
+        return self._received is not None
+
+    @property
+    def signum(self) -> Optional[int]:
+        """The signal that arrived, if any."""
+        return self._received
+
+    def install(self) -> "TerminationWatcher":
+        """Installs the handlers (main thread only; elsewhere this is a logged no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            logging.warning("TerminationWatcher: not the main thread; signals will not be caught.")
+            return self
+        for signum in self._signals:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        """Restores the previous handlers."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        del frame
+        self._received = signum
+        print(f"received {signal.Signals(signum).name}: saving a checkpoint at the end of this train loop",
+              flush=True)
+
+    def __enter__(self) -> "TerminationWatcher":
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()

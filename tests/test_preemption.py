@@ -1,0 +1,134 @@
+"""Preemption (SIGTERM → save at the current step, exit 143, resume exactly) and divergence recovery."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import controller_core as orbit
+from tests.support.tiny_runners import TinyRunner, checkpoint_steps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_worker(model_dir, **flags):
+    args = [sys.executable, "-m", "tests.support.preempt_worker", f"--model_dir={model_dir}"]
+    args += [f"--{k}={v}" for k, v in flags.items()]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def final_weights(model_dir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("model/"))
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def test_sigterm_saves_at_current_step_and_resume_matches_uninterrupted_run(tmp_path):
+    straight = str(tmp_path / "straight")
+    proc = start_worker(straight, steps=200)
+    assert proc.wait(timeout=120) == 0
+
+    preempted = str(tmp_path / "preempted")
+    survived = 0
+    for _ in range(2):  # Preempt twice, then let it finish.
+        before = max(checkpoint_steps(preempted), default=0)
+        proc = start_worker(preempted, steps=200, loop_sleep=0.05)
+        deadline = time.monotonic() + 60  # Wait for an interval checkpoint written by this process.
+        while time.monotonic() < deadline and not any(s > before and s % 50 == 0 for s in checkpoint_steps(preempted)):
+            time.sleep(0.05)
+        time.sleep(0.12)  # Land between interval checkpoints.
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 143, out
+        assert "preempted by SIGTERM: checkpoint saved at step" in out
+        saved = max(checkpoint_steps(preempted))
+        assert saved % 5 == 0 and saved < 200  # A loop boundary, not an interval multiple.
+        survived += 1
+    steps_at_preemption = [s for s in checkpoint_steps(preempted) if s % 50]
+    proc = start_worker(preempted, steps=200)
+    assert proc.wait(timeout=120) == 0
+    assert max(checkpoint_steps(preempted)) == 200
+
+    a, b = final_weights(straight), final_weights(preempted)
+    assert a.keys() == b.keys() and a
+    diff = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+    print(f"preemptions survived: {survived}; off-interval saves at {steps_at_preemption}; max weight diff {diff}")
+    assert diff == 0.0
+
+
+def test_no_watcher_means_default_sigterm(tmp_path):
+    # Without a TerminationWatcher, SIGTERM keeps its default meaning (the process dies at once).
+    proc = subprocess.Popen([sys.executable, "-c", "import time, controller_core; time.sleep(60)"], cwd=ROOT)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+
+
+class DivergingRunner(TinyRunner):
+    """Poisons the weights with NaN at the end of given train-loop calls."""
+
+    def __init__(self, poison_calls):
+        super().__init__()
+        self.calls = 0
+        self.poison_calls = set(poison_calls)
+
+    def train_loop_end(self):
+        self.calls += 1
+        if self.calls in self.poison_calls:
+            self.model.dense.kernel.assign(self.model.dense.kernel * float("nan"))
+            return {"loss": tf.constant(float("nan"))}
+        return super().train_loop_end()
+
+
+def make(tmp_path, runner, **action_kwargs):
+    manager = tf.train.CheckpointManager(runner.checkpoint(), str(tmp_path), max_to_keep=None,
+                                         step_counter=runner.global_step, checkpoint_interval=4)
+    action = orbit.actions.RecoverFromDivergence(manager, runner.global_step, **action_kwargs)
+    controller = orbit.Controller(global_step=runner.global_step, trainer=runner, steps_per_loop=2,
+                                  checkpoint_manager=manager, train_actions=[action])
+    return controller, action, manager
+
+
+def all_checkpoints_finite(directory):
+    for step in checkpoint_steps(directory):
+        reader = tf.train.load_checkpoint(f"{directory}/ckpt-{step}")
+        for name in reader.get_variable_to_shape_map():
+            value = reader.get_tensor(name)
+            if np.issubdtype(np.asarray(value).dtype, np.floating):
+                assert np.all(np.isfinite(value)), (step, name)
+
+
+def test_transient_divergence_rolls_back_and_finishes(tmp_path, capsys):
+    runner = DivergingRunner(poison_calls={4})  # The 4th loop ends at step 8 with NaN weights.
+    controller, action, _ = make(tmp_path, runner)
+    controller.train(12)
+    assert action.recoveries == 1 and int(runner.global_step.numpy()) == 12
+    assert np.all(np.isfinite(runner.model.dense.kernel.numpy()))
+    assert "diverged | rolled back to" in capsys.readouterr().out
+    all_checkpoints_finite(str(tmp_path))  # The NaN state was never checkpointed.
+
+
+def test_persistent_divergence_fails_with_step_and_loss(tmp_path):
+    runner = DivergingRunner(poison_calls=set(range(3, 100)))
+    controller, action, _ = make(tmp_path, runner, max_recoveries=2)
+    with pytest.raises(orbit.actions.DivergenceError,
+                       match=r"Training diverged at step 6: loss = nan \(after 2 rollback\(s\)\)"):
+        controller.train(20)
+    all_checkpoints_finite(str(tmp_path))
+
+
+def test_loss_upper_bound_and_no_checkpoint(tmp_path):
+    action = orbit.actions.RecoverFromDivergence(
+        tf.train.CheckpointManager(tf.train.Checkpoint(), str(tmp_path), 1), tf.Variable(3), loss_upper_bound=10.0)
+    action({"loss": 9.0})
+    with pytest.raises(orbit.actions.DivergenceError, match=r"at step 3: loss = 11.0 \(no checkpoint to roll back to\)"):
+        action({"loss": 11.0})
+    with pytest.raises(ValueError, match=r"`max_recoveries` must be a non-negative integer, got -1"):
+        orbit.actions.RecoverFromDivergence(None, None, max_recoveries=-1)
+    assert math.isinf(float("inf")) and action.diverged(float("inf"))
