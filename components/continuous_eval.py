@@ -90,7 +90,8 @@ def run(
     target_step = evaluation.parse_optional(target_step)
     if target_step is not None:
         runtime.check_positive_int("target_step", target_step)
-    idle_timeout = evaluation.parse_optional(idle_timeout)
+    idle_timeout = checkpoint_watcher.check_seconds("idle_timeout", evaluation.parse_optional(idle_timeout))
+    checkpoint_watcher.check_seconds("poll_interval", poll_interval, optional=False)
     runtime.check_eval_name(eval_name)
     evaluation.check_eval_steps(eval_steps)
     runtime.check_choice("best_mode", best_mode, eval_records.BEST_MODES)

@@ -36,6 +36,20 @@ def parse_policy(policy: Union[str, int]) -> Policy:
     )
 
 
+def check_seconds(name: str, value: Optional[float], *, optional: bool = True) -> Optional[float]:
+    """Checks a duration input: a positive number of seconds (or None when `optional`).
+
+    Raises:
+        ValueError: Naming the input, the value and what is accepted.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        accepted = "a positive number of seconds or None" if optional else "a positive number of seconds"
+        raise ValueError(f"`{name}` ({value!r}) must be {accepted}.")
+    return value
+
+
 def list_checkpoints(directory: str, name: str = "ckpt") -> Dict[int, str]:
     """Complete checkpoints `<directory>/<name>-<step>` by step, from a fresh listing."""
     found = {}

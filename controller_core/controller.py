@@ -90,11 +90,6 @@ def _format_output(output: runner.Output, indent: int = 4) -> str:
     return "{\n" + ",\n".join(pad + line for line in lines) + "\n" + " " * (indent - 4) + "}"
 
 
-def _check_optional_positive(name: str, value: Optional[float]) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-        raise ValueError(f"`{name}` ({value!r}) must be a positive number of seconds or None.")
-
-
 class Controller:
     """Runs training, evaluation, checkpointing and summaries around runners.
 
@@ -407,9 +402,9 @@ class Controller:
         self._require("evaluator", for_method="evaluate_continuously")
         self._require("checkpoint_manager", for_method="evaluate_continuously")
         policy = checkpoint_watcher.parse_policy(policy)
-        _check_optional_positive("timeout", timeout)
-        _check_optional_positive("idle_timeout", idle_timeout)
-        _check_optional_positive("poll_interval", poll_interval)
+        checkpoint_watcher.check_seconds("timeout", timeout)
+        checkpoint_watcher.check_seconds("idle_timeout", idle_timeout)
+        checkpoint_watcher.check_seconds("poll_interval", poll_interval, optional=False)
         if target_step is not None and (not isinstance(target_step, (int, np.integer)) or target_step < 1):
             raise ValueError(f"`target_step` ({target_step!r}) must be a positive integer or None.")
         if not isinstance(eval_name, str) or not eval_name or "/" in eval_name:
