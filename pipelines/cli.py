@@ -57,8 +57,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     profiles = {step: spec for step, spec in (("train", args.train_resources), ("eval", args.eval_resources),
                                               ("export", args.export_resources)) if spec}
+    secrets: Dict[str, Dict[str, str]] = {}
+    for item in args.secret:
+        name, sep, pair = item.partition(":")
+        key, eq, env = pair.partition("=")
+        if not (sep and eq and name and key and env):
+            raise SystemExit(f"tfpipe compile: `--secret` must be NAME:KEY=ENV_VAR, got {item!r}")
+        secrets.setdefault(name, {})[key] = env
     pipeline = build_pipeline(backend=args.backend, image=args.image, profiles=profiles,
-                              train_retries=args.train_retries)
+                              train_retries=args.train_retries, secret_env=secrets)
     compiler.Compiler().compile(pipeline, args.output)
     print(f"compiled {args.backend} pipeline for image {args.image} to {args.output}")
     return 0
@@ -126,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         comp.add_argument(f"--{step}-resources", default="",
                           help=f"Resources of the {step} step, e.g. 'cpu=8,memory=32G,gpu=l4:1,spot' or 'tpu=v5e:2x2'.")
     comp.add_argument("--train-retries", type=int, default=3, help="Retries of the train step (preemption).")
+    comp.add_argument("--secret", action="append", default=[],
+                      help="GKE: expose Kubernetes secret key KEY of secret NAME as ENV_VAR in every step "
+                           "(NAME:KEY=ENV_VAR; repeatable). Only names go into the YAML.")
     comp.add_argument("-o", "--output", required=True, help="The pipeline YAML to write.")
     comp.set_defaults(func=cmd_compile)
 

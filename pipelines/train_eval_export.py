@@ -9,9 +9,11 @@ while they run); export runs after both, only when the best checkpoint passes th
 thresholds and, given a baseline model URI, beats the baseline's recorded metric.
 """
 
+import re
 from typing import Mapping, Optional
 
 from kfp import dsl
+from kfp import kubernetes
 from kfp.dsl import Input, Metrics, Model
 
 from components import kfp_components
@@ -66,12 +68,37 @@ def beats_baseline(
     return bool(thresholds_passed and better)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], backend: str) -> dict:
+    """Checks `secret_env` ({secret: {key: ENV}}): Kubernetes names, environment variable names, GKE only."""
+    if not secret_env:
+        return {}
+    if backend != "gke":
+        raise ValueError(
+            f"`secret_env` needs backend 'gke' (Kubernetes secrets), got backend {backend!r}; on Vertex, grant the "
+            "run's service account access instead."
+        )
+    for name, keys in secret_env.items():
+        if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
+            raise ValueError(f"`secret_env` secret name {name!r} is not a Kubernetes name (lowercase, digits, '-', '.').")
+        if not isinstance(keys, Mapping) or not keys:
+            raise ValueError(f"`secret_env[{name!r}]` must map secret keys to environment variables, got {keys!r}.")
+        for key, env in keys.items():
+            if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
+                raise ValueError(f"`secret_env[{name!r}][{key!r}]` must be an environment variable name, got {env!r}.")
+    return {name: dict(keys) for name, keys in secret_env.items()}
+
+
 def build_pipeline(
     *,
     backend: str = "local",
     image: str = kfp_components.DEFAULT_IMAGE,
     profiles: Optional[Mapping[str, object]] = None,
     train_retries: int = 3,
+    secret_env: Optional[Mapping[str, Mapping[str, str]]] = None,
 ):
     """Builds the pipeline function for a backend.
 
@@ -85,6 +112,10 @@ def build_pipeline(
             spec string such as `"cpu=8,memory=32G,gpu=l4:1,spot"` or a mapping.
         train_retries: Retries of the train step (preemption); it resumes from
             its latest checkpoint.
+        secret_env: GKE only: Kubernetes secrets to expose to every step as
+            environment variables, `{secret_name: {secret_key: ENV_VAR}}`
+            (kfp-kubernetes `use_secret_as_env`); the YAML holds only the names.
+            On Vertex, steps authenticate as the run's service account.
 
     Returns:
         The `@dsl.pipeline` function.
@@ -105,6 +136,7 @@ def build_pipeline(
             resources.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
     if isinstance(train_retries, bool) or not isinstance(train_retries, int) or train_retries < 0:
         raise ValueError(f"`train_retries` must be a non-negative integer, got {train_retries!r}.")
+    secrets = _check_secret_env(secret_env, backend)
 
     ops = kfp_components.components_for_image(image)
     light = dict(base_image=image, install_kfp_package=False)
@@ -124,6 +156,8 @@ def build_pipeline(
     def configure(task, step):
         if backend != "local" and not custom_job[step]:
             resources.apply_profile(task, parsed[step], backend=backend)
+        for secret_name, key_to_env in secrets.items():
+            kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=dict(key_to_env))
         return task
 
     @dsl.pipeline(name="export-stage")
