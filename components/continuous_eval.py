@@ -18,6 +18,7 @@ from components import evaluation
 from components import runtime
 from controller_core import checkpoint_watcher
 from controller_core import eval_records
+from controller_core import preemption
 
 
 @dataclasses.dataclass
@@ -40,6 +41,7 @@ class ContinuousEvalResult:
         return self.best["best_checkpoint"] if self.best else ""
 
 
+@preemption.exits_on_termination
 def run(
     *,
     task: str,

@@ -16,6 +16,7 @@ from absl import flags
 from components import evaluation
 from components import runtime
 from controller_core import eval_records
+from controller_core import preemption
 from controller_core import run_dir
 
 
@@ -29,6 +30,7 @@ class EvaluateResult:
     class_names: Optional[list]
 
 
+@preemption.exits_on_termination
 def run(
     *,
     task: str,

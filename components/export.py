@@ -26,6 +26,7 @@ from components import runtime
 from components import thresholds as thresholds_lib
 from components.thresholds import ThresholdNotMetError
 from controller_core import eval_records
+from controller_core import preemption
 from controller_core import restore
 from controller_core import run_dir
 
@@ -85,6 +86,7 @@ def _check_predictions(task: Any, path: str) -> None:
                                    err_msg=f"exported model's {key!r} differs from the checkpoint's")
 
 
+@preemption.exits_on_termination
 def run(
     *,
     task: str,

@@ -10,40 +10,61 @@ resumes from that checkpoint. Keep a train loop (`steps_per_loop`) well inside t
 grace period.
 """
 
+import functools
 import signal
 import threading
-from typing import Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 from absl import logging
 
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
 
 
-class Preempted(SystemExit):
+class Terminated(SystemExit):
+    """A termination signal ended the run early; exits with status 143, which asks for a retry."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(PREEMPTED_EXIT_CODE)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"terminated by {signal.Signals(self.signum).name}"
+
+
+class Preempted(Terminated):
     """Raised after the checkpoint of a preempted run is saved; exits with status 143."""
 
     def __init__(self, step: int, signum: int) -> None:
-        super().__init__(PREEMPTED_EXIT_CODE)
+        super().__init__(signum)
         self.step = step
-        self.signum = signum
 
     def __str__(self) -> str:
         return f"preempted by {signal.Signals(self.signum).name}: checkpoint saved at step {self.step}"
 
 
 class TerminationWatcher:
-    """Records termination signals (SIGTERM by default) so the training loop can stop cleanly.
+    """Records termination signals (SIGTERM by default) so a loop can stop cleanly.
+
+    By default the signal is only recorded, for the training loop to act on at
+    its next boundary. With `immediate=True` the handler raises `Terminated`
+    at once instead, so `finally` blocks remove temporary files and nothing
+    half-written is left: for evaluation and export, whose work is recorded
+    atomically at its end and can simply be redone.
 
     Use as a context manager, or `install()`/`uninstall()`; handlers are only
     installed from the main thread (Python's rule) and the previous ones are restored.
     """
 
-    def __init__(self, signals: Iterable[int] = (signal.SIGTERM,)) -> None:
+    def __init__(self, signals: Iterable[int] = (signal.SIGTERM,), *, immediate: bool = False) -> None:
         """Initializes the watcher.
 
         Args:
             signals: The signals that mean "terminate soon".
+            immediate: Raise `Terminated` from the handler instead of recording.
         """
+        self._immediate = immediate
         self._signals = tuple(signals)
         self._previous: dict = {}
         self._received: Optional[int] = None
@@ -76,6 +97,9 @@ class TerminationWatcher:
     def _handle(self, signum: int, frame: object) -> None:
         del frame
         self._received = signum
+        if self._immediate:
+            print(f"received {signal.Signals(signum).name}: stopping; completed work is recorded", flush=True)
+            raise Terminated(signum)
         print(f"received {signal.Signals(signum).name}: saving a checkpoint at the end of this train loop",
               flush=True)
 
@@ -84,3 +108,19 @@ class TerminationWatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.uninstall()
+
+
+def exits_on_termination(fn: F) -> F:
+    """Decorator: runs `fn` under `TerminationWatcher(immediate=True)`.
+
+    For work that is recorded atomically at its end (an evaluation, an export):
+    SIGTERM stops it at once, `finally` blocks clean up, and the process exits
+    with status 143 for a retry to redo it.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with TerminationWatcher(immediate=True):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -47,9 +47,9 @@ def write_text_atomic(path: str, text: str, *, overwrite: bool = True) -> None:
     if directory:
         tf.io.gfile.makedirs(directory)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
     try:
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(text)
         tf.io.gfile.rename(tmp, path, overwrite=overwrite)
     finally:
         if tf.io.gfile.exists(tmp):

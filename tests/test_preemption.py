@@ -132,3 +132,62 @@ def test_loss_upper_bound_and_no_checkpoint(tmp_path):
     with pytest.raises(ValueError, match=r"`max_recoveries` must be a non-negative integer, got -1"):
         orbit.actions.RecoverFromDivergence(None, None, max_recoveries=-1)
     assert math.isinf(float("inf")) and action.diverged(float("inf"))
+
+
+# ---------------------------------------------- SIGTERM in evaluation and export
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    from components import train
+
+    model_dir = str(tmp_path_factory.mktemp("digits"))
+    train.run(task="digits", model_dir=model_dir, train_steps=200, steps_per_loop=20, checkpoint_interval=20)
+    return model_dir
+
+
+def sigterm_at(target, call_number, component, *flags):
+    return subprocess.run(
+        [sys.executable, "-m", "tests.support.sigterm_at", target, str(call_number), component, *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def leftovers(directory):
+    return [os.path.join(r, n) for r, ds, fs in os.walk(directory) for n in ds + fs if ".tmp-" in n]
+
+
+def test_sigterm_during_continuous_eval_leaves_whole_records_and_resumes(digits_run):
+    import json
+
+    from controller_core import eval_records
+
+    flags = ["--task=digits", f"--model_dir={digits_run}", "--eval_name=term", "--poll_interval=0.1",
+             "--idle_timeout=30"]
+    # The 4th record write is interrupted: three whole records, no fourth, no temporary left behind.
+    out = sigterm_at("controller_core.run_dir:write_text_atomic", 7, "components.continuous_eval", *flags)
+    assert out.returncode == 143, out.stdout[-2000:] + out.stderr[-2000:]
+    records = eval_records.EvalRecords(eval_records.eval_dir(digits_run, "term"))
+    done = records.steps()
+    assert done and all(json.load(open(records.path(s)))["step"] == s for s in done)
+    assert not leftovers(records.directory)
+    mtimes = {s: os.path.getmtime(records.path(s)) for s in done}
+    rerun = subprocess.run([sys.executable, "-m", "components.continuous_eval", *flags], cwd=ROOT,
+                           capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert records.steps() == checkpoint_steps(digits_run) == [120, 140, 160, 180, 200]  # max_to_keep=5
+    assert {s: os.path.getmtime(records.path(s)) for s in done} == mtimes  # Never rewritten.
+
+
+def test_sigterm_during_export_commit_leaves_no_loadable_partial_export(digits_run, tmp_path):
+    out_path = str(tmp_path / "model")
+    flags = ["--task=digits", f"--model_dir={digits_run}", f"--output_path={out_path}", "--checkpoint=latest"]
+    # Interrupted while copying the committed files: saved_model.pb (always copied last) is not there.
+    out = sigterm_at("tensorflow.io.gfile:copy", 2, "components.export", *flags)
+    assert out.returncode == 143, out.stdout[-2000:] + out.stderr[-2000:]
+    assert not os.path.exists(os.path.join(out_path, "saved_model.pb"))
+    assert not leftovers(tmp_path)  # The temporary SavedModel was removed.
+    rerun = subprocess.run([sys.executable, "-m", "components.export", *flags], cwd=ROOT,
+                           capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    tf.saved_model.load(out_path)  # The retried export completed the commit.
