@@ -9,7 +9,7 @@ valid `Metrics` values: they appear in the HTML report as text instead.
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from components import report
-from components.tasks.keras_runners import CONFUSION_MATRIX
+from components.tasks.keras_runners import CONFUSION_MATRIX, ROC
 from controller_core import eval_records
 from controller_core import run_dir
 from controller_core import runner
@@ -21,7 +21,7 @@ STEP = "step"
 def split_metrics(metrics: Mapping[str, Any]) -> Tuple[Dict[str, float], Optional[List[List[int]]]]:
     """Splits a record's metrics into scalar metrics (`a/b` names) and the confusion matrix, if any."""
     matrix = metrics.get(CONFUSION_MATRIX)
-    scalars = run_dir.flatten_scalars({k: v for k, v in metrics.items() if k != CONFUSION_MATRIX})
+    scalars = run_dir.flatten_scalars({k: v for k, v in metrics.items() if k not in (CONFUSION_MATRIX, ROC)})
     return scalars, matrix
 
 
@@ -54,6 +54,10 @@ def log_to_kfp(
     _, matrix = split_metrics(record["metrics"])
     if classification_metrics is not None and matrix and class_names:
         classification_metrics.log_confusion_matrix(list(class_names), [[int(v) for v in row] for row in matrix])
+    roc = record["metrics"].get(ROC)
+    if classification_metrics is not None and roc:
+        classification_metrics.log_roc_curve(
+            [float(v) for v in roc["fpr"]], [float(v) for v in roc["tpr"]], [float(v) for v in roc["thresholds"]])
 
 
 def render(

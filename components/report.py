@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["LINE_COLOR", "BEST_COLOR", "render_report", "write_report_atomic"]
+__all__ = ["LINE_COLOR", "BEST_COLOR", "render_report"]
 
 LINE_COLOR = "#2563eb"
 """Colour of every chart's line and points (only the charts use it)."""

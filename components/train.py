@@ -20,12 +20,18 @@ from components.tasks.keras_runners import KerasTrainer
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a train run leaves behind."""
+    """What a train run leaves behind.
+
+    Every worker of a multi-worker run reports the same values: the chief's
+    checkpoint path in `model_dir` and the loop metrics reduced over all
+    replicas. Only the chief (`is_chief`) should publish them (KFP outputs).
+    """
 
     model_dir: str
     final_step: int
     checkpoint: Optional[str]
     metrics: Dict[str, float]
+    is_chief: bool = True
 
 
 def run(
@@ -44,6 +50,12 @@ def run(
 
     A run that finds `model_dir` already trained to `train_steps` trains nothing
     and reports the same result. Every input is checked before any work starts.
+
+    Under a multi-worker strategy (`TF_CONFIG`) every worker runs this; only the
+    chief (see `runtime.is_chief`) writes the run config, checkpoints, the
+    completion marker and summaries into `model_dir`. The other workers save
+    their share of each checkpoint into a throwaway local directory (removed
+    at the end) and resume from the chief's latest checkpoint in `model_dir`.
 
     Args:
         task: A registered task name (e.g. `digits`) or `package.module:factory`.
@@ -73,34 +85,58 @@ def run(
 
     runtime.check_run_config(model_dir, inputs, write=False)
     distribution = runtime.create_strategy(strategy)
+    chief = runtime.is_chief(distribution)
     built = inputs.build(distribution)
-    runtime.check_run_config(model_dir, inputs, write=True)
+    if chief:
+        runtime.check_run_config(model_dir, inputs, write=True)
 
     trainer = built.trainer or KerasTrainer(built, distribution)
-    manager = tf.train.CheckpointManager(
-        runtime.task_checkpoint(built),
-        directory=model_dir,
-        max_to_keep=max_to_keep,
-        step_counter=built.global_step,
-        checkpoint_interval=checkpoint_interval,
-    )
-    controller = orbit.Controller(
-        global_step=built.global_step,
-        trainer=trainer,
-        strategy=distribution,
-        steps_per_loop=steps_per_loop,
-        checkpoint_manager=manager,
-        enable_async_checkpointing=enable_async_checkpointing,
-        summary_dir=os.path.join(model_dir, "train"),
-    )
-    controller.train(train_steps)
-    marker = runtime.read_training_complete(model_dir) or {}
+    # Every worker saves each checkpoint (TF requires it); only the chief's go to model_dir.
+    with runtime.worker_checkpoint_dir(distribution, model_dir) as checkpoint_dir:
+        manager = tf.train.CheckpointManager(
+            runtime.task_checkpoint(built),
+            directory=checkpoint_dir,
+            max_to_keep=max_to_keep,
+            step_counter=built.global_step,
+            checkpoint_interval=checkpoint_interval,
+        )
+        controller = orbit.Controller(
+            global_step=built.global_step,
+            trainer=trainer,
+            strategy=distribution,
+            steps_per_loop=steps_per_loop,
+            checkpoint_manager=manager,
+            enable_async_checkpointing=enable_async_checkpointing,
+            summary_dir=os.path.join(model_dir, "train") if chief else None,
+        )
+        if not chief:
+            _restore_chief_checkpoint(controller, model_dir)
+        controller.train(train_steps)
+        marker = runtime.read_training_complete(checkpoint_dir) or {}
+        checkpoint = manager.latest_checkpoint
+    if checkpoint is not None and not chief:
+        # The chief saved the same checkpoint number under the same name in model_dir.
+        checkpoint = os.path.join(model_dir, os.path.basename(checkpoint))
     return TrainResult(
         model_dir=model_dir,
         final_step=int(built.global_step.numpy()),
-        checkpoint=manager.latest_checkpoint,
+        checkpoint=checkpoint,
         metrics=dict(marker.get("train_output", {})),
+        is_chief=chief,
     )
+
+
+def _restore_chief_checkpoint(controller: orbit.Controller, model_dir: str) -> None:
+    """Restores a non-chief worker from the chief's latest checkpoint in `model_dir`.
+
+    Its own checkpoint manager saves into a throwaway directory that starts
+    empty, so the controller restored nothing; resuming must start every
+    worker from the same weights and step as the chief, or the replicas
+    diverge (and disagree on when to save).
+    """
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest is not None:
+        controller.restore_checkpoint(latest)
 
 
 FLAGS = flags.FLAGS
@@ -130,7 +166,10 @@ def main(argv: list) -> None:
         strategy=FLAGS.strategy,
         enable_async_checkpointing=FLAGS.enable_async_checkpointing,
     )
-    print(f"train | done | step: {result.final_step} | checkpoint: {result.checkpoint} | metrics: {result.metrics}")
+    print(
+        f"train | done | step: {result.final_step} | checkpoint: {result.checkpoint} | metrics: {result.metrics}"
+        + ("" if result.is_chief else " | non-chief worker: wrote nothing to model_dir")
+    )
 
 
 if __name__ == "__main__":

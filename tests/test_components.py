@@ -180,3 +180,24 @@ def test_interrupted_export_commit_is_completed_not_served_half(trained, tmp_pat
     export.commit_saved_model(out, partial)
     assert sorted(os.listdir(partial)) == ["fingerprint.pb", "saved_model.pb", "tfpipe_export.json", "variables"]
     tf.saved_model.load(partial)
+
+
+def test_binary_task_reports_roc_curve_to_classification_metrics(tmp_path):
+    from kfp import dsl
+
+    from components import artifacts
+
+    config = {"one_vs_rest": 0}
+    train.run(task="digits", task_config=config, model_dir=str(tmp_path), train_steps=100, steps_per_loop=50,
+              checkpoint_interval=100)
+    result = evaluate.run(task="digits", task_config=config, model_dir=str(tmp_path))
+    roc = result.record["metrics"]["roc"]
+    assert len(roc["thresholds"]) == len(roc["tpr"]) == len(roc["fpr"]) == 51
+    assert roc["tpr"][0] == roc["fpr"][0] == 1.0  # Threshold 0: everything is positive.
+    assert roc["fpr"][25] < 0.05 and roc["tpr"][25] > 0.8  # A useful classifier at P = 0.5.
+    assert result.class_names == ["not 0", "0"]
+    metrics = dsl.ClassificationMetrics(name="cm", uri=str(tmp_path / "cm"))
+    artifacts.log_to_kfp(result.record, classification_metrics=metrics, class_names=result.class_names)
+    assert len(metrics.metadata["confidenceMetrics"]) == 51
+    assert [a["displayName"] for a in metrics.metadata["confusionMatrix"]["annotationSpecs"]] == ["not 0", "0"]
+    assert "roc/tpr" not in artifacts.kfp_metrics(result.record)  # Curves are not scalar Metrics.

@@ -1,6 +1,7 @@
 """The train ∥ continuous-eval → export pipeline: compiled IR per backend, the local run, the CLI."""
 
 import os
+import re
 
 import pytest
 import yaml
@@ -120,3 +121,25 @@ def test_run_local_bad_input_fails_before_running(tmp_path):
     with pytest.raises(ValueError, match=r"`thresholds\['accuracy'\]` must be a comparison"):
         run_local(pipeline_root=str(tmp_path), thresholds='{"accuracy": "high"}')
     assert os.listdir(tmp_path) == []
+
+
+def test_run_local_report_draws_a_chart_per_metric_in_chromium(local_summary, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from components import report
+    from tests.support import browser
+
+    chromium = browser.require_chromium()
+    page = tmp_path / "report.html"  # The artifact file has no extension; file:// would show it as text.
+    page.write_bytes(open(local_summary.report, "rb").read())
+    dom = browser.dump_dom(page, executable=chromium)
+    charts = re.findall(r'<figure class="chart" data-metric="([^"]+)"(.*?)</figure>', dom, flags=re.S)
+    assert {name for name, _ in charts} == {"accuracy", "loss"}  # One chart per scalar metric.
+    for name, body in charts:
+        points = re.findall(r'<polyline class="series" points="([^"]+)"', body)
+        assert points and len(points[0].split()) == local_summary.evaluated, name
+    png = browser.screenshot(page, tmp_path / "report.png", executable=chromium)
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)
+    target = np.array([int(report.LINE_COLOR[i:i + 2], 16) for i in (1, 3, 5)])
+    assert (np.abs(pixels - target) <= 24).all(axis=-1).sum() > 500  # The lines are drawn.

@@ -32,6 +32,8 @@ class DigitsConfig:
         eval_fraction: Share of the bundled data held out for evaluation.
         seed: Seed for the weights, the split and the shuffle order.
         data_uri: Read TFRecords from this URI instead of the bundled data.
+        one_vs_rest: A digit: classify "this digit" against the rest (a binary
+            task, with an ROC curve) instead of all ten digits.
     """
 
     batch_size: int = 64
@@ -40,6 +42,7 @@ class DigitsConfig:
     eval_fraction: float = 0.2
     seed: int = 0
     data_uri: Optional[str] = None
+    one_vs_rest: Optional[int] = None
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -50,6 +53,8 @@ class DigitsConfig:
             raise ValueError(f"`task_config['hidden_units']` must be a positive integer, got {self.hidden_units}.")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"`task_config['eval_fraction']` must be between 0 and 1, got {self.eval_fraction}.")
+        if self.one_vs_rest is not None and not 0 <= self.one_vs_rest < NUM_CLASSES:
+            raise ValueError(f"`task_config['one_vs_rest']` must be a digit 0-9 or null, got {self.one_vs_rest}.")
 
 
 def load_arrays(config: DigitsConfig) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
@@ -118,6 +123,12 @@ def build(config_dict: Dict[str, Any]) -> Task:
         (tx, ty), (ex, ey) = load_arrays(config)
         train = tf.data.Dataset.from_tensor_slices((tx, ty))
         evaluation = tf.data.Dataset.from_tensor_slices((ex, ey))
+    classes = CLASS_NAMES
+    if config.one_vs_rest is not None:
+        digit = config.one_vs_rest
+        classes = [f"not {digit}", str(digit)]
+        relabel = lambda x, y: (x, tf.cast(tf.equal(y, digit), tf.int64))  # noqa: E731
+        train, evaluation = train.map(relabel), evaluation.map(relabel)
 
     def train_dataset(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
         ds = train
@@ -141,7 +152,7 @@ def build(config_dict: Dict[str, Any]) -> Task:
         [
             tf_keras.layers.Input(shape=(NUM_FEATURES,), name="image"),
             tf_keras.layers.Dense(config.hidden_units, activation="relu"),
-            tf_keras.layers.Dense(NUM_CLASSES, name="logits"),
+            tf_keras.layers.Dense(len(classes), name="logits"),
         ],
         name="digits",
     )
@@ -163,6 +174,6 @@ def build(config_dict: Dict[str, Any]) -> Task:
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none"),
         metrics=lambda: [tf_keras.metrics.SparseCategoricalAccuracy("accuracy")],
         serving_signature=serve,
-        class_names=CLASS_NAMES,
+        class_names=classes,
         global_batch_size=config.batch_size,
     )

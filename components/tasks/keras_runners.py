@@ -10,6 +10,8 @@ from components.tasks.base import Task
 
 
 CONFUSION_MATRIX = "confusion_matrix"
+ROC = "roc"
+ROC_THRESHOLDS = [i / 50 for i in range(51)]
 
 
 def _results(loss: tf_keras.metrics.Metric, metrics: List[Any]) -> Dict[str, tf.Tensor]:
@@ -76,7 +78,9 @@ class KerasEvaluator(orbit.StandardEvaluator):
     """Evaluates a task's model over its evaluation dataset: loss and metrics.
 
     For classifiers the output also holds `confusion_matrix` (rows: true class,
-    columns: predicted class, in `task.class_names` order).
+    columns: predicted class, in `task.class_names` order); for binary
+    classifiers (two classes, logits) also `roc`: true and false positive rates
+    of P(class 1) at thresholds 0, 0.02, ..., 1.
     """
 
     def __init__(self, task: Task, strategy: tf.distribute.Strategy) -> None:
@@ -96,10 +100,16 @@ class KerasEvaluator(orbit.StandardEvaluator):
                 tf.zeros([n, n], tf.int64), trainable=False,
                 synchronization=tf.VariableSynchronization.ON_READ, aggregation=tf.VariableAggregation.SUM,
             )
+            # Binary classifiers: counts at fixed thresholds of P(class 1), for the ROC curve.
+            self._roc_counts = [
+                cls(thresholds=ROC_THRESHOLDS) for cls in (
+                    tf_keras.metrics.TruePositives, tf_keras.metrics.FalsePositives,
+                    tf_keras.metrics.TrueNegatives, tf_keras.metrics.FalseNegatives)
+            ] if n == 2 else []
         super().__init__(orbit.utils.make_distributed_dataset(strategy, task.eval_dataset))
 
     def eval_begin(self) -> None:
-        for metric in [self.eval_loss] + self.eval_metrics:
+        for metric in [self.eval_loss] + self.eval_metrics + self._roc_counts:
             metric.reset_state()
         for v in self._confusion_components():
             v.assign(tf.zeros_like(v))
@@ -118,6 +128,10 @@ class KerasEvaluator(orbit.StandardEvaluator):
                 self._confusion.assign_add(
                     tf.math.confusion_matrix(tf.reshape(labels, [-1]), predicted, num_classes=n, dtype=tf.int64)
                 )
+            if self._roc_counts:
+                positive = tf.nn.softmax(predictions, axis=-1)[:, 1]
+                for count in self._roc_counts:
+                    count.update_state(tf.reshape(labels, [-1]), positive)
 
         features, labels = next(iterator)
         self.strategy.run(step_fn, args=(features, labels))
@@ -126,6 +140,13 @@ class KerasEvaluator(orbit.StandardEvaluator):
         output = _results(self.eval_loss, self.eval_metrics)
         if self.task.class_names:
             output[CONFUSION_MATRIX] = self._confusion.read_value()
+        if self._roc_counts:
+            tp, fp, tn, fn = (tf.cast(c.result(), tf.float64) for c in self._roc_counts)
+            output[ROC] = {
+                "thresholds": tf.constant(ROC_THRESHOLDS, tf.float64),
+                "tpr": tf.math.divide_no_nan(tp, tp + fn),
+                "fpr": tf.math.divide_no_nan(fp, fp + tn),
+            }
         return output
 
     @property
