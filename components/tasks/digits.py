@@ -107,6 +107,16 @@ def _tfrecord_dataset(uri: str, split: str) -> tf.data.Dataset:
     )
 
 
+def _for_input_pipeline(
+    ds: tf.data.Dataset, global_batch: int, input_context: Optional[tf.distribute.InputContext]
+) -> Tuple[tf.data.Dataset, int]:
+    """This input pipeline's shard of `ds` and its per-replica batch size (all of it without a context)."""
+    if input_context is None:
+        return ds, global_batch
+    shard = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return shard, input_context.get_per_replica_batch_size(global_batch)
+
+
 def build(config_dict: Dict[str, Any]) -> Task:
     """The `digits` task factory: call it inside the strategy's scope.
 
@@ -131,20 +141,12 @@ def build(config_dict: Dict[str, Any]) -> Task:
         train, evaluation = train.map(relabel), evaluation.map(relabel)
 
     def train_dataset(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-        ds = train
-        batch = config.batch_size
-        if input_context is not None:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-            batch = input_context.get_per_replica_batch_size(config.batch_size)
+        ds, batch = _for_input_pipeline(train, config.batch_size, input_context)
         ds = ds.cache().shuffle(2048, seed=config.seed, reshuffle_each_iteration=True).repeat()
         return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
     def eval_dataset(input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-        ds = evaluation
-        batch = config.batch_size
-        if input_context is not None:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-            batch = input_context.get_per_replica_batch_size(config.batch_size)
+        ds, batch = _for_input_pipeline(evaluation, config.batch_size, input_context)
         return ds.cache().batch(batch).prefetch(tf.data.AUTOTUNE)
 
     tf_keras.utils.set_random_seed(config.seed)
