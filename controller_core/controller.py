@@ -367,7 +367,8 @@ class Controller:
         counted in `last_continuous_eval.skipped`.
 
         The loop stops when training's completion marker names a step that is
-        evaluated; when `target_step` is evaluated; or, as in Orbit, when no new
+        evaluated (a marker short of `target_step` does not count: more training
+        is expected); when `target_step` is evaluated; or, as in Orbit, when no new
         checkpoint came for `timeout` seconds and `timeout_fn` (if given) returns
         True. No new checkpoint for `idle_timeout` seconds is an error: a trainer
         that died is a failure, not the end of training.
@@ -455,7 +456,8 @@ class Controller:
                     break
                 continue
 
-            if final_step is not None and (final_step in recorded or final_step not in available):
+            marker_counts = final_step is not None and (target_step is None or final_step >= target_step)
+            if marker_counts and (final_step in recorded or final_step not in available):
                 if final_step not in recorded:
                     logging.warning("Training finished at step %d but its checkpoint is gone.", final_step)
                 stats.stop_reason = f"training complete at step {final_step}"
@@ -467,10 +469,14 @@ class Controller:
             if idle_timeout is not None and idle > idle_timeout:
                 stats.stop_reason = "idle timeout"
                 seen = stats.last_step_seen
+                finished = (
+                    f"training_complete.json says training finished at step {final_step}, short of "
+                    f"`target_step` {target_step}" if final_step is not None
+                    else "the trainer seems to have stopped before finishing (no training_complete.json)"
+                )
                 raise TimeoutError(
                     f"No new checkpoint in {directory} for {idle:.0f} s (`idle_timeout`={idle_timeout}); "
-                    f"last step seen: {seen if seen is not None else 'none'}. The trainer seems to have "
-                    "stopped before finishing (no training_complete.json)."
+                    f"last step seen: {seen if seen is not None else 'none'}; {finished}."
                 )
             if timeout is not None and idle > timeout:
                 if timeout_fn is None or timeout_fn():

@@ -213,6 +213,15 @@ def test_idle_timeout_is_an_error_naming_last_step(tmp_path):
         empty.evaluate_continuously(poll_interval=0.1, idle_timeout=0.3)
 
 
+def test_marker_short_of_target_step_does_not_stop_and_times_out_clearly(tmp_path):
+    train_run(str(tmp_path), steps=10, interval=5)  # Completed at 10; the evaluator expects 20.
+    controller, _ = evaluator(str(tmp_path))
+    with pytest.raises(TimeoutError, match=r"last step seen: 10; training_complete.json says training finished at "
+                                           r"step 10, short of `target_step` 20"):
+        controller.evaluate_continuously(steps=2, poll_interval=0.05, target_step=20, idle_timeout=0.5)
+    assert controller.last_continuous_eval.evaluated == [5, 10]
+
+
 def test_orbit_timeout_and_timeout_fn(tmp_path):
     model_dir = str(tmp_path)
     runner = TinyRunner()

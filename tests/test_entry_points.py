@@ -59,3 +59,46 @@ def test_entry_point_bad_input_exits_non_zero_with_message(tmp_path):
     )
     assert out.returncode != 0 and "`train_steps` must be a positive integer, got -5" in out.stderr
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_continuous_eval_entry_point_beside_a_trainer_killed_and_restarted(gcs_emulator, gcs_bucket):
+    """Train in stages (each run resumes) while the evaluator watches; kill -9 it mid-way; restart it."""
+    import signal
+    import time
+
+    model_dir = f"{gcs_bucket}/runs/ce"
+    env = {**os.environ, **gcs_emulator.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    watch = [sys.executable, "-m", "components.continuous_eval", "--task=digits", f"--model_dir={model_dir}",
+             "--poll_interval=0.2", "--idle_timeout=120", "--best_metric=accuracy", "--best_mode=higher",
+             "--target_step=160"]  # Each stage writes a completion marker; the target says more will come.
+    evaluator = subprocess.Popen(watch, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    records = eval_records.EvalRecords(eval_records.eval_dir(model_dir, "validation"))
+    restarted = None
+    try:
+        for stage, steps in enumerate((40, 80, 120, 160)):
+            entry_point("train", gcs_emulator.env, "--task=digits", f"--model_dir={model_dir}",
+                        f"--train_steps={steps}", "--steps_per_loop=20", "--checkpoint_interval=20")
+            if stage == 1:  # Kill the evaluator once it has recorded something, then start a new one.
+                deadline = time.monotonic() + 60
+                while not records.steps() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                evaluator.send_signal(signal.SIGKILL)
+                evaluator.wait(timeout=30)
+                before_kill = records.steps()
+                restarted = subprocess.Popen(watch, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT, text=True)
+        marker = run_dir.read_json(f"{model_dir}/{run_dir.TRAINING_COMPLETE}")
+        log, _ = restarted.communicate(timeout=120)
+        exited = time.time()
+    finally:
+        for proc in (evaluator, restarted):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    assert restarted.returncode == 0, log[-3000:]
+    assert records.steps() == list(range(20, 161, 20))  # Every checkpoint recorded exactly once.
+    assert f"already recorded: {len(before_kill)}" in log  # The restarted evaluator skipped those.
+    assert "target step 160 evaluated (step 160)" in log
+    delay = exited - marker["time"]
+    print(f"records: {len(records.steps())}, recorded before the kill: {len(before_kill)}, "
+          f"evaluator exit {delay:.2f} s after the final checkpoint")
+    assert delay < 10
