@@ -41,6 +41,9 @@ def train(
     checkpoint_interval: int = 100,
     max_to_keep: int = 5,
     strategy: str = "default",
+    deterministic: bool = True,
+    max_divergence_recoveries: int = 3,
+    loss_upper_bound: float = 0.0,
 ) -> NamedTuple("TrainOutputs", [("final_step", int), ("checkpoint", str)]):
     """Trains `task` in `model_dir` up to `train_steps`, resuming from its latest checkpoint.
 
@@ -55,6 +58,9 @@ def train(
         checkpoint_interval: Save a checkpoint every this many steps.
         max_to_keep: Checkpoints to keep.
         strategy: `default`, `mirrored`, `tpu` or `multi_worker_mirrored`.
+        deterministic: Op determinism, so a resumed run matches an uninterrupted one.
+        max_divergence_recoveries: Rollbacks on a NaN/inf/too large loss before failing.
+        loss_upper_bound: A larger finite loss counts as divergence (0: only NaN and inf).
     """
     import json
     import math
@@ -66,8 +72,12 @@ def train(
     result = train_lib.run(
         task=task, task_config=task_config, model_dir=model_dir, train_steps=train_steps,
         steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval, max_to_keep=max_to_keep,
-        strategy=strategy,
+        strategy=strategy, deterministic=deterministic, max_divergence_recoveries=max_divergence_recoveries,
+        loss_upper_bound=loss_upper_bound,
     )
+    outputs = namedtuple("TrainOutputs", ["final_step", "checkpoint"])(result.final_step, result.checkpoint or "")
+    if not result.is_chief:  # Several replicas (a Vertex worker pool): only the chief publishes artifacts.
+        return outputs
     pointer = {"model_dir": result.model_dir, "final_step": result.final_step, "checkpoint": result.checkpoint or ""}
     model.metadata.update({**pointer, "framework": "tensorflow"})
     os.makedirs(model.path, exist_ok=True)
@@ -77,7 +87,7 @@ def train(
         if math.isfinite(value):
             metrics.log_metric(name, value)
     metrics.log_metric("step", float(result.final_step))
-    return namedtuple("TrainOutputs", ["final_step", "checkpoint"])(result.final_step, result.checkpoint or "")
+    return outputs
 
 
 def evaluate(

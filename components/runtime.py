@@ -118,6 +118,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return "chief" not in resolver.cluster_spec().as_dict()
 
 
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` spans several worker processes (a cluster from `TF_CONFIG`)."""
+    resolver = strategy.cluster_resolver
+    if resolver is None:
+        return False
+    return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) > 1
+
+
 def task_name(strategy: tf.distribute.Strategy) -> str:
     """This process's place in the cluster, e.g. `worker-1` (`chief-0` on one machine), for names and logs."""
     resolver = strategy.cluster_resolver

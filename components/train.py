@@ -14,6 +14,7 @@ from absl import flags
 import tensorflow as tf
 
 import controller_core as orbit
+from controller_core import preemption
 from components import runtime
 from components.tasks.keras_runners import KerasTrainer
 
@@ -45,6 +46,9 @@ def run(
     max_to_keep: int = 5,
     strategy: str = "default",
     enable_async_checkpointing: bool = False,
+    deterministic: bool = True,
+    max_divergence_recoveries: int = 3,
+    loss_upper_bound: Optional[float] = None,
 ) -> TrainResult:
     """Trains `task` in `model_dir` up to `train_steps`, resuming from the latest checkpoint.
 
@@ -57,6 +61,11 @@ def run(
     their share of each checkpoint into a throwaway local directory (removed
     at the end) and resume from the chief's latest checkpoint in `model_dir`.
 
+    On one worker, SIGTERM (preemption) saves a checkpoint at the next loop
+    boundary and exits with status 143 for a retry to resume exactly there.
+    With several workers SIGTERM ends the process as usual and the restarted
+    job resumes from the last interval checkpoint.
+
     Args:
         task: A registered task name (e.g. `digits`) or `package.module:factory`.
         model_dir: The run directory (gs://, /gcs/ or local), shared by all components.
@@ -67,6 +76,14 @@ def run(
         max_to_keep: Checkpoints to keep (the newest).
         strategy: One of `default`, `mirrored`, `tpu`, `multi_worker_mirrored`.
         enable_async_checkpointing: Save checkpoints in the background.
+        deterministic: Turn on TensorFlow's op determinism, so that a resumed run
+            ends with the same weights as an uninterrupted one (the task fixes its
+            seeds; the data position is saved with each checkpoint).
+        max_divergence_recoveries: When the loop's loss is NaN, infinite or above
+            `loss_upper_bound`, roll back to the last checkpoint this many times
+            before failing with the step and the loss.
+        loss_upper_bound: A finite loss above this also counts as divergence
+            (None or 0: only NaN and infinity).
 
     Returns:
         The final step, the final checkpoint and the last training metrics.
@@ -82,8 +99,16 @@ def run(
     runtime.check_positive_int("checkpoint_interval", checkpoint_interval)
     runtime.check_positive_int("max_to_keep", max_to_keep)
     runtime.check_choice("strategy", strategy, runtime.STRATEGIES)
+    runtime.check_positive_int("max_divergence_recoveries", max_divergence_recoveries, allow_zero=True)
+    if loss_upper_bound is not None and (
+        isinstance(loss_upper_bound, bool) or not isinstance(loss_upper_bound, (int, float)) or loss_upper_bound < 0
+    ):
+        raise ValueError(f"`loss_upper_bound` must be a positive number, or 0 for none, got {loss_upper_bound!r}.")
+    loss_upper_bound = loss_upper_bound or None
 
     runtime.check_run_config(model_dir, inputs, write=False)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     distribution = runtime.create_strategy(strategy)
     chief = runtime.is_chief(distribution)
     built = inputs.build(distribution)
@@ -92,14 +117,26 @@ def run(
 
     trainer = built.trainer or KerasTrainer(built, distribution)
     # Every worker saves each checkpoint (TF requires it); only the chief's go to model_dir.
-    with runtime.worker_checkpoint_dir(distribution, model_dir) as checkpoint_dir:
+    multi_worker = runtime.is_multi_worker(distribution)
+    extra = {"train_iterator": _checkpointable_iterator(trainer)} if not multi_worker else {}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    with runtime.worker_checkpoint_dir(distribution, model_dir) as checkpoint_dir, \
+            preemption.TerminationWatcher() as watcher:
         manager = tf.train.CheckpointManager(
-            runtime.task_checkpoint(built),
+            runtime.task_checkpoint(built, **extra),
             directory=checkpoint_dir,
             max_to_keep=max_to_keep,
             step_counter=built.global_step,
             checkpoint_interval=checkpoint_interval,
         )
+        # Divergence is checked first: the controller saves after the actions, so a NaN state is never saved.
+        actions = [orbit.actions.RecoverFromDivergence(manager, built.global_step, loss_upper_bound=loss_upper_bound,
+                                                       max_recoveries=max_divergence_recoveries)]
+        if multi_worker:
+            # A save-on-signal needs every worker to agree on the step; a lone worker entering a save
+            # would hang its peers. With several workers SIGTERM keeps its meaning, and the restarted
+            # job resumes from the chief's last interval checkpoint.
+            watcher.uninstall()
         controller = orbit.Controller(
             global_step=built.global_step,
             trainer=trainer,
@@ -108,6 +145,8 @@ def run(
             checkpoint_manager=manager,
             enable_async_checkpointing=enable_async_checkpointing,
             summary_dir=os.path.join(model_dir, "train") if chief else None,
+            train_actions=actions,
+            termination_watcher=None if multi_worker else watcher,
         )
         if not chief:
             _restore_chief_checkpoint(controller, model_dir)
@@ -124,6 +163,18 @@ def run(
         metrics=dict(marker.get("train_output", {})),
         is_chief=chief,
     )
+
+
+def _checkpointable_iterator(trainer: Any) -> Optional[Any]:
+    """The trainer's data iterator, when it can go into a checkpoint (for an exact resume).
+
+    A plain `tf.data` iterator (one device) is trackable; MirroredStrategy's
+    distributed iterator is not, and with several workers each reads its own
+    shard while only the chief's checkpoint persists. Those resume from the
+    start of their data instead.
+    """
+    iterator = getattr(trainer, "train_iterator", None)
+    return iterator if isinstance(iterator, tf.__internal__.tracking.Trackable) else None
 
 
 def _restore_chief_checkpoint(controller: orbit.Controller, model_dir: str) -> None:
@@ -150,6 +201,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("checkpoint_interval", 100, "Checkpoint every this many steps.")
     flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep.")
     flags.DEFINE_bool("enable_async_checkpointing", False, "Save checkpoints in the background.")
+    flags.DEFINE_bool("deterministic", True, "Turn on op determinism (exact resume).")
+    flags.DEFINE_integer("max_divergence_recoveries", 3, "Rollbacks on a NaN/inf/too large loss before failing.")
+    flags.DEFINE_float("loss_upper_bound", 0.0, "A larger finite loss counts as divergence (0: none).")
 
 
 def main(argv: list) -> None:
@@ -165,6 +219,9 @@ def main(argv: list) -> None:
         max_to_keep=FLAGS.max_to_keep,
         strategy=FLAGS.strategy,
         enable_async_checkpointing=FLAGS.enable_async_checkpointing,
+        deterministic=FLAGS.deterministic,
+        max_divergence_recoveries=FLAGS.max_divergence_recoveries,
+        loss_upper_bound=FLAGS.loss_upper_bound,
     )
     print(
         f"train | done | step: {result.final_step} | checkpoint: {result.checkpoint} | metrics: {result.metrics}"

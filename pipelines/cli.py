@@ -65,7 +65,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise SystemExit(f"tfpipe compile: `--secret` must be NAME:KEY=ENV_VAR, got {item!r}")
         secrets.setdefault(name, {})[key] = env
     pipeline = build_pipeline(backend=args.backend, image=args.image, profiles=profiles,
-                              train_retries=args.train_retries, secret_env=secrets)
+                              train_retries=args.train_retries, secret_env=secrets,
+                              train_replicas=args.train_replicas)
     compiler.Compiler().compile(pipeline, args.output)
     print(f"compiled {args.backend} pipeline for image {args.image} to {args.output}")
     return 0
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         comp.add_argument(f"--{step}-resources", default="",
                           help=f"Resources of the {step} step, e.g. 'cpu=8,memory=32G,gpu=l4:1,spot' or 'tpu=v5e:2x2'.")
     comp.add_argument("--train-retries", type=int, default=3, help="Retries of the train step (preemption).")
+    comp.add_argument("--train-replicas", type=int, default=1,
+                      help="Train on N workers (MultiWorkerMirroredStrategy): a Vertex worker pool of N replicas, "
+                           "or a TFJob on GKE (needs the Kubeflow training operator).")
     comp.add_argument("--secret", action="append", default=[],
                       help="GKE: expose Kubernetes secret key KEY of secret NAME as ENV_VAR in every step "
                            "(NAME:KEY=ENV_VAR; repeatable). Only names go into the YAML.")

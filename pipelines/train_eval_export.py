@@ -9,6 +9,7 @@ while they run); export runs after both, only when the best checkpoint passes th
 thresholds and, given a baseline model URI, beats the baseline's recorded metric.
 """
 
+import json
 import re
 from typing import Mapping, Optional
 
@@ -17,6 +18,7 @@ from kfp import kubernetes
 from kfp.dsl import Input, Metrics, Model
 
 from components import kfp_components
+from pipelines import multi_worker
 from pipelines import resources
 
 BACKENDS = ("local", "gke", "vertex")
@@ -92,6 +94,17 @@ def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], bac
     return {name: dict(keys) for name, keys in secret_env.items()}
 
 
+def _check_train_replicas(train_replicas: object, backend: str) -> int:
+    if isinstance(train_replicas, bool) or not isinstance(train_replicas, int) or train_replicas < 1:
+        raise ValueError(f"`train_replicas` must be a positive integer, got {train_replicas!r}.")
+    if train_replicas > 1 and backend == "local":
+        raise ValueError(
+            f"`train_replicas` is {train_replicas}, but backend 'local' runs one process per step; accepted there: "
+            "1 (use backend 'gke' or 'vertex' for several machines)."
+        )
+    return train_replicas
+
+
 def build_pipeline(
     *,
     backend: str = "local",
@@ -99,6 +112,7 @@ def build_pipeline(
     profiles: Optional[Mapping[str, object]] = None,
     train_retries: int = 3,
     secret_env: Optional[Mapping[str, Mapping[str, str]]] = None,
+    train_replicas: int = 1,
 ):
     """Builds the pipeline function for a backend.
 
@@ -112,6 +126,14 @@ def build_pipeline(
             spec string such as `"cpu=8,memory=32G,gpu=l4:1,spot"` or a mapping.
         train_retries: Retries of the train step (preemption); it resumes from
             its latest checkpoint.
+        train_replicas: Machines that train together with
+            MultiWorkerMirroredStrategy (the pipeline's `strategy` input then
+            does not apply to the train step). 1 (the default): one train
+            task. More: on `vertex` a CustomJob with `train_replicas` replicas
+            of the train profile's machine (restarted together); on `gke` a
+            launcher task that runs a Kubeflow TFJob of one chief and
+            `train_replicas - 1` workers, each with the train profile
+            (`pipelines.multi_worker`). Not available on `local`.
         secret_env: GKE only: Kubernetes secrets to expose to every step as
             environment variables, `{secret_name: {secret_key: ENV_VAR}}`
             (kfp-kubernetes `use_secret_as_env`); the YAML holds only the names.
@@ -136,6 +158,11 @@ def build_pipeline(
             resources.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
     if isinstance(train_retries, bool) or not isinstance(train_retries, int) or train_retries < 0:
         raise ValueError(f"`train_retries` must be a non-negative integer, got {train_retries!r}.")
+    replicas = _check_train_replicas(train_replicas, backend)
+    custom_job["train"] = custom_job["train"] or (backend == "vertex" and replicas > 1)
+    tfjob = backend == "gke" and replicas > 1
+    if tfjob:
+        multi_worker.pod_placement(parsed["train"])  # Refuses what TFJob replicas cannot be given, now.
     secrets = _check_secret_env(secret_env, backend)
 
     ops = kfp_components.components_for_image(image)
@@ -143,18 +170,24 @@ def build_pipeline(
     resolve_op = dsl.component(resolve_model_dir, **light)
     baseline_op = dsl.component(beats_baseline, **light)
 
-    def place(component, step):
+    def place(component, step, **options):
         if custom_job[step]:
-            return resources.vertex_custom_job_component(component, parsed[step])
+            return resources.vertex_custom_job_component(component, parsed[step], **options)
         return component
 
-    train_op = place(ops.train, "train")
+    if tfjob:
+        train_op = multi_worker.tfjob_train_component(image)
+    elif replicas > 1:  # Vertex: every replica runs the train component; a lost one restarts them all.
+        train_op = place(ops.train, "train", replica_count=replicas, restart_job_on_worker_restart=True)
+    else:
+        train_op = place(ops.train, "train")
     eval_op = place(ops.continuous_eval, "eval")
     export_op = place(ops.export, "export")
     final_eval_op = place(ops.evaluate, "eval")
 
     def configure(task, step):
-        if backend != "local" and not custom_job[step]:
+        # A TFJob launcher is light: the train profile goes to the TFJob's replicas instead.
+        if backend != "local" and not custom_job[step] and not (tfjob and step == "train"):
             resources.apply_profile(task, parsed[step], backend=backend)
         for secret_name, key_to_env in secrets.items():
             kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=dict(key_to_env))
@@ -218,10 +251,17 @@ def build_pipeline(
         run_dir = resolve_op(model_dir=model_dir, pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
                              job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         run_dir.set_display_name("model-dir").set_caching_options(False)
-        trained = configure(train_op(
-            task=task, task_config=task_config, model_dir=run_dir.output, train_steps=train_steps,
-            steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval, max_to_keep=max_to_keep,
-            strategy=strategy), "train")
+        train_args = dict(task=task, task_config=task_config, model_dir=run_dir.output, train_steps=train_steps,
+                          steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval,
+                          max_to_keep=max_to_keep)
+        if tfjob:
+            trained = configure(train_op(
+                **train_args, image=image, replicas=replicas, resource_profile=parsed["train"].to_spec(),
+                secret_env=json.dumps(secrets, sort_keys=True), run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "train")
+            trained.set_display_name("train")
+        else:
+            trained = configure(train_op(
+                **train_args, strategy="multi_worker_mirrored" if replicas > 1 else strategy), "train")
         trained.set_caching_options(False).set_retry(num_retries=train_retries, backoff_duration="30s",
                                                      backoff_factor=2.0, backoff_max_duration="600s")
         watched = configure(eval_op(

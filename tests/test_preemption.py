@@ -191,3 +191,29 @@ def test_sigterm_during_export_commit_leaves_no_loadable_partial_export(digits_r
                            capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     tf.saved_model.load(out_path)  # The retried export completed the commit.
+
+
+def test_train_component_preempted_resumes_to_identical_weights(tmp_path):
+    flags = ["--task=digits", "--train_steps=300", "--steps_per_loop=10", "--checkpoint_interval=50"]
+    straight = str(tmp_path / "straight")
+    run = subprocess.run([sys.executable, "-m", "components.train", f"--model_dir={straight}", *flags],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    preempted = str(tmp_path / "preempted")
+    out = sigterm_at("tensorflow.python.checkpoint.checkpoint_management:CheckpointManager.save", 3,
+                     "components.train", f"--model_dir={preempted}", *flags)
+    assert out.returncode == 143, out.stdout[-2000:] + out.stderr[-2000:]
+    # The signal arrived as the step-150 save began: that save completed, and the loop stopped right after it.
+    assert checkpoint_steps(preempted) == [50, 100, 150]
+    assert "preempted by SIGTERM: checkpoint saved at step 150" in out.stdout
+    assert not os.path.exists(f"{preempted}/training_complete.json")
+    run = subprocess.run([sys.executable, "-m", "components.train", f"--model_dir={preempted}", *flags],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "restored model from" in run.stdout and "ckpt-150" in run.stdout
+
+    a, b = final_weights(straight), final_weights(preempted)
+    diff = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+    print(f"train component: preempted at step 150, resumed to 300; max weight diff {diff}")
+    assert a.keys() == b.keys() and diff == 0.0
