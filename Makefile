@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test bench bench-quick clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,examples]"
+	$(PY) -m pip install --quiet -e ".[test,examples,bench]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,6 +22,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+
+# Benchmarks (scripts, not tests): ratios against baselines measured in the same run, written to
+# bench/results/latest.{json,md,png}. Orbit is installed on demand into bench/.orbit-pkgs.
+bench-quick: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --quick
+
+bench: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

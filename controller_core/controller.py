@@ -592,15 +592,18 @@ class Controller:
         _log(f"train | step: {current_step: 6d} | training until step {steps}...")
         while current_step < steps:
             self._maybe_stop_for_termination()
-            steps_per_loop = self.steps_per_loop
+            steps_per_loop = (
+                self._steps_per_loop(current_step) if callable(self._steps_per_loop) else self._steps_per_loop
+            )
             if not isinstance(steps_per_loop, (int, np.integer)) or steps_per_loop < 1:
                 raise ValueError(
                     f"`steps_per_loop` returned {steps_per_loop!r} at step {current_step}; "
                     "it must return a positive integer."
                 )
-            self._train_n_steps(min(steps - current_step, int(steps_per_loop)), target_step=steps)
-            self._maybe_save_checkpoint()
-            current_step = int(self.global_step.numpy())
+            current_step = self._train_n_steps(
+                min(steps - current_step, int(steps_per_loop)), target_step=steps, start_step=current_step
+            )
+            self._maybe_save_checkpoint(step=current_step)
         self._maybe_stop_for_termination()
 
     def _maybe_stop_for_termination(self) -> None:
@@ -616,23 +619,29 @@ class Controller:
         _log(f"train | step: {step: 6d} | {stop}; exiting with status {stop.code} for a retry to resume")
         raise stop
 
-    def _train_n_steps(self, num_steps: int, target_step: int) -> None:
-        """Runs one `trainer.train(num_steps)`, then actions, logging and summaries."""
+    def _train_n_steps(self, num_steps: int, target_step: int, start_step: int) -> int:
+        """Runs one `trainer.train(num_steps)`, then actions, logging and summaries.
+
+        Reads the global step once after the loop (a read waits for the device),
+        and again only when train actions ran (one may roll training back).
+
+        Returns:
+            The global step after the loop (and its actions).
+        """
         first_loop = self.step_timer is None
         if first_loop:
             self.step_timer = StepTimer(self.global_step)
-        start_step = int(self.global_step.numpy())
 
         should_record = False  # Static "off" lets traces drop summary ops entirely.
         if self.summary_interval:
             should_record = lambda: self.global_step % self.summary_interval == 0  # noqa: E731
         with self.summary_manager.summary_writer().as_default(), tf.summary.record_if(should_record):
-            self.step_timer.start()
+            self.step_timer.start(step=start_step)
             output = self.trainer.train(tf.convert_to_tensor(num_steps, dtype=tf.int32))
+            current_step = int(self.global_step.numpy())
             loop_seconds = self.step_timer.elapsed()
-            steps_per_second = self.step_timer.steps_per_second()
+            steps_per_second = self.step_timer.steps_per_second(restart=False, step=current_step)
 
-        current_step = int(self.global_step.numpy())
         if current_step == start_step:
             raise RuntimeError(
                 f"`{type(self.trainer).__name__}.train({num_steps})` did not advance `global_step` "
@@ -649,6 +658,8 @@ class Controller:
         output = output or {}
         for action in self.train_actions:
             action(output)
+        if self.train_actions:
+            current_step = int(self.global_step.numpy())
         output = tf.nest.map_structure(utils.get_value, output)
 
         if first_loop:
@@ -667,18 +678,23 @@ class Controller:
         self.summary_manager.write_summaries(output)
         self.summary_manager.flush()
         self._last_train_output = output
+        return current_step
 
-    def _maybe_save_checkpoint(self, check_interval: bool = True) -> bool:
+    def _maybe_save_checkpoint(self, check_interval: bool = True, step: Optional[int] = None) -> bool:
         """Saves a checkpoint when forced, or when an interval boundary was crossed.
 
         Never saves twice at one step, so an existing `ckpt-N` is never rewritten.
+
+        Args:
+            check_interval: Save only when an interval boundary was crossed.
+            step: The current global step, when the caller just read it.
 
         Returns:
             Whether a checkpoint was saved.
         """
         if self.checkpoint_manager is None:
             return False
-        step = int(self.global_step.numpy())
+        step = int(self.global_step.numpy()) if step is None else step
         if step == self._last_saved_step:
             return False
         if check_interval:
@@ -760,19 +776,23 @@ class StepTimer:
         self.step = step
         self.start()
 
-    def start(self) -> None:
-        """Opens a new window at the current step and time."""
-        self.last_iteration = int(self.step.numpy())
+    def start(self, step: Optional[int] = None) -> None:
+        """Opens a new window now, at `step` (default: the step variable's value)."""
+        self.last_iteration = int(self.step.numpy()) if step is None else step
         self.last_time = time.perf_counter()
 
     def elapsed(self) -> float:
         """Seconds since the window opened."""
         return time.perf_counter() - self.last_time
 
-    def steps_per_second(self, restart: bool = True) -> float:
-        """Steps per second since the window opened; reopens it when `restart`."""
+    def steps_per_second(self, restart: bool = True, step: Optional[int] = None) -> float:
+        """Steps per second since the window opened (to `step`, default: the variable's value).
+
+        Reopens the window when `restart`.
+        """
         elapsed = self.elapsed()
-        value = (int(self.step.numpy()) - self.last_iteration) / elapsed if elapsed > 0 else 0.0
+        step = int(self.step.numpy()) if step is None else step
+        value = (step - self.last_iteration) / elapsed if elapsed > 0 else 0.0
         if restart:
-            self.start()
+            self.start(step)
         return value

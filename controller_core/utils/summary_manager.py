@@ -51,11 +51,15 @@ class SummaryManager(SummaryManagerInterface):
 
     def flush(self) -> None:
         """Flushes every writer opened so far."""
+        if self._summary_dir is None:
+            return
         for writer in self._writers.values():
             writer.flush()
 
     def write_summaries(self, summary_dict: Dict[str, Any]) -> None:
-        """Writes `summary_dict`, nested dictionaries into sub-directories."""
+        """Writes `summary_dict`, nested dictionaries into sub-directories (nothing without a directory)."""
+        if self._summary_dir is None:
+            return
         self._write(summary_dict, relative_path="")
 
     def _write(self, summary_dict: Dict[str, Any], relative_path: str) -> None:

@@ -1,0 +1,74 @@
+"""The benchmark runner works end to end (a tiny configuration) and writes the documented output.
+
+A functional test, not a timing test: it asserts the shape of ``latest.json`` and that ratios are positive,
+never how fast anything is. Orbit is compared only when ``bench/.orbit-pkgs`` is already installed (the test
+never downloads).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(120)
+def test_runner_writes_json_markdown_and_plot(tmp_path):
+    out = tmp_path / "results"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--preset", "tiny", "--parts", "controller_overhead",
+         "--orbit", "if-present", "--out", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    document = json.loads((out / "latest.json").read_text())
+    for key in ("schema_version", "command", "preset", "wall_s", "environment", "goals", "parts",
+                "controller_vs_raw", "controller_vs_orbit", "failed_parts"):
+        assert key in document, key
+    assert document["preset"] == "tiny"
+    assert document["failed_parts"] == []
+
+    part = document["parts"]["controller_overhead"]
+    spls = [str(s) for s in part["settings"]["spls"]]
+    assert set(document["controller_vs_raw"]) == set(spls)
+    assert all(ratio > 0 for ratio in document["controller_vs_raw"].values())
+    if part["orbit"]["available"]:
+        assert set(document["controller_vs_orbit"]) == set(spls)
+        assert all(ratio > 0 for ratio in document["controller_vs_orbit"].values())
+    else:
+        assert document["controller_vs_orbit"] == {}
+        assert part["orbit"]["reason"]
+
+    # Raw numbers are there: per candidate, mode and steps_per_loop, positive medians and per-round samples.
+    for candidate in part["candidates"]:
+        for spl in spls:
+            assert part["steps_per_s"][candidate]["none"][spl]["median"] > 0
+            rows = part["samples"][candidate]["none"][spl]
+            assert len(rows) == part["settings"]["reps"]
+            assert all(row["steps"] == part["settings"]["steps"][spl] and row["seconds"] > 0 for row in rows)
+    assert set(part["goals"]) == {"controller_vs_raw", "controller_vs_orbit"}
+
+    markdown = (out / "latest.md").read_text()
+    assert "Controller overhead" in markdown and "controller/raw" in markdown
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert document["plot"] is None and "matplotlib" in document["plot_skipped"]
+    else:
+        assert document["plot"] == "latest.png"
+        assert (out / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_registry_lists_every_part():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--list"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    names = [line.split(":")[0] for line in done.stdout.splitlines()]
+    assert names == ["controller_overhead", "checkpoint_io", "cold_start"]
