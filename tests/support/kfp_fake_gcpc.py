@@ -8,7 +8,7 @@ pools GCPC 2.22 builds from them (a first pool of one machine, a second for `rep
 
 import sys
 import types
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from kfp import dsl
@@ -62,9 +62,9 @@ class FakeGcpc:
         return custom_training_job
 
 
-def install(monkeypatch: pytest.MonkeyPatch) -> FakeGcpc:
-    """Makes `google_cloud_pipeline_components.v1.custom_job` importable as the fake, for one test."""
-    fake = FakeGcpc()
+def install(monkeypatch: pytest.MonkeyPatch, fake: Optional[Any] = None) -> Any:
+    """Makes `google_cloud_pipeline_components.v1.custom_job` importable as a fake (default `FakeGcpc`), for one test."""
+    fake = fake if fake is not None else FakeGcpc()
     root = types.ModuleType("google_cloud_pipeline_components")
     v1 = types.ModuleType("google_cloud_pipeline_components.v1")
     custom_job = types.ModuleType("google_cloud_pipeline_components.v1.custom_job")

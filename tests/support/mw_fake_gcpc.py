@@ -9,8 +9,6 @@ same merge on the IR as GCPC's `custom_job/utils.py` does and reloads it with `l
 """
 
 import copy
-import sys
-import types
 from typing import Any
 
 import pytest
@@ -56,14 +54,4 @@ class MergingFakeGcpc(kfp_fake_gcpc.FakeGcpc):
 
 def install(monkeypatch: pytest.MonkeyPatch) -> MergingFakeGcpc:
     """Makes `google_cloud_pipeline_components.v1.custom_job` importable as this fake, for one test."""
-    fake = MergingFakeGcpc()
-    root = types.ModuleType("google_cloud_pipeline_components")
-    v1 = types.ModuleType("google_cloud_pipeline_components.v1")
-    custom_job = types.ModuleType("google_cloud_pipeline_components.v1.custom_job")
-    custom_job.create_custom_training_job_from_component = fake.create_custom_training_job_from_component
-    root.v1 = v1
-    v1.custom_job = custom_job
-    monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components", root)
-    monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components.v1", v1)
-    monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components.v1.custom_job", custom_job)
-    return fake
+    return kfp_fake_gcpc.install(monkeypatch, MergingFakeGcpc())
