@@ -13,6 +13,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     PIP_NO_CACHE_DIR=1
 
+# TensorFlow's gs:// retries, timeouts and stat cache (read at `import tensorflow`); the reasons for each value
+# are in components/gcs_retry.py, which sets the same defaults for processes started without this image.
+ENV GCS_RETRY_CONFIG_INIT_DELAY_TIME_US=1000000 \
+    GCS_RETRY_CONFIG_MAX_DELAY_TIME_US=32000000 \
+    GCS_RETRY_CONFIG_MAX_RETRIES=10 \
+    GCS_REQUEST_CONNECTION_TIMEOUT_SECS=30 \
+    GCS_REQUEST_IDLE_TIMEOUT_SECS=30 \
+    GCS_METADATA_REQUEST_TIMEOUT_SECS=120 \
+    GCS_READ_REQUEST_TIMEOUT_SECS=3600 \
+    GCS_WRITE_REQUEST_TIMEOUT_SECS=3600 \
+    GCS_STAT_CACHE_MAX_AGE=0
+
 WORKDIR /opt/tfpipe
 COPY pyproject.toml README.md ./
 COPY controller_core ./controller_core

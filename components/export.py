@@ -154,8 +154,7 @@ def run(
         run_dir.write_json_atomic(f"{tmp}/{EXPORT_INFO}", {"step": step, "checkpoint": path, "metrics": metrics})
         commit_saved_model(tmp, output_path)
     finally:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.rmtree(tmp)
+        run_dir.remove_if_present(tmp, tree=True)
     _check_predictions(built, output_path)
     export_path = None
     if export_dir:

@@ -52,8 +52,20 @@ def write_text_atomic(path: str, text: str, *, overwrite: bool = True) -> None:
             f.write(text)
         tf.io.gfile.rename(tmp, path, overwrite=overwrite)
     finally:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
+        remove_if_present(tmp)
+
+
+def remove_if_present(path: str, *, tree: bool = False) -> None:
+    """Removes the file (or, with `tree`, the directory tree) at `path`; absent is fine.
+
+    No exists-then-remove: that is a request more, and wrong when a retried
+    delete already removed the object (its reply was lost) or a cached stat
+    still says it exists.
+    """
+    try:
+        (tf.io.gfile.rmtree if tree else tf.io.gfile.remove)(path)
+    except tf.errors.NotFoundError:
+        pass
 
 
 def read_json(path: str) -> Optional[Any]:

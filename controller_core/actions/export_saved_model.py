@@ -7,6 +7,7 @@ from typing import Any, Callable, List, Optional
 from absl import logging
 import tensorflow as tf
 
+from controller_core import run_dir
 from controller_core import runner
 
 _TMP_MARK = ".tmp-"
@@ -124,6 +125,5 @@ class ExportSavedModel:
             tf.io.gfile.makedirs(parent)
             tf.io.gfile.rename(tmp_dir, export_dir, overwrite=False)
         finally:
-            if tf.io.gfile.exists(tmp_dir):
-                tf.io.gfile.rmtree(tmp_dir)
+            run_dir.remove_if_present(tmp_dir, tree=True)
         self.file_manager.clean_up()

@@ -12,19 +12,20 @@ Then::
     def test_worker(gcs_emulator, gcs_bucket) -> None:  # a subprocess gets the same emulator
         subprocess.run([...], env={**os.environ, **gcs_emulator.env}, check=True, timeout=60)
 
-TensorFlow reads its GCS retry and stat-cache settings when its gs:// filesystem is first used in a process: a test
-that touches gs:// before ``gcs_emulator`` is first requested fixes TensorFlow's defaults (5 s stat cache, slow
-retries) for the rest of the pytest process.
+TensorFlow reads its GCS retry and stat-cache settings during ``import tensorflow``: gs:// calls made inside the
+pytest process run with the values its environment had then (TensorFlow's defaults, unless set before pytest
+started), not the fixture's; subprocesses given ``gcs_emulator.env`` get the fixture's.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.support.gcs_emulator import GcsEmulator, restore_environment
+from tests.support.gcs_proxy import FaultPolicy
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +48,27 @@ def gcs_bucket(gcs_emulator: GcsEmulator) -> str:
     name = f"test-{uuid.uuid4().hex[:20]}"
     gcs_emulator.create_bucket(name)
     return f"gs://{name}"
+
+
+@pytest.fixture
+def faulty_gcs() -> Iterator[Callable[[FaultPolicy], GcsEmulator]]:
+    """A factory of separate emulators whose proxy plays a fault policy: ``emulator = faulty_gcs(policy)``.
+
+    Each call starts a fresh fake-gcs-server and proxy (about a second), independent of the session's
+    ``gcs_emulator``; all are stopped at the end of the test. Nothing is applied to ``os.environ``: give
+    ``emulator.env`` to the subprocesses that should see the faults. The policy is pickled into the proxy process,
+    so it must be a module-level function or an instance of a module-level class (see
+    :mod:`tests.support.gcs_faults`).
+    """
+    started: list[GcsEmulator] = []
+
+    def start(policy: FaultPolicy) -> GcsEmulator:
+        emulator = GcsEmulator(fault_policy=policy).start()
+        started.append(emulator)
+        return emulator
+
+    try:
+        yield start
+    finally:
+        for emulator in reversed(started):
+            emulator.stop()

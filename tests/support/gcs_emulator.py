@@ -225,8 +225,8 @@ class GcsEmulator:
     def env(self) -> dict[str, str]:
         """Environment variables that point a TensorFlow process's gs:// (and google-cloud-storage) here.
 
-        TensorFlow reads the retry and cache settings when its GCS filesystem is first used in a process, so a
-        process must have these before its first gs:// call. Pass them to subprocesses as
+        TensorFlow reads the retry and cache settings during `import tensorflow`, so a process must have these
+        before it imports TensorFlow. Pass them to subprocesses as
         ``env={**os.environ, **emulator.env}``; never export them to a shell that runs pip.
         """
         proxy_url = self.proxy.url

@@ -111,8 +111,42 @@ class ProxyResponse:
     body: bytes = b""
 
 
-FaultPolicy = Callable[[ProxiedRequest], "ProxyResponse | None"]
-"""Hook called for every accepted request before forwarding: return a response to send instead, or None."""
+DROP_MODES: tuple[str, ...] = ("none", "before_forward", "after_forward", "mid_body")
+"""The values of :attr:`ProxyFault.drop`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyFault:
+    """A transport fault the proxy plays itself (returned by a fault policy instead of a :class:`ProxyResponse`).
+
+    Attributes:
+        delay_s: Seconds to wait before anything else: with ``drop="none"``, a slow reply.
+        drop: How the client connection ends:
+
+            * ``"none"``: the request is forwarded and the answer relayed normally;
+            * ``"before_forward"``: the connection is closed at once, without an answer; the emulator never sees the
+              request;
+            * ``"after_forward"``: the request is forwarded (it takes effect), the emulator's whole answer is read,
+              and the connection is closed without sending a byte of it;
+            * ``"mid_body"``: the request is forwarded, the answer's status line, headers and the first half of its
+              body are relayed, then the connection is closed. Only a body framed by ``Content-Length`` or chunked
+              coding is cut (a client can tell it is incomplete, as with GCS, which always frames its bodies); an
+              answer without a body, or with an unframed one, is dropped whole, as with ``"after_forward"``.
+    """
+
+    delay_s: float = 0.0
+    drop: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.drop not in DROP_MODES:
+            raise ValueError(f"ProxyFault.drop must be one of {DROP_MODES}, got {self.drop!r}")
+        if not self.delay_s >= 0:
+            raise ValueError(f"ProxyFault.delay_s must be >= 0, got {self.delay_s!r}")
+
+
+FaultPolicy = Callable[[ProxiedRequest], "ProxyResponse | ProxyFault | None"]
+"""Hook called for every accepted request before forwarding: return a response to send instead, a
+:class:`ProxyFault` to play, or None to forward the request unchanged."""
 
 
 class ProxyProtocolError(Exception):
@@ -338,7 +372,8 @@ class GcsProxy:
             key_file: PEM private key of that certificate.
             io_timeout_s: Timeout of every socket operation, including a kept-alive client's idle time.
             fault_policy: Optional hook called with each accepted request before forwarding; when it returns a
-                :class:`ProxyResponse`, that response is sent instead and the client connection is closed.
+                :class:`ProxyResponse`, that response is sent instead and the client connection is closed; when it
+                returns a :class:`ProxyFault`, the proxy plays that fault (delay, dropped connection).
             counters: Where to count requests; a private in-memory set when None.
         """
         self.upstream = upstream
@@ -575,14 +610,67 @@ class GcsProxy:
             Whether the client connection stays open for another request.
         """
         injected = self._fault_policy(request) if self._fault_policy is not None else None
+        # Duck-typed: run as a script, this module is __main__, and a policy's ProxyFault comes from the module import.
+        drop = getattr(injected, "drop", None)
+        if drop is not None:
+            return self._play_fault(request, client, client_keep_alive, drop, getattr(injected, "delay_s", 0.0))
         if injected is not None:
             client.sendall(_simple_response(injected.status, injected.reason, injected.body, injected.headers))
             return False
+        return self._forward_upstream(request, client, client_keep_alive)
+
+    def _forward_upstream(self, request: ProxiedRequest, client: socket.socket, client_keep_alive: bool) -> bool:
+        """Forwards one request to the emulator and relays its answer; returns whether the client stays open."""
         with socket.create_connection(self.upstream, timeout=self._io_timeout_s) as upstream:
             upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             upstream.sendall(self._upstream_request(request))
             with upstream.makefile("rb") as reader:
                 return self._relay_response(reader, client, request.method, client_keep_alive)
+
+    def _play_fault(
+        self, request: ProxiedRequest, client: socket.socket, client_keep_alive: bool, drop: str, delay_s: float
+    ) -> bool:
+        """Plays a :class:`ProxyFault`; returns whether the client connection stays open."""
+        if delay_s > 0 and self._stopping.wait(delay_s):
+            return False
+        if drop == "none":
+            return self._forward_upstream(request, client, client_keep_alive)
+        if drop == "before_forward":
+            return False
+        with socket.create_connection(self.upstream, timeout=self._io_timeout_s) as upstream:
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            upstream.sendall(self._upstream_request(request))
+            with upstream.makefile("rb") as reader:
+                head, body, framed = self._read_whole_response(reader, request.method)
+        if drop == "mid_body" and framed and body:
+            headers = [(k, v) for k, v in head.headers if k.lower() not in ("connection", "keep-alive")]
+            headers.append(("Connection", "close"))
+            _, status_text, reason = head.start
+            client.sendall(_encode_head(f"HTTP/1.1 {status_text} {reason}", headers) + body[: len(body) // 2])
+        return False
+
+    @staticmethod
+    def _read_whole_response(upstream: BinaryIO, method: str) -> tuple[_Head, bytes, bool]:
+        """Reads one complete upstream answer: its head, its raw body bytes (chunk framing kept) and whether the
+        body is framed (Content-Length or chunked)."""
+        head = _read_head(upstream)
+        for _ in range(10):
+            if head is None or not head.start[1].startswith("1") or head.start[1] == "101":
+                break
+            head = _read_head(upstream)
+        if head is None:
+            raise ProxyProtocolError(f"upstream closed without a response to {method}")
+        status = int(head.start[1]) if head.start[1].isdigit() else 0
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            return head, b"", False
+        chunked = "chunked" in head.tokens("transfer-encoding")
+        length = head.get("content-length")
+        if length is not None and not chunked:
+            if not length.isdigit():
+                raise ProxyProtocolError(f"upstream sent bad Content-Length {length!r}")
+            return head, _read_exact(upstream, int(length)), True
+        body = upstream.read()  # The upstream closes after the body: it was sent Connection: close.
+        return head, body, chunked
 
     @staticmethod
     def _upstream_request(request: ProxiedRequest) -> bytes:
