@@ -71,4 +71,43 @@ def test_registry_lists_every_part():
     )
     assert done.returncode == 0, done.stderr
     names = [line.split(":")[0] for line in done.stdout.splitlines()]
-    assert names == ["controller_overhead", "checkpoint_io", "cold_start"]
+    assert names == ["controller_overhead", "checkpoint_io", "cold_start", "continuous_eval"]
+
+
+@pytest.mark.timeout(120)
+def test_continuous_eval_part_writes_its_schema(tmp_path):
+    """Part 4 end to end at the tiny preset (a trainer and one evaluator per candidate, local disk): shape only."""
+    out = tmp_path / "results"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--preset", "tiny", "--parts", "continuous_eval", "--out", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    document = json.loads((out / "latest.json").read_text())
+    assert document["failed_parts"] == []
+    assert set(document["goals"]["continuous_eval"]) == {"checkpoint_noticed", "exit_after_training"}
+
+    part = document["parts"]["continuous_eval"]
+    candidates = part["settings"]["configs"][part["headline_config"]]
+    # Headline numbers at the top level, one per candidate; per-config summaries and raw samples below.
+    assert set(part["noticed_median_s"]) == set(candidates) == set(part["exit_delay_s"])
+    assert all(isinstance(v, float) for v in part["noticed_median_s"].values())
+    assert all(v > 0 for v in part["exit_delay_s"].values())
+    for config, config_candidates in part["settings"]["configs"].items():
+        for candidate in config_candidates:
+            stats = part["by_config"][config][candidate]
+            for key in ("noticed_median_s", "noticed_max_s", "evaluated", "saved", "exit_delay_s",
+                        "loop_end_delay_s", "teardown_s", "polls_per_s", "watch_cpu_share"):
+                assert key in stats, (config, candidate, key)
+            assert stats["all_exited"] and stats["errors"] == []
+            rows = part["samples"][config][candidate]
+            assert len(rows) == part["settings"]["reps"]
+            for row in rows:
+                assert row["saved"] == part["settings"]["checkpoints"] == len(row["per_checkpoint"])
+                assert row["final_evaluated"]  # Both stop rules need the final checkpoint evaluated.
+                if candidate.startswith("controller"):  # Policy "all": every checkpoint, whatever the timing.
+                    assert row["evaluated_steps"] == list(range(1, row["saved"] + 1))
+    assert set(part["goals"]) == {"checkpoint_noticed", "exit_after_training"}
+    markdown = (out / "latest.md").read_text()
+    assert "Continuous-eval latency" in markdown and "noticed median" in markdown
