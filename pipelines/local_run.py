@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional
 
 from kfp import local
 
+from components import runtime
 from components.thresholds import parse_thresholds
 from pipelines.train_eval_export import PIPELINE_NAME, build_pipeline
 
@@ -129,8 +130,7 @@ def run_local(
     parse_thresholds(thresholds)
     for name, value in (("train_steps", train_steps), ("steps_per_loop", steps_per_loop),
                         ("checkpoint_interval", checkpoint_interval)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        runtime.check_positive_int(name, value)
     root = os.path.abspath(pipeline_root)
     os.makedirs(root, exist_ok=True)
     before = set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*")))

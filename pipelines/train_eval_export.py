@@ -18,6 +18,7 @@ from kfp import kubernetes
 from kfp.dsl import Input, Metrics, Model
 
 from components import kfp_components
+from components import runtime
 from pipelines import multi_worker
 from pipelines import resources
 
@@ -95,8 +96,7 @@ def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], bac
 
 
 def _check_train_replicas(train_replicas: object, backend: str) -> int:
-    if isinstance(train_replicas, bool) or not isinstance(train_replicas, int) or train_replicas < 1:
-        raise ValueError(f"`train_replicas` must be a positive integer, got {train_replicas!r}.")
+    runtime.check_positive_int("train_replicas", train_replicas)
     if train_replicas > 1 and backend == "local":
         raise ValueError(
             f"`train_replicas` is {train_replicas}, but backend 'local' runs one process per step; accepted there: "
@@ -156,8 +156,7 @@ def build_pipeline(
     if backend != "local":
         for step, profile in parsed.items():
             resources.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
-    if isinstance(train_retries, bool) or not isinstance(train_retries, int) or train_retries < 0:
-        raise ValueError(f"`train_retries` must be a non-negative integer, got {train_retries!r}.")
+    runtime.check_positive_int("train_retries", train_retries, allow_zero=True)
     replicas = _check_train_replicas(train_replicas, backend)
     custom_job["train"] = custom_job["train"] or (backend == "vertex" and replicas > 1)
     tfjob = backend == "gke" and replicas > 1
