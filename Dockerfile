@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 
 # TensorFlow's gs:// retries, timeouts and stat cache (read at `import tensorflow`); the reasons for each value
-# are in components/gcs_retry.py, which sets the same defaults for processes started without this image.
+# are in components/gcs_retry.py (tfpipe.components.gcs_retry), which sets the same defaults for processes started without this image.
 ENV GCS_RETRY_CONFIG_INIT_DELAY_TIME_US=1000000 \
     GCS_RETRY_CONFIG_MAX_DELAY_TIME_US=32000000 \
     GCS_RETRY_CONFIG_MAX_RETRIES=10 \
@@ -25,16 +25,21 @@ ENV GCS_RETRY_CONFIG_INIT_DELAY_TIME_US=1000000 \
     GCS_WRITE_REQUEST_TIMEOUT_SECS=3600 \
     GCS_STAT_CACHE_MAX_AGE=0
 
-WORKDIR /opt/tfpipe
-COPY pyproject.toml README.md ./
-COPY controller_core ./controller_core
-COPY components ./components
-COPY pipelines ./pipelines
+# Build from a copy of the sources, then leave it: a `tfpipe/` folder in the working directory would shadow the
+# installed package.
+COPY pyproject.toml README.md /tmp/tfpipe-src/
+COPY tfpipe /tmp/tfpipe-src/tfpipe
+COPY controller_core /tmp/tfpipe-src/controller_core
+COPY components /tmp/tfpipe-src/components
+COPY pipelines /tmp/tfpipe-src/pipelines
+COPY component_specs /tmp/tfpipe-src/component_specs
 # Non-editable install: the image holds the package, not a checkout.
 RUN python -m pip install --upgrade pip \
- && python -m pip install ".[examples]" \
- && python -c "import controller_core, components.train, components.kfp_components"
+ && python -m pip install "/tmp/tfpipe-src[examples]" \
+ && rm -rf /tmp/tfpipe-src \
+ && python -c "import tfpipe.controller_core, tfpipe.components.train, tfpipe.components.kfp_components"
+WORKDIR /
 
-# Entry points: python -m components.train|evaluate|continuous_eval|export --flag=value ...
+# Entry points: python -m tfpipe.components.train|evaluate|continuous_eval|export --flag=value ...
 ENTRYPOINT []
-CMD ["python", "-m", "components.train", "--helpfull"]
+CMD ["python", "-m", "tfpipe.components.train", "--helpfull"]

@@ -21,6 +21,7 @@ demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/tfpipe run-local --pipeline-root $(DEMO_DIR)
 
 test: $(STAMP)
+	scripts/ensure-chromium.sh
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
 
 # Benchmarks (scripts, not tests): ratios against baselines measured in the same run, written to

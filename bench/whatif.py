@@ -25,8 +25,8 @@ PATCHES = ("summaries", "step_timer")
 
 
 def apply(patches: Iterable[str] = PATCHES) -> None:
-    from controller_core import controller
-    from controller_core.utils import summary_manager
+    from tfpipe.controller_core import controller
+    from tfpipe.controller_core.utils import summary_manager
 
     patches = set(patches)
     unknown = patches - set(PATCHES)

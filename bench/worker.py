@@ -136,9 +136,9 @@ class Training:
             self.iterator = iter(self.dataset)
         elif candidate in CONTROLLERS:
             if candidate == "controller":
-                import controller_core as lib
+                import tfpipe.controller_core as lib
             elif candidate == "controller_whatif":
-                import controller_core as lib
+                import tfpipe.controller_core as lib
                 from bench import whatif
 
                 whatif.apply()

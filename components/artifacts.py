@@ -8,11 +8,11 @@ valid `Metrics` values: they appear in the HTML report as text instead.
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from components import report
-from components.tasks.keras_runners import CONFUSION_MATRIX, ROC
-from controller_core import eval_records
-from controller_core import run_dir
-from controller_core import runner
+from tfpipe.components import report
+from tfpipe.components.tasks.keras_runners import CONFUSION_MATRIX, ROC
+from tfpipe.controller_core import eval_records
+from tfpipe.controller_core import run_dir
+from tfpipe.controller_core import runner
 
 REPORT = "report.html"
 STEP = "step"

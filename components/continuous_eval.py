@@ -1,6 +1,6 @@
 """The continuous_eval component: evaluates every checkpoint of a run while it trains, until it is done.
 
-    python -m components.continuous_eval --task=digits --model_dir=gs://bucket/runs/1 \\
+    python -m tfpipe.components.continuous_eval --task=digits --model_dir=gs://bucket/runs/1 \\
         --best_metric=accuracy --best_mode=higher
 
 Runs beside the train component on the same `model_dir`. It stops once training's
@@ -14,11 +14,11 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from absl import app
 from absl import flags
 
-from components import evaluation
-from components import runtime
-from controller_core import checkpoint_watcher
-from controller_core import eval_records
-from controller_core import preemption
+from tfpipe.components import evaluation
+from tfpipe import checks
+from tfpipe.components import runtime
+from tfpipe.controller_core import eval_records
+from tfpipe.controller_core import preemption
 
 
 @dataclasses.dataclass
@@ -87,17 +87,17 @@ def run(
         TimeoutError: When `idle_timeout` passes with no new checkpoint.
     """
     inputs = runtime.TaskInputs.parse(task, task_config)
-    model_dir = runtime.check_uri("model_dir", model_dir)
-    policy = checkpoint_watcher.parse_policy(policy)
-    target_step = evaluation.parse_optional(target_step)
+    model_dir = checks.check_uri("model_dir", model_dir)
+    policy = checks.parse_policy(policy)
+    target_step = checks.zero_means_unset(target_step)
     if target_step is not None:
-        runtime.check_positive_int("target_step", target_step)
-    idle_timeout = checkpoint_watcher.check_seconds("idle_timeout", evaluation.parse_optional(idle_timeout))
-    checkpoint_watcher.check_seconds("poll_interval", poll_interval, optional=False)
-    runtime.check_eval_name(eval_name)
-    evaluation.check_eval_steps(eval_steps)
-    runtime.check_choice("best_mode", best_mode, eval_records.BEST_MODES)
-    runtime.check_choice("strategy", strategy, runtime.STRATEGIES)
+        checks.check_positive_int("target_step", target_step)
+    idle_timeout = checks.check_seconds("idle_timeout", checks.zero_means_unset(idle_timeout))
+    checks.check_seconds("poll_interval", poll_interval, optional=False)
+    checks.check_eval_name(eval_name)
+    checks.check_eval_steps(eval_steps)
+    checks.check_choice("best_mode", best_mode, checks.BEST_MODES)
+    checks.check_choice("strategy", strategy, checks.STRATEGIES)
     if not isinstance(best_metric, str) or not best_metric:
         raise ValueError(f"`best_metric` must be a metric name, got {best_metric!r}.")
 
@@ -132,7 +132,7 @@ def define_flags() -> None:
     flags.DEFINE_float("idle_timeout", 3600.0, "Fail after this many seconds without a new checkpoint (0: never).")
     flags.DEFINE_float("poll_interval", 1.0, "Seconds between looks for new checkpoints.")
     flags.DEFINE_string("best_metric", "loss", "Metric that picks the best checkpoint.")
-    flags.DEFINE_enum("best_mode", "lower", list(eval_records.BEST_MODES), "Whether higher or lower is better.")
+    flags.DEFINE_enum("best_mode", "lower", list(checks.BEST_MODES), "Whether higher or lower is better.")
     flags.DEFINE_string("eval_name", "validation", "This evaluator's name: eval/<eval_name>/.")
     flags.DEFINE_integer("eval_steps", -1, "Steps per evaluation; -1 for the whole evaluation dataset.")
 

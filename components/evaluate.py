@@ -1,6 +1,6 @@
 """The evaluate component: evaluates one checkpoint (`latest`, `best`, a step or a path).
 
-    python -m components.evaluate --task=digits --model_dir=gs://bucket/runs/1 --checkpoint=best
+    python -m tfpipe.components.evaluate --task=digits --model_dir=gs://bucket/runs/1 --checkpoint=best
 
 The result is recorded in `eval/<eval_name>/records/` like a continuous evaluator's;
 a step evaluated before under the same `eval_name` is not evaluated again (a retried
@@ -13,11 +13,12 @@ from typing import Any, Dict, Mapping, Optional, Union
 from absl import app
 from absl import flags
 
-from components import evaluation
-from components import runtime
-from controller_core import eval_records
-from controller_core import preemption
-from controller_core import run_dir
+from tfpipe.components import evaluation
+from tfpipe import checks
+from tfpipe.components import runtime
+from tfpipe.controller_core import eval_records
+from tfpipe.controller_core import preemption
+from tfpipe.controller_core import run_dir
 
 
 @dataclasses.dataclass
@@ -65,11 +66,11 @@ def run(
         ValueError: For a bad input, naming it.
     """
     inputs = runtime.TaskInputs.parse(task, task_config)
-    model_dir = runtime.check_uri("model_dir", model_dir)
-    evaluation.check_eval_steps(eval_steps)
-    runtime.check_eval_name(eval_name)
-    runtime.check_eval_name(best_eval_name)
-    runtime.check_choice("strategy", strategy, runtime.STRATEGIES)
+    model_dir = checks.check_uri("model_dir", model_dir)
+    checks.check_eval_steps(eval_steps)
+    checks.check_eval_name(eval_name)
+    checks.check_eval_name(best_eval_name)
+    checks.check_choice("strategy", strategy, checks.STRATEGIES)
     path = runtime.resolve_checkpoint(model_dir, checkpoint, best_eval_name)
     step = run_dir.checkpoint_step(path)
     if step is None:

@@ -1,16 +1,16 @@
 """What the evaluate and continuous_eval components share: an evaluator controller for a run directory."""
 
 import dataclasses
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
-import controller_core as orbit
-from components import artifacts
-from components import runtime
-from components.tasks import Task
-from components.tasks.keras_runners import KerasEvaluator
-from controller_core import eval_records
+import tfpipe.controller_core as orbit
+from tfpipe.components import artifacts
+from tfpipe.components import runtime
+from tfpipe.components.tasks import Task
+from tfpipe.components.tasks.keras_runners import KerasEvaluator
+from tfpipe.controller_core import eval_records
 
 
 @dataclasses.dataclass
@@ -22,13 +22,6 @@ class EvalSetup:
     evaluator: orbit.AbstractEvaluator
     directory: str
     report: artifacts.ReportAction
-
-
-def check_eval_steps(value: Any) -> int:
-    """Checks `eval_steps`: -1 (the whole evaluation dataset) or a positive number of steps."""
-    if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value >= 1):
-        raise ValueError(f"`eval_steps` must be -1 (the whole evaluation dataset) or a positive integer, got {value!r}.")
-    return value
 
 
 def build(
@@ -68,13 +61,6 @@ def check_metric_name(evaluator: orbit.AbstractEvaluator, name: str, *, input_na
     names: Optional[List[str]] = getattr(evaluator, "output_names", None)
     if names is not None and name not in names:
         raise ValueError(f"`{input_name}` ({name!r}) is not a metric of this task; its metrics are {names}.")
-
-
-def parse_optional(value: Union[int, float, None], *, zero_means_none: bool = True) -> Optional[Union[int, float]]:
-    """KFP parameters cannot be None-valued in every backend: 0 stands for "not set"."""
-    if value is None or (zero_means_none and value == 0):
-        return None
-    return value
 
 
 def summary_line(kind: str, record: Optional[Mapping[str, Any]]) -> str:

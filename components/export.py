@@ -1,6 +1,6 @@
 """The export component: a SavedModel of the chosen checkpoint, committed only when complete.
 
-    python -m components.export --task=digits --model_dir=gs://bucket/runs/1 \\
+    python -m tfpipe.components.export --task=digits --model_dir=gs://bucket/runs/1 \\
         --output_path=/tmp/model --export_dir=gs://bucket/serving/digits --thresholds='{"accuracy": ">= 0.9"}'
 
 The SavedModel is written to a temporary sibling, then committed file by file with
@@ -21,14 +21,15 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from components import artifacts
-from components import runtime
-from components import thresholds as thresholds_lib
-from components.thresholds import ThresholdNotMetError
-from controller_core import eval_records
-from controller_core import preemption
-from controller_core import restore
-from controller_core import run_dir
+from tfpipe.components import artifacts
+from tfpipe import checks
+from tfpipe.components import runtime
+from tfpipe.components import thresholds as thresholds_lib
+from tfpipe.components.thresholds import ThresholdNotMetError
+from tfpipe.controller_core import eval_records
+from tfpipe.controller_core import preemption
+from tfpipe.controller_core import restore
+from tfpipe.controller_core import run_dir
 
 SAVED_MODEL_PB = "saved_model.pb"
 # Beside saved_model.pb: the step, checkpoint and metrics of the export, so that a later run can
@@ -121,11 +122,11 @@ def run(
         ThresholdNotMetError: If a threshold is missed (nothing is written).
     """
     inputs = runtime.TaskInputs.parse(task, task_config)
-    model_dir = runtime.check_uri("model_dir", model_dir)
-    output_path = runtime.check_uri("output_path", output_path)
+    model_dir = checks.check_uri("model_dir", model_dir)
+    output_path = checks.check_uri("output_path", output_path)
     if export_dir:
-        export_dir = runtime.check_uri("export_dir", export_dir)
-    runtime.check_eval_name(eval_name)
+        export_dir = checks.check_uri("export_dir", export_dir)
+    checks.check_eval_name(eval_name)
     limits = thresholds_lib.parse_thresholds(thresholds)
 
     directory = eval_records.eval_dir(model_dir, eval_name)

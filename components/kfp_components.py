@@ -27,6 +27,8 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Metrics, Model, Output
 
+from tfpipe import checks
+
 DEFAULT_IMAGE = os.environ.get("TFPIPE_IMAGE", "us-docker.pkg.dev/tfpipe/tfpipe/tfpipe:0.1.0")
 
 
@@ -67,7 +69,7 @@ def train(
     import os
     from collections import namedtuple
 
-    from components import train as train_lib
+    from tfpipe.components import train as train_lib
 
     result = train_lib.run(
         task=task, task_config=task_config, model_dir=model_dir, train_steps=train_steps,
@@ -120,8 +122,8 @@ def evaluate(
     """
     from collections import namedtuple
 
-    from components import artifacts
-    from components import evaluate as evaluate_lib
+    from tfpipe.components import artifacts
+    from tfpipe.components import evaluate as evaluate_lib
 
     result = evaluate_lib.run(
         task=task, task_config=task_config, model_dir=model_dir, checkpoint=checkpoint, eval_steps=eval_steps,
@@ -175,9 +177,9 @@ def continuous_eval(
     """
     from collections import namedtuple
 
-    from components import artifacts
-    from components import continuous_eval as continuous_eval_lib
-    from components import thresholds as thresholds_lib
+    from tfpipe.components import artifacts
+    from tfpipe.components import continuous_eval as continuous_eval_lib
+    from tfpipe.components import thresholds as thresholds_lib
 
     limits = thresholds_lib.parse_thresholds(thresholds)
     result = continuous_eval_lib.run(
@@ -218,7 +220,7 @@ def export(
     """
     from collections import namedtuple
 
-    from components import export as export_lib
+    from tfpipe.components import export as export_lib
 
     result = export_lib.run(
         task=task, task_config=task_config, model_dir=model_dir, output_path=model.path, checkpoint=checkpoint,
@@ -243,8 +245,7 @@ def components_for_image(image: str) -> types.SimpleNamespace:
     Returns:
         A namespace with `train`, `evaluate`, `continuous_eval` and `export`.
     """
-    if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
-        raise ValueError(f"`image` must be a container image reference such as 'gcr.io/p/tfpipe:1', got {image!r}.")
+    checks.check_image(image)
     return types.SimpleNamespace(**{
         fn.__name__: dsl.component(fn, base_image=image, install_kfp_package=False) for fn in COMPONENT_FUNCTIONS
     })

@@ -13,7 +13,7 @@ Example::
 
     html = render_report(records, title="digits: continuous eval", best_step=300, best_metric="accuracy")
 
-Writing it is the caller's (`controller_core.run_dir.write_text_atomic` works on any URI).
+Writing it is the caller's (`tfpipe.controller_core.run_dir.write_text_atomic` works on any URI).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import itertools
 import math
 import numbers
 import posixpath
-import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 

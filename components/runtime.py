@@ -4,7 +4,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 from typing import Any, Dict, Iterator, Mapping, Optional, Union
@@ -14,15 +13,14 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-import controller_core as orbit
-from components import tasks  # noqa: F401 (re-exported for the components)
-from controller_core import checkpoint_watcher
-from controller_core import eval_records
-from controller_core import run_dir
+import tfpipe.controller_core as orbit
+from tfpipe import checks
+from tfpipe.components import tasks
+from tfpipe.controller_core import checkpoint_watcher
+from tfpipe.controller_core import eval_records
+from tfpipe.controller_core import run_dir
 
-STRATEGIES = ("default", "mirrored", "tpu", "multi_worker_mirrored")
 RUN_CONFIG = "run_config.json"
-_URI_SCHEMES = ("gs://",)
 
 
 def configure_logging() -> None:
@@ -42,43 +40,7 @@ def define_task_flags(*, with_strategy: bool = True) -> None:
     flags.DEFINE_string("task_config", "", "The task's config as a JSON object.")
     flags.DEFINE_string("model_dir", None, "Run directory: gs://bucket/path, /gcs/bucket/path or a local path.")
     if with_strategy:
-        flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "Distribution strategy.")
-
-
-def check_uri(name: str, value: Any) -> str:
-    """Checks a run-directory style URI: `gs://bucket/path`, `/gcs/bucket/path` or a local path.
-
-    Raises:
-        ValueError: Naming the input, the value and what is accepted.
-    """
-    accepted = "a gs://bucket/path URI, a /gcs/bucket/path mount path, or a local path"
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"`{name}` must be {accepted}, got {value!r}.")
-    if "://" in value and not value.startswith(_URI_SCHEMES):
-        raise ValueError(f"`{name}` ({value!r}) has an unsupported scheme; it must be {accepted}.")
-    if value.startswith("gs://") and len(value.rstrip("/")) <= len("gs://"):
-        raise ValueError(f"`{name}` ({value!r}) names no bucket; it must be {accepted}.")
-    return value.rstrip("/") if value not in ("/",) else value
-
-
-def check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
-    """Checks an integer input (a count, an interval).
-
-    Raises:
-        ValueError: Naming the input, the value and what is accepted.
-    """
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        kind = "a non-negative integer" if allow_zero else "a positive integer"
-        raise ValueError(f"`{name}` must be {kind}, got {value!r}.")
-    return value
-
-
-def check_choice(name: str, value: Any, choices: tuple) -> str:
-    """Checks that `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
-    return value
+        flags.DEFINE_enum("strategy", "default", list(checks.STRATEGIES), "Distribution strategy.")
 
 
 def create_strategy(name: str) -> tf.distribute.Strategy:
@@ -88,7 +50,7 @@ def create_strategy(name: str) -> tf.distribute.Strategy:
     `tpu`: TPUStrategy, the TPU found from the environment; `multi_worker_mirrored`:
     workers from `TF_CONFIG`.
     """
-    check_choice("strategy", name, STRATEGIES)
+    checks.check_choice("strategy", name, checks.STRATEGIES)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":
@@ -174,7 +136,7 @@ class TaskInputs:
     def parse(cls, task: Any, task_config: Union[str, Mapping[str, Any], None]) -> "TaskInputs":
         """Checks the task name resolves and the config is a JSON object (its keys are checked on build)."""
         tasks.resolve_factory(task)
-        return cls(task=task, config=tasks.parse_config_json(task_config))
+        return cls(task=task, config=checks.parse_json_object(task_config, input_name="task_config"))
 
     def build(self, strategy: tf.distribute.Strategy) -> tasks.Task:
         """Builds the task inside the strategy's scope."""
@@ -273,10 +235,3 @@ def resolve_checkpoint(model_dir: str, checkpoint: Any, eval_name: str) -> str:
             raise ValueError(f"`checkpoint` ({checkpoint!r}) is no checkpoint: {checkpoint}.index does not exist.")
         return checkpoint
     raise ValueError(f"`checkpoint` must be {CHECKPOINT_SELECTORS}, got {checkpoint!r}.")
-
-
-def check_eval_name(value: Any) -> str:
-    """Checks an `eval_name`: a non-empty name of letters, digits, `_`, `-` or `.`."""
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", value) or value in (".", ".."):
-        raise ValueError(f"`eval_name` must be a non-empty name of letters, digits, '_', '-' or '.', got {value!r}.")
-    return value

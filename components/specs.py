@@ -1,44 +1,119 @@
-"""Compiles the four components to `component_specs/<name>.yaml` (never edited by hand).
+"""The compiled component specs: where they ship, how to load them for an image, how to regenerate them.
 
-    python -m components.specs [--out component_specs] [--image REF]
+The four specs (`train.yaml`, `evaluate.yaml`, `continuous_eval.yaml`,
+`export.yaml`) are compiled from `tfpipe.components.kfp_components` and ship in
+the wheel as package data of `tfpipe.component_specs` (the repository's
+`component_specs/` folder). Use them in your own pipeline::
 
-`tfpipe specs` runs the same. A test fails when the committed specs are stale.
+    from tfpipe.components import load_component
+
+    train = load_component("train", image="us-docker.pkg.dev/my-proj/ml/tfpipe:0.1.0")
+
+or give `spec_path("train")` to `kfp.components.load_component_from_file`
+(then the image is the one the specs were compiled for).
+
+Importing this module imports neither kfp nor TensorFlow.
 """
 
-import argparse
+import importlib.resources
 import os
 import pathlib
-import sys
-from typing import List, Optional
+import re
+from typing import Any, List, Optional
 
-from kfp import compiler
+from tfpipe import checks
 
-from components import kfp_components
+COMPONENT_NAMES = ("train", "evaluate", "continuous_eval", "export")
+SPEC_PACKAGE = "tfpipe.component_specs"
+SPEC_FOLDER = "component_specs"
+# `name = "tfpipe"` in the [project] table (tomllib is not in Python 3.10).
+_PROJECT_NAME = re.compile(r'^\[project\][^\[]*?^name\s*=\s*"tfpipe"\s*$', re.M | re.S)
 
-SPEC_DIR = pathlib.Path(__file__).resolve().parents[1] / "component_specs"
+
+def _check_name(name: Any) -> str:
+    if name not in COMPONENT_NAMES:
+        raise ValueError(f"`name` must be one of {list(COMPONENT_NAMES)}, got {name!r}.")
+    return name
 
 
-def write_specs(directory: os.PathLike = SPEC_DIR, image: str = kfp_components.DEFAULT_IMAGE) -> List[str]:
-    """Compiles each component for `image` into `<directory>/<name>.yaml`; returns the paths."""
+def spec_path(name: str) -> pathlib.Path:
+    """The installed spec file of component `name`, for `kfp.components.load_component_from_file`.
+
+    Args:
+        name: `train`, `evaluate`, `continuous_eval` or `export`.
+
+    Raises:
+        ValueError: For another name.
+    """
+    resource = importlib.resources.files(SPEC_PACKAGE) / f"{_check_name(name)}.yaml"
+    return pathlib.Path(str(resource))
+
+
+def spec_text(name: str, image: Optional[str] = None) -> str:
+    """The YAML text of component `name`'s spec, with every executor's image set to `image` when given."""
+    text = spec_path(name).read_text()
+    if image is None:
+        return text
+    import yaml  # kfp's dependency; loaded only when retargeting.
+
+    checks.check_image(image)
+    spec = yaml.safe_load(text)
+    for executor in spec["deploymentSpec"]["executors"].values():
+        executor["container"]["image"] = image
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def load_component(name: str, image: Optional[str] = None) -> Any:
+    """Loads the packaged spec of component `name` as a KFP component, optionally for another image.
+
+    Args:
+        name: `train`, `evaluate`, `continuous_eval` or `export`.
+        image: The container image the component runs in (your registry's copy
+            of the tfpipe image, or an image derived from it); None keeps the
+            image the specs were compiled for.
+
+    Returns:
+        The component (`kfp.components.YamlComponent`), callable in a `@dsl.pipeline`.
+
+    Raises:
+        ValueError: For an unknown name or a malformed image reference.
+    """
+    from kfp import components
+
+    return components.load_component_from_text(spec_text(name, image))
+
+
+def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None) -> List[str]:
+    """Compiles each component for `image` into `<directory>/<name>.yaml`; returns the paths.
+
+    Args:
+        directory: Where to write.
+        image: The image of the components; default `kfp_components.DEFAULT_IMAGE`.
+    """
+    from kfp import compiler
+
+    from tfpipe.components import kfp_components
+
     os.makedirs(directory, exist_ok=True)
-    built = kfp_components.components_for_image(image)
+    built = kfp_components.components_for_image(image or kfp_components.DEFAULT_IMAGE)
     paths = []
-    for fn in kfp_components.COMPONENT_FUNCTIONS:
-        path = os.path.join(directory, f"{fn.__name__}.yaml")
-        compiler.Compiler().compile(getattr(built, fn.__name__), path)
+    for name in COMPONENT_NAMES:
+        path = os.path.join(directory, f"{name}.yaml")
+        compiler.Compiler().compile(getattr(built, name), path)
         paths.append(path)
     return paths
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="tfpipe specs", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(SPEC_DIR), help="Directory for the YAML files.")
-    parser.add_argument("--image", default=kfp_components.DEFAULT_IMAGE, help="Container image of the components.")
-    args = parser.parse_args(argv)
-    for path in write_specs(args.out, args.image):
-        print(path)
-    return 0
+def checkout_spec_dir(start: "os.PathLike[str] | str" = ".") -> Optional[pathlib.Path]:
+    """The `component_specs/` folder of the tfpipe checkout that holds `start`, or None outside one.
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    A checkout is a folder whose `pyproject.toml` names the project `tfpipe`
+    and which has a `component_specs/` folder; `start` and its parents are
+    searched. An installed package is never a checkout.
+    """
+    for folder in [pathlib.Path(start).resolve(), *pathlib.Path(start).resolve().parents]:
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and (folder / SPEC_FOLDER).is_dir():
+            if _PROJECT_NAME.search(pyproject.read_text(errors="replace")):
+                return folder / SPEC_FOLDER
+    return None

@@ -4,7 +4,7 @@ import operator
 import re
 from typing import Dict, Mapping, Tuple, Union
 
-from components.tasks import parse_config_json
+from tfpipe import checks
 
 Thresholds = Dict[str, Tuple[str, float]]
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
@@ -22,7 +22,7 @@ def parse_thresholds(thresholds: Union[str, Mapping[str, str], None]) -> Thresho
         ValueError: Naming the bad entry and the accepted form.
     """
     parsed = {}
-    for name, condition in parse_config_json(thresholds, input_name="thresholds").items():
+    for name, condition in checks.parse_json_object(thresholds, input_name="thresholds").items():
         match = _CONDITION.match(condition) if isinstance(condition, str) else None
         if not match:
             raise ValueError(

@@ -2,7 +2,7 @@
 
 Start it from a shell (or a container) with::
 
-    python -m components.train --task=digits --model_dir=gs://bucket/runs/1 --train_steps=1000
+    python -m tfpipe.components.train --task=digits --model_dir=gs://bucket/runs/1 --train_steps=1000
 """
 
 import dataclasses
@@ -13,10 +13,11 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-import controller_core as orbit
-from controller_core import preemption
-from components import runtime
-from components.tasks.keras_runners import KerasTrainer
+import tfpipe.controller_core as orbit
+from tfpipe.controller_core import preemption
+from tfpipe import checks
+from tfpipe.components import runtime
+from tfpipe.components.tasks.keras_runners import KerasTrainer
 
 
 @dataclasses.dataclass
@@ -93,13 +94,13 @@ def run(
             different task or config.
     """
     inputs = runtime.TaskInputs.parse(task, task_config)
-    model_dir = runtime.check_uri("model_dir", model_dir)
-    runtime.check_positive_int("train_steps", train_steps)
-    runtime.check_positive_int("steps_per_loop", steps_per_loop)
-    runtime.check_positive_int("checkpoint_interval", checkpoint_interval)
-    runtime.check_positive_int("max_to_keep", max_to_keep)
-    runtime.check_choice("strategy", strategy, runtime.STRATEGIES)
-    runtime.check_positive_int("max_divergence_recoveries", max_divergence_recoveries, allow_zero=True)
+    model_dir = checks.check_uri("model_dir", model_dir)
+    checks.check_positive_int("train_steps", train_steps)
+    checks.check_positive_int("steps_per_loop", steps_per_loop)
+    checks.check_positive_int("checkpoint_interval", checkpoint_interval)
+    checks.check_positive_int("max_to_keep", max_to_keep)
+    checks.check_choice("strategy", strategy, checks.STRATEGIES)
+    checks.check_positive_int("max_divergence_recoveries", max_divergence_recoveries, allow_zero=True)
     if loss_upper_bound is not None and (
         isinstance(loss_upper_bound, bool) or not isinstance(loss_upper_bound, (int, float)) or loss_upper_bound < 0
     ):

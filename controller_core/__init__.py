@@ -7,19 +7,19 @@ package imports TensorFlow and never kfp; every path may be a `gs://`, `/gcs/`
 or local URI.
 """
 
-from controller_core import actions
-from controller_core import preemption
-from controller_core import utils
-from controller_core.controller import Action
-from controller_core.controller import Controller
-from controller_core.controller import StepTimer
-from controller_core.runner import AbstractEvaluator
-from controller_core.runner import AbstractTrainer
-from controller_core.runner import Output
-from controller_core.standard_runner import StandardEvaluator
-from controller_core.standard_runner import StandardEvaluatorOptions
-from controller_core.standard_runner import StandardTrainer
-from controller_core.standard_runner import StandardTrainerOptions
+from tfpipe.controller_core import actions
+from tfpipe.controller_core import preemption
+from tfpipe.controller_core import utils
+from tfpipe.controller_core.controller import Action
+from tfpipe.controller_core.controller import Controller
+from tfpipe.controller_core.controller import StepTimer
+from tfpipe.controller_core.runner import AbstractEvaluator
+from tfpipe.controller_core.runner import AbstractTrainer
+from tfpipe.controller_core.runner import Output
+from tfpipe.controller_core.standard_runner import StandardEvaluator
+from tfpipe.controller_core.standard_runner import StandardEvaluatorOptions
+from tfpipe.controller_core.standard_runner import StandardTrainer
+from tfpipe.controller_core.standard_runner import StandardTrainerOptions
 
 __all__ = [
     "AbstractEvaluator",

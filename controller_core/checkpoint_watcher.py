@@ -13,41 +13,9 @@ from typing import Dict, Iterable, List, Optional, Union
 
 import tensorflow as tf
 
+
+
 Policy = Union[str, int]
-POLICY_NAMES = ("all", "latest")
-
-
-def parse_policy(policy: Union[str, int]) -> Policy:
-    """Checks an evaluation policy: `all`, `latest`, or a positive step stride (int or digits).
-
-    Raises:
-        ValueError: Naming the value and what is accepted.
-    """
-    if isinstance(policy, int) and not isinstance(policy, bool) and policy >= 1:
-        return policy
-    if isinstance(policy, str):
-        if policy in POLICY_NAMES:
-            return policy
-        if policy.isdigit() and int(policy) >= 1:
-            return int(policy)
-    raise ValueError(
-        f"`policy` must be 'all' (every checkpoint), 'latest' (only the newest) or a positive step "
-        f"stride such as 1000, got {policy!r}."
-    )
-
-
-def check_seconds(name: str, value: Optional[float], *, optional: bool = True) -> Optional[float]:
-    """Checks a duration input: a positive number of seconds (or None when `optional`).
-
-    Raises:
-        ValueError: Naming the input, the value and what is accepted.
-    """
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        accepted = "a positive number of seconds or None" if optional else "a positive number of seconds"
-        raise ValueError(f"`{name}` ({value!r}) must be {accepted}.")
-    return value
 
 
 def list_checkpoints(directory: str, name: str = "ckpt") -> Dict[int, str]:

@@ -46,13 +46,14 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from controller_core import checkpoint_watcher
-from controller_core import eval_records
-from controller_core import preemption
-from controller_core import restore
-from controller_core import run_dir
-from controller_core import runner
-from controller_core import utils
+from tfpipe import checks
+from tfpipe.controller_core import checkpoint_watcher
+from tfpipe.controller_core import eval_records
+from tfpipe.controller_core import preemption
+from tfpipe.controller_core import restore
+from tfpipe.controller_core import run_dir
+from tfpipe.controller_core import runner
+from tfpipe.controller_core import utils
 
 Action = Callable[[runner.Output], None]
 StepsPerLoop = Union[int, Callable[[int], int]]
@@ -402,14 +403,13 @@ class Controller:
         """
         self._require("evaluator", for_method="evaluate_continuously")
         self._require("checkpoint_manager", for_method="evaluate_continuously")
-        policy = checkpoint_watcher.parse_policy(policy)
-        checkpoint_watcher.check_seconds("timeout", timeout)
-        checkpoint_watcher.check_seconds("idle_timeout", idle_timeout)
-        checkpoint_watcher.check_seconds("poll_interval", poll_interval, optional=False)
-        if target_step is not None and (not isinstance(target_step, (int, np.integer)) or target_step < 1):
-            raise ValueError(f"`target_step` ({target_step!r}) must be a positive integer or None.")
-        if not isinstance(eval_name, str) or not eval_name or "/" in eval_name:
-            raise ValueError(f"`eval_name` ({eval_name!r}) must be a non-empty name without '/'.")
+        policy = checks.parse_policy(policy)
+        checks.check_seconds("timeout", timeout)
+        checks.check_seconds("idle_timeout", idle_timeout)
+        checks.check_seconds("poll_interval", poll_interval, optional=False)
+        if target_step is not None:
+            checks.check_positive_int("target_step", target_step)
+        checks.check_eval_name(eval_name)
 
         directory = self.checkpoint_manager.directory
         evaluator_dir = eval_records.eval_dir(directory, eval_name)

@@ -23,13 +23,13 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from controller_core import run_dir
-from controller_core.actions.new_best_metric import NewBestMetric, lookup_metric
+from tfpipe import checks
+from tfpipe.controller_core import run_dir
+from tfpipe.controller_core.actions.new_best_metric import NewBestMetric, lookup_metric
 
 RECORDS = "records"
 BEST = "best"
 BEST_RECORD = "best.json"
-BEST_MODES = ("higher", "lower")
 
 
 def eval_dir(model_dir: str, eval_name: str) -> str:
@@ -145,8 +145,7 @@ class BestCheckpoint:
         """
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"`best_metric` must be a metric name (nested keys as 'a/b'), got {metric!r}.")
-        if mode not in BEST_MODES:
-            raise ValueError(f"`best_mode` must be one of {list(BEST_MODES)}, got {mode!r}.")
+        checks.check_choice("best_mode", mode, checks.BEST_MODES)
         self.directory = f"{directory.rstrip('/')}/{BEST}"
         self.metric = metric
         self.mode = mode

@@ -26,8 +26,8 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
-from controller_core import runner
-from controller_core.utils import loop_fns
+from tfpipe.controller_core import runner
+from tfpipe.controller_core.utils import loop_fns
 
 
 @dataclasses.dataclass(frozen=True)

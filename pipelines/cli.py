@@ -4,14 +4,30 @@
     tfpipe compile --backend gke|vertex [--image REF] [--train-resources SPEC] ... -o pipeline.yaml
     tfpipe submit pipeline.yaml --host URL | --vertex --project P --region R --pipeline-root gs://... [...]
     tfpipe specs [--out DIR] [--image REF]
+
+A user error (a bad option, a bad value, a missing optional extra) is one line on
+stderr and exit status 2, never a traceback; a backend that refuses a submission is
+one line and exit status 1. Nothing here imports TensorFlow (`run-local` starts
+processes that do).
 """
 
 import argparse
 import json
+import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, NoReturn, Optional
 
-from components import kfp_components
+from tfpipe import checks
+from tfpipe.components import kfp_components
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse prints the usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _key_values(pairs: List[str], what: str) -> Dict[str, str]:
@@ -19,24 +35,32 @@ def _key_values(pairs: List[str], what: str) -> Dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"tfpipe: `{what}` must be KEY=VALUE, got {pair!r}")
+            raise ValueError(f"`{what}` must be KEY=VALUE, got {checks.shown(pair)}")
         values[key] = value
     return values
 
 
-def _parameters(pairs: List[str]) -> Dict[str, object]:
-    """`--param k=v`: values are JSON when they parse as JSON (numbers, booleans), else strings."""
-    out: Dict[str, object] = {}
-    for key, value in _key_values(pairs, "--param").items():
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+def _secret_env(items: List[str]) -> Dict[str, Dict[str, str]]:
+    """`--secret NAME:KEY=ENV` options as `{secret name: {key: env var}}` (the names are checked when building)."""
+    secrets: Dict[str, Dict[str, str]] = {}
+    for item in items:
+        name, sep, pair = item.partition(":")
+        key, eq, env = pair.partition("=")
+        if not (sep and eq and name and key and env):
+            raise ValueError(f"`--secret` must be NAME:KEY=ENV_VAR, got {checks.shown(item)}")
+        secrets.setdefault(name, {})[key] = env
+    return secrets
+
+
+def _check_output_file(path: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"`--output` ({checks.shown(path)}): the folder {folder} does not exist; create it first")
+    return path
 
 
 def cmd_run_local(args: argparse.Namespace) -> int:
-    from pipelines.local_run import run_local
+    from tfpipe.pipelines.local_run import run_local
 
     summary = run_local(
         task=args.task, task_config=args.task_config, train_steps=args.train_steps, model_dir=args.model_dir,
@@ -53,29 +77,24 @@ def cmd_run_local(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from kfp import compiler
 
-    from pipelines.train_eval_export import build_pipeline
+    from tfpipe.pipelines.train_eval_export import build_pipeline
 
     profiles = {step: spec for step, spec in (("train", args.train_resources), ("eval", args.eval_resources),
                                               ("export", args.export_resources)) if spec}
-    secrets: Dict[str, Dict[str, str]] = {}
-    for item in args.secret:
-        name, sep, pair = item.partition(":")
-        key, eq, env = pair.partition("=")
-        if not (sep and eq and name and key and env):
-            raise SystemExit(f"tfpipe compile: `--secret` must be NAME:KEY=ENV_VAR, got {item!r}")
-        secrets.setdefault(name, {})[key] = env
+    output = _check_output_file(args.output)
     pipeline = build_pipeline(backend=args.backend, image=args.image, profiles=profiles,
-                              train_retries=args.train_retries, secret_env=secrets,
+                              train_retries=args.train_retries, secret_env=_secret_env(args.secret),
                               train_replicas=args.train_replicas)
-    compiler.Compiler().compile(pipeline, args.output)
-    print(f"compiled {args.backend} pipeline for image {args.image} to {args.output}")
+    compiler.Compiler().compile(pipeline, output)
+    print(f"compiled {args.backend} pipeline for image {args.image} to {output}")
     return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from pipelines import submit
+    from tfpipe.pipelines import submit
 
-    params = _parameters(args.param)
+    spec = submit.load_pipeline_package(args.package)[0]
+    params = submit.parameters_from_text(spec, _key_values(args.param, "--param"))
     caching = None if args.caching is None else args.caching == "on"
     if args.vertex:
         result = submit.submit_to_vertex(
@@ -86,7 +105,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
     else:
         if not args.host:
-            raise SystemExit("tfpipe submit: give --host URL (KFP) or --vertex with --project and --region")
+            raise ValueError("give --host URL (KFP) or --vertex with --project and --region")
         result = submit.submit_to_kfp(
             args.package, host=args.host, arguments=params, run_name=args.run_name,
             experiment_name=args.experiment, namespace=args.namespace, enable_caching=caching,
@@ -101,17 +120,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
-    from components import specs
+    from tfpipe.components import specs
 
-    for path in specs.write_specs(args.out, args.image):
+    out = args.out or specs.checkout_spec_dir()
+    if out is None:
+        raise ValueError(
+            "`--out` is required outside a tfpipe checkout (the specs are regenerated into a checkout's "
+            "component_specs/; the installed package's copies are never rewritten)"
+        )
+    for path in specs.write_specs(out, args.image):
         print(path)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `tfpipe` command."""
-    parser = argparse.ArgumentParser(prog="tfpipe", description="TensorFlow training on Kubeflow Pipelines and Vertex AI.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="tfpipe", description="TensorFlow training on Kubeflow Pipelines and Vertex AI.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run-local", help="Run the whole pipeline locally under kfp.local.")
     run.add_argument("--task", default="digits", help="Registered task name or package.module:factory.")
@@ -155,29 +180,36 @@ def build_parser() -> argparse.ArgumentParser:
     subm.add_argument("--network", help="VPC network for the job (Vertex).")
     subm.add_argument("--service-account", help="Service account the run uses.")
     subm.add_argument("--label", action="append", default=[], help="KEY=VALUE label (Vertex); repeatable.")
-    subm.add_argument("--param", action="append", default=[], help="KEY=VALUE pipeline parameter; repeatable.")
+    subm.add_argument("--param", action="append", default=[],
+                      help="KEY=VALUE pipeline parameter, typed as the pipeline declares it (STRING parameters keep "
+                           "the text as it is; LIST and STRUCT are JSON); repeatable.")
     subm.add_argument("--run-name", help="Display name of the run.")
     subm.add_argument("--caching", choices=["on", "off"], help="Override every step's caching.")
     subm.add_argument("--dry-run", action="store_true", help="Vertex: print the request instead of sending it.")
     subm.set_defaults(func=cmd_submit)
 
-    spec = sub.add_parser("specs", help="Regenerate component_specs/ from components/.")
-    from components.specs import SPEC_DIR
-
-    spec.add_argument("--out", default=str(SPEC_DIR))
-    spec.add_argument("--image", default=kfp_components.DEFAULT_IMAGE)
+    spec = sub.add_parser("specs", help="Regenerate component_specs/ of a tfpipe checkout from components/.")
+    spec.add_argument("--out", default=None,
+                      help="Folder for the YAML files; default: component_specs/ of the checkout holding the "
+                           "current directory (required elsewhere).")
+    spec.add_argument("--image", default=kfp_components.DEFAULT_IMAGE, help="Container image of the components.")
     spec.set_defaults(func=cmd_specs)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Runs the `tfpipe` command line."""
+    """Runs the `tfpipe` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from tfpipe.pipelines.submit import SubmitError
+
     try:
         return args.func(args)
-    except ValueError as e:  # Bad input: a clear message, no traceback.
+    except (ValueError, checks.MissingExtraError) as e:  # Bad input or a missing extra: one line, no traceback.
         print(f"tfpipe {args.command}: {e}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
+    except SubmitError as e:  # The backend refused or is unreachable.
+        print(f"tfpipe {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

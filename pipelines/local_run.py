@@ -16,9 +16,9 @@ from typing import Any, Dict, Optional
 
 from kfp import local
 
-from components import runtime
-from components.thresholds import parse_thresholds
-from pipelines.train_eval_export import PIPELINE_NAME, build_pipeline
+from tfpipe import checks
+from tfpipe.components.thresholds import parse_thresholds
+from tfpipe.pipelines.train_eval_export import PIPELINE_NAME, build_pipeline
 
 
 @dataclasses.dataclass
@@ -130,7 +130,7 @@ def run_local(
     parse_thresholds(thresholds)
     for name, value in (("train_steps", train_steps), ("steps_per_loop", steps_per_loop),
                         ("checkpoint_interval", checkpoint_interval)):
-        runtime.check_positive_int(name, value)
+        checks.check_positive_int(name, value)
     root = os.path.abspath(pipeline_root)
     os.makedirs(root, exist_ok=True)
     before = set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*")))

@@ -6,7 +6,7 @@ on `backend="gke"` with `train_replicas > 1` (`build_pipeline(..., train_replica
 that creates a `TFJob` (kubeflow.org/v1) and waits for it:
 
 * `tfReplicaSpecs`: one `Chief` and `N - 1` `Worker` replicas, each a pod of the project image running
-  `python -m components.train --strategy=multi_worker_mirrored --task=... --model_dir=...` (an argument list,
+  `python -m tfpipe.components.train --strategy=multi_worker_mirrored --task=... --model_dir=...` (an argument list,
   never a shell string). The operator gives every pod its `TF_CONFIG`; the chief (`runtime.is_chief`) alone
   writes checkpoints, summaries and the completion marker into `model_dir`, the workers save their share of
   each checkpoint into a throwaway local directory.
@@ -32,7 +32,7 @@ Cluster setup:
   profile namespace): it needs `create`, `get` and `delete` on `tfjobs.kubeflow.org` in the namespace (the
   Kubeflow `kubeflow-edit` role grants them). The replicas run as `service_account` (Workload Identity to
   reach `gs://` model_dirs), default: the namespace's default service account.
-* Node pools for the replicas as for any GKE step (see `pipelines.resources`). Pods carry
+* Node pools for the replicas as for any GKE step (see `tfpipe.pipelines.resources`). Pods carry
   `sidecar.istio.io/inject: "false"`: an Istio sidecar would keep finished replicas alive and intercept the
   workers' gRPC.
 * The continuous-eval step runs beside it as usual, on the same `model_dir`.
@@ -50,7 +50,7 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tup
 from kfp import dsl
 from kfp.dsl import Metrics, Model, Output
 
-from pipelines import resources
+from tfpipe.pipelines import resources
 
 GROUP = "kubeflow.org"
 VERSION = "v1"
@@ -79,7 +79,7 @@ def train_args(
     checkpoint_interval: int = 100,
     max_to_keep: int = 5,
 ) -> List[str]:
-    """The argument list of `python -m components.train` that every replica runs (one flag per item)."""
+    """The argument list of `python -m tfpipe.components.train` that every replica runs (one flag per item)."""
     return [
         f"--task={task}",
         f"--task_config={task_config}",
@@ -245,7 +245,7 @@ def tfjob_manifest(
     container: Dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": image,
-        "command": ["python", "-m", "components.train"],
+        "command": ["python", "-m", "tfpipe.components.train"],
         "args": args,
         "ports": [{"name": PORT_NAME, "containerPort": PORT}],
     }
@@ -476,7 +476,7 @@ def train_with_tfjob(
 
     from kubernetes import client, config
 
-    from pipelines import multi_worker
+    from tfpipe.pipelines import multi_worker
 
     config.load_incluster_config()
     manifest = multi_worker.tfjob_manifest(
@@ -507,7 +507,7 @@ def read_result(model_dir: str, train_steps: int) -> Tuple[int, str, Dict[str, f
     Raises:
         TfJobError: If the TFJob succeeded but `model_dir` holds no completion marker at `train_steps`.
     """
-    from components import runtime
+    from tfpipe.components import runtime
 
     marker = runtime.read_training_complete(model_dir)
     if marker is None or int(marker.get("step", -1)) < train_steps:

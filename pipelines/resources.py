@@ -28,6 +28,8 @@ from typing import Any
 
 from kfp import dsl, kubernetes
 
+from tfpipe import checks
+
 BACKENDS = ("gke", "vertex")
 PROFILE_KEYS = ("cpu", "memory", "gpu", "tpu", "spot")
 
@@ -960,7 +962,7 @@ def vertex_custom_job_component(
         The CustomJob component.
 
     Raises:
-        ImportError: If google-cloud-pipeline-components is not installed.
+        checks.MissingExtraError: If google-cloud-pipeline-components is not installed.
         ResourceProfileError: If Vertex cannot give the profile, or a resource option is passed directly.
     """
     clash = sorted(set(custom_job_options) & set(_CUSTOM_JOB_RESOURCE_KEYS + ("tpu_topology",)))
@@ -970,13 +972,10 @@ def vertex_custom_job_component(
             "the profile; accepted: set them through the profile, replica_count and machine_type"
         )
     spec = vertex_custom_job_spec(profile, replica_count=replica_count, machine_type=machine_type)
-    try:
-        from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
-    except ImportError as error:
-        raise ImportError(
-            "Vertex custom jobs (TPUs, spot, machine types, replicas) need google-cloud-pipeline-components; "
-            f"install it with `{CUSTOM_JOB_EXTRA}`"
-        ) from error
+    create_custom_training_job_from_component = checks.import_extra(
+        "google_cloud_pipeline_components.v1.custom_job", extra="vertex-custom-job",
+        needed_for="The Vertex custom-job route (TPUs, spot, machine types, replicas)",
+    ).create_custom_training_job_from_component
     topology = spec.pop("tpu_topology", None)
     if not spec["accelerator_type"]:
         spec.pop("accelerator_count")  # GCPC ignores the count without a type; keep its default.

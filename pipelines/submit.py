@@ -25,9 +25,10 @@ import kfp_server_api
 import urllib3
 import yaml
 
+from tfpipe import checks
+
 _LOG = logging.getLogger(__name__)
 
-VERTEX_EXTRA = "pip install tfpipe[vertex]"
 PACKAGE_SUFFIXES = (".yaml", ".yml", ".json")  # what Vertex reads; kfp.Client reads YAML only
 KFP_PACKAGE_SUFFIXES = (".yaml", ".yml")
 
@@ -154,6 +155,47 @@ def check_parameters(spec: Mapping[str, Any], values: Mapping[str, Any] | None, 
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} are not JSON-serialisable ({error}); accepted: JSON values") from error
     return dict(values)
+
+
+def parameters_from_text(spec: Mapping[str, Any], texts: Mapping[str, str]) -> dict[str, Any]:
+    """Converts parameters given as text (`tfpipe submit --param k=v`) to the types the pipeline declares.
+
+    A STRING parameter keeps its text as it is (`thresholds={"rmse": "<= 0.3"}` stays a string); integers,
+    numbers and booleans are parsed as such; LIST and STRUCT parameters are parsed as JSON.
+
+    Args:
+        spec: The PipelineSpec document.
+        texts: Parameter name -> text.
+
+    Returns:
+        Parameter name -> typed value (then checked by `check_parameters`).
+
+    Raises:
+        ValueError: For an unknown parameter, or text that is not a value of the declared type.
+    """
+    declared: Mapping[str, Any] = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    values: dict[str, Any] = {}
+    for key, text in texts.items():
+        if key not in declared:
+            raise ValueError(f"--param {key}: unknown parameter; accepted: {', '.join(declared) or '(none)'}")
+        kind = declared[key].get("parameterType", "STRING")
+        try:
+            if kind == "STRING":
+                values[key] = text
+            elif kind == "NUMBER_INTEGER":
+                values[key] = int(text)
+            elif kind == "NUMBER_DOUBLE":
+                values[key] = float(text)
+            elif kind == "BOOLEAN":
+                if text.lower() not in ("true", "false"):
+                    raise ValueError(text)
+                values[key] = text.lower() == "true"
+            else:
+                values[key] = json.loads(text)
+        except ValueError:
+            accepted = _PARAMETER_TYPES.get(kind, ((object,), "a JSON value"))[1]
+            raise ValueError(f"--param {key}={text!r} is not {accepted} ({kind})") from None
+    return values
 
 
 def _check_optional_text(name: str, value: str | None, *, max_length: int = 1024) -> None:
@@ -391,7 +433,7 @@ def submit_to_vertex(
 
     Raises:
         ValueError: For a bad input, naming it.
-        ImportError: If google-cloud-aiplatform is not installed.
+        checks.MissingExtraError: If google-cloud-aiplatform is not installed.
         SubmitError: If Vertex AI refuses the job.
     """
     docs = load_pipeline_package(package_path)
@@ -424,13 +466,8 @@ def submit_to_vertex(
             f"network {network!r} is invalid; accepted: projects/<project number>/global/networks/<network name>"
         )
 
-    try:
-        from google.auth import credentials as auth_credentials
-        from google.cloud import aiplatform
-    except ImportError as error:
-        raise ImportError(
-            f"Submitting to Vertex AI needs google-cloud-aiplatform; install it with `{VERTEX_EXTRA}`"
-        ) from error
+    aiplatform = checks.import_extra("google.cloud.aiplatform", extra="vertex", needed_for="Submitting to Vertex AI")
+    from google.auth import credentials as auth_credentials  # google-cloud-aiplatform's dependency.
 
     job = aiplatform.PipelineJob(
         display_name=display_name or docs[0]["pipelineInfo"]["name"],

@@ -17,10 +17,10 @@ from kfp import dsl
 from kfp import kubernetes
 from kfp.dsl import Input, Metrics, Model
 
-from components import kfp_components
-from components import runtime
-from pipelines import multi_worker
-from pipelines import resources
+from tfpipe.components import kfp_components
+from tfpipe import checks
+from tfpipe.pipelines import multi_worker
+from tfpipe.pipelines import resources
 
 BACKENDS = ("local", "gke", "vertex")
 STEPS = ("train", "eval", "export")
@@ -73,6 +73,7 @@ def beats_baseline(
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], backend: str) -> dict:
@@ -90,13 +91,17 @@ def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], bac
         if not isinstance(keys, Mapping) or not keys:
             raise ValueError(f"`secret_env[{name!r}]` must map secret keys to environment variables, got {keys!r}.")
         for key, env in keys.items():
+            if not isinstance(key, str) or not _SECRET_KEY.fullmatch(key) or key in (".", ".."):
+                raise ValueError(
+                    f"`secret_env[{name!r}]` key {key!r} is not a Kubernetes secret key (letters, digits, '-', '_', '.')."
+                )
             if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
                 raise ValueError(f"`secret_env[{name!r}][{key!r}]` must be an environment variable name, got {env!r}.")
     return {name: dict(keys) for name, keys in secret_env.items()}
 
 
 def _check_train_replicas(train_replicas: object, backend: str) -> int:
-    runtime.check_positive_int("train_replicas", train_replicas)
+    checks.check_positive_int("train_replicas", train_replicas)
     if train_replicas > 1 and backend == "local":
         raise ValueError(
             f"`train_replicas` is {train_replicas}, but backend 'local' runs one process per step; accepted there: "
@@ -133,7 +138,7 @@ def build_pipeline(
             of the train profile's machine (restarted together); on `gke` a
             launcher task that runs a Kubeflow TFJob of one chief and
             `train_replicas - 1` workers, each with the train profile
-            (`pipelines.multi_worker`). Not available on `local`.
+            (`tfpipe.pipelines.multi_worker`). Not available on `local`.
         secret_env: GKE only: Kubernetes secrets to expose to every step as
             environment variables, `{secret_name: {secret_key: ENV_VAR}}`
             (kfp-kubernetes `use_secret_as_env`); the YAML holds only the names.
@@ -156,7 +161,7 @@ def build_pipeline(
     if backend != "local":
         for step, profile in parsed.items():
             resources.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
-    runtime.check_positive_int("train_retries", train_retries, allow_zero=True)
+    checks.check_positive_int("train_retries", train_retries, allow_zero=True)
     replicas = _check_train_replicas(train_replicas, backend)
     custom_job["train"] = custom_job["train"] or (backend == "vertex" and replicas > 1)
     tfjob = backend == "gke" and replicas > 1

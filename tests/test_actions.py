@@ -1,13 +1,12 @@
-"""controller_core.actions: conditions, best-metric tracking, exports, periodic and preemption actions."""
+"""tfpipe.controller_core.actions: conditions, best-metric tracking, exports, periodic and preemption actions."""
 
 import json
-import math
 import os
 
 import pytest
 import tensorflow as tf
 
-import controller_core as orbit
+import tfpipe.controller_core as orbit
 from tests.support.tiny_runners import TinyRunner
 
 

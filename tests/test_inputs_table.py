@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from components import continuous_eval, evaluate, export, train
-from pipelines.local_run import run_local
-from pipelines.train_eval_export import build_pipeline
+from tfpipe.components import continuous_eval, evaluate, export, train
+from tfpipe.pipelines.local_run import run_local
+from tfpipe.pipelines.train_eval_export import build_pipeline
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

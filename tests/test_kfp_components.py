@@ -7,7 +7,7 @@ import pathlib
 import pytest
 from kfp import compiler, components, dsl, local
 
-from components import kfp_components, specs
+from tfpipe.components import kfp_components, specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPEC_NAMES = ["train", "evaluate", "continuous_eval", "export"]
@@ -94,7 +94,7 @@ def test_component_specs_are_up_to_date(tmp_path):
         name = os.path.basename(path)
         committed = (ROOT / "component_specs" / name).read_text()
         assert pathlib.Path(path).read_text() == committed, (
-            f"component_specs/{name} is stale: run `tfpipe specs` (or `python -m components.specs`)"
+            f"component_specs/{name} is stale: run `tfpipe specs` (or `python -m tfpipe.components.specs`)"
         )
 
 

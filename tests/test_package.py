@@ -4,7 +4,7 @@ import pathlib
 import subprocess
 import sys
 
-import controller_core as orbit
+import tfpipe.controller_core as orbit
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_orbit_names_are_exported():
         assert hasattr(orbit.utils, name), name
     for name in ORBIT_ACTIONS_NAMES:
         assert hasattr(orbit.actions, name), name
-    from controller_core import controller, runner, standard_runner  # Orbit's module names.
+    from tfpipe.controller_core import controller, runner, standard_runner  # Orbit's module names.
 
     assert controller.StepTimer and runner.Output and standard_runner.StandardTrainer
 
@@ -39,7 +39,7 @@ def test_controller_core_never_imports_kfp():
         text = path.read_text()
         assert "import kfp" not in text and "from kfp" not in text, path
     out = subprocess.run(
-        [sys.executable, "-c", "import sys, controller_core; print('kfp' in sys.modules)"],
+        [sys.executable, "-c", "import sys, tfpipe.controller_core; print('kfp' in sys.modules)"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     assert out.stdout.strip() == "False"

@@ -1,6 +1,8 @@
 """The train ∥ continuous-eval → export pipeline: compiled IR per backend, the local run, the CLI."""
 
+import contextlib
 import os
+import sys
 import re
 
 import pytest
@@ -9,10 +11,10 @@ from google.protobuf import json_format
 from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from components import export
-from pipelines import cli
-from pipelines.local_run import run_local
-from pipelines.train_eval_export import build_pipeline
+from tfpipe.components import export
+from tfpipe.pipelines import cli, submit
+from tfpipe.pipelines.local_run import run_local
+from tfpipe.pipelines.train_eval_export import build_pipeline
 
 
 def compile_docs(tmp_path, **kwargs):
@@ -69,7 +71,7 @@ def test_invalid_profiles_fail_before_compiling(kwargs, message):
 
 def test_vertex_tpu_takes_the_custom_job_route():
     # TPUs on Vertex need a CustomJob (google-cloud-pipeline-components, an optional extra).
-    with pytest.raises(ImportError, match=r"pip install tfpipe\[vertex-custom-job\]"):
+    with pytest.raises(ImportError, match=r"pip install 'tfpipe\[vertex-custom-job\]'"):
         build_pipeline(backend="vertex", profiles={"train": "tpu=v5e:2x2"})
 
 
@@ -80,6 +82,49 @@ def test_cli_compile_and_errors(tmp_path, capsys):
     assert "reg/x:2" in out.read_text() and "nvidia-tesla-t4" in out.read_text()
     assert cli.main(["compile", "--backend", "gke", "--train-resources", "gpu=t4:3", "-o", str(tmp_path / "x")]) == 2
     assert "tfpipe compile:" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["compile", "--backend", "vertex", "--train-resources", "gpu=l4:1,spot"],
+         "pip install 'tfpipe[vertex-custom-job]'"),
+        (["compile", "--backend", "gke", "--image", "user:PASSWORD@registry.example.com/x:1"], "holds credentials"),
+        (["compile", "--backend", "gke", "--secret", "creds:../../k=ENV"], "is not a Kubernetes secret key"),
+        (["compile", "--backend", "azure"], "invalid choice: 'azure'"),
+        (["compile", "--backend", "gke", "-o", "/no/such/folder/p.yaml"], "does not exist"),
+        (["submit", "missing.yaml", "--host", "http://localhost:1"], "is not a file"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_cli_user_errors_are_one_line_and_status_2(argv, says, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components", None)  # The extra is not installed.
+    monkeypatch.chdir(tmp_path)
+    if "-o" not in argv and argv[0] == "compile":
+        argv = [*argv, "-o", "p.yaml"]
+    with pytest.raises(SystemExit) if argv[0] == "frobnicate" or "azure" in argv else contextlib.nullcontext() as exit_:
+        status = cli.main(argv)
+    status = exit_.value.code if exit_ is not None else status
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and says in err, err
+    assert "Traceback" not in err and "PASSWORD" not in err
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_submit_params_keep_the_types_the_pipeline_declares(tmp_path):
+    package = tmp_path / "p.yaml"
+    assert cli.main(["compile", "--backend", "vertex", "--image", "reg/x:2", "-o", str(package)]) == 0
+    spec = submit.load_pipeline_package(package)[0]
+    values = submit.parameters_from_text(spec, {
+        "thresholds": '{"rmse": "<= 0.3"}', "task_config": "{}", "train_steps": "500", "poll_interval": "0.5",
+        "final_evaluate": "true", "task": "123"})
+    assert values == {"thresholds": '{"rmse": "<= 0.3"}', "task_config": "{}", "train_steps": 500,
+                      "poll_interval": 0.5, "final_evaluate": True, "task": "123"}
+    assert submit.check_parameters(spec, values, name="parameter_values") == values
+    with pytest.raises(ValueError, match=r"--param train_steps='many' is not an integer \(NUMBER_INTEGER\)"):
+        submit.parameters_from_text(spec, {"train_steps": "many"})
+    with pytest.raises(ValueError, match=r"--param nope: unknown parameter"):
+        submit.parameters_from_text(spec, {"nope": "1"})
 
 
 def test_cli_specs(tmp_path, capsys):
@@ -127,7 +172,7 @@ def test_run_local_report_draws_a_chart_per_metric_in_chromium(local_summary, tm
     import numpy as np
     from PIL import Image
 
-    from components import report
+    from tfpipe.components import report
     from tests.support import browser
 
     chromium = browser.require_chromium()

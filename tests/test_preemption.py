@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import controller_core as orbit
+import tfpipe.controller_core as orbit
 from tests.support.tiny_runners import TinyRunner, checkpoint_steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,7 +139,7 @@ def test_loss_upper_bound_and_no_checkpoint(tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    from components import train
+    from tfpipe.components import train
 
     model_dir = str(tmp_path_factory.mktemp("digits"))
     train.run(task="digits", model_dir=model_dir, train_steps=200, steps_per_loop=20, checkpoint_interval=20)
@@ -160,19 +160,19 @@ def leftovers(directory):
 def test_sigterm_during_continuous_eval_leaves_whole_records_and_resumes(digits_run):
     import json
 
-    from controller_core import eval_records
+    from tfpipe.controller_core import eval_records
 
     flags = ["--task=digits", f"--model_dir={digits_run}", "--eval_name=term", "--poll_interval=0.1",
              "--idle_timeout=30"]
     # The 4th record write is interrupted: three whole records, no fourth, no temporary left behind.
-    out = sigterm_at("controller_core.run_dir:write_text_atomic", 7, "components.continuous_eval", *flags)
+    out = sigterm_at("tfpipe.controller_core.run_dir:write_text_atomic", 7, "tfpipe.components.continuous_eval", *flags)
     assert out.returncode == 143, out.stdout[-2000:] + out.stderr[-2000:]
     records = eval_records.EvalRecords(eval_records.eval_dir(digits_run, "term"))
     done = records.steps()
     assert done and all(json.load(open(records.path(s)))["step"] == s for s in done)
     assert not leftovers(records.directory)
     mtimes = {s: os.path.getmtime(records.path(s)) for s in done}
-    rerun = subprocess.run([sys.executable, "-m", "components.continuous_eval", *flags], cwd=ROOT,
+    rerun = subprocess.run([sys.executable, "-m", "tfpipe.components.continuous_eval", *flags], cwd=ROOT,
                            capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert records.steps() == checkpoint_steps(digits_run) == [120, 140, 160, 180, 200]  # max_to_keep=5
@@ -183,11 +183,11 @@ def test_sigterm_during_export_commit_leaves_no_loadable_partial_export(digits_r
     out_path = str(tmp_path / "model")
     flags = ["--task=digits", f"--model_dir={digits_run}", f"--output_path={out_path}", "--checkpoint=latest"]
     # Interrupted while copying the committed files: saved_model.pb (always copied last) is not there.
-    out = sigterm_at("tensorflow.io.gfile:copy", 2, "components.export", *flags)
+    out = sigterm_at("tensorflow.io.gfile:copy", 2, "tfpipe.components.export", *flags)
     assert out.returncode == 143, out.stdout[-2000:] + out.stderr[-2000:]
     assert not os.path.exists(os.path.join(out_path, "saved_model.pb"))
     assert not leftovers(tmp_path)  # The temporary SavedModel was removed.
-    rerun = subprocess.run([sys.executable, "-m", "components.export", *flags], cwd=ROOT,
+    rerun = subprocess.run([sys.executable, "-m", "tfpipe.components.export", *flags], cwd=ROOT,
                            capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     tf.saved_model.load(out_path)  # The retried export completed the commit.
@@ -196,19 +196,19 @@ def test_sigterm_during_export_commit_leaves_no_loadable_partial_export(digits_r
 def test_train_component_preempted_resumes_to_identical_weights(tmp_path):
     flags = ["--task=digits", "--train_steps=300", "--steps_per_loop=10", "--checkpoint_interval=50"]
     straight = str(tmp_path / "straight")
-    run = subprocess.run([sys.executable, "-m", "components.train", f"--model_dir={straight}", *flags],
+    run = subprocess.run([sys.executable, "-m", "tfpipe.components.train", f"--model_dir={straight}", *flags],
                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]
 
     preempted = str(tmp_path / "preempted")
     out = sigterm_at("tensorflow.python.checkpoint.checkpoint_management:CheckpointManager.save", 3,
-                     "components.train", f"--model_dir={preempted}", *flags)
+                     "tfpipe.components.train", f"--model_dir={preempted}", *flags)
     assert out.returncode == 143, out.stdout[-2000:] + out.stderr[-2000:]
     # The signal arrived as the step-150 save began: that save completed, and the loop stopped right after it.
     assert checkpoint_steps(preempted) == [50, 100, 150]
     assert "preempted by SIGTERM: checkpoint saved at step 150" in out.stdout
     assert not os.path.exists(f"{preempted}/training_complete.json")
-    run = subprocess.run([sys.executable, "-m", "components.train", f"--model_dir={preempted}", *flags],
+    run = subprocess.run([sys.executable, "-m", "tfpipe.components.train", f"--model_dir={preempted}", *flags],
                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "restored model from" in run.stdout and "ckpt-150" in run.stdout

@@ -1,4 +1,4 @@
-"""components.report: the self-contained HTML evaluation report, checked as text and in headless Chromium."""
+"""tfpipe.components.report: the self-contained HTML evaluation report, checked as text and in headless Chromium."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from components import report
+from tfpipe.components import report
 from tests.support import browser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -399,7 +399,7 @@ def test_malformed_input_is_rejected_by_name(records, kwargs, message):
 
 def test_importable_without_tensorflow():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys, components.report; print('tensorflow' in sys.modules)"],
+        [sys.executable, "-c", "import sys, tfpipe.components.report; print('tensorflow' in sys.modules)"],
         capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
     )
     assert out.stdout.strip() == "False"

@@ -11,8 +11,8 @@ from kfp import compiler, dsl
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipelines import resources
-from pipelines.resources import (
+from tfpipe.pipelines import resources
+from tfpipe.pipelines.resources import (
     GpuRequest,
     ResourceProfile,
     ResourceProfileError,
@@ -530,7 +530,7 @@ def test_vertex_custom_job_spec_rejects(spec: str, options: dict, fragments: lis
 
 def test_custom_job_component_without_gcpc_names_the_extra(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"pip install tfpipe\[vertex-custom-job\]"):
+    with pytest.raises(ImportError, match=r"pip install 'tfpipe\[vertex-custom-job\]'"):
         vertex_custom_job_component(train_step, parse_profile("tpu=v5e:2x2", step="train"))
 
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 import yaml
 
-from pipelines import cli
-from pipelines.train_eval_export import build_pipeline
+from tfpipe.pipelines import cli
+from tfpipe.pipelines.train_eval_export import build_pipeline
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Planted in the environment of a local run; none may surface anywhere the run writes.
@@ -81,7 +81,7 @@ def test_local_run_logs_and_artifacts_hold_no_credentials(tmp_path):
     root = tmp_path / "root"
     env = {**os.environ, **PLANTED, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run-local", "--pipeline-root", str(root), "--train-steps", "100"],
+        [sys.executable, "-m", "tfpipe.pipelines.cli", "run-local", "--pipeline-root", str(root), "--train-steps", "100"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

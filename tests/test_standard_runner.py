@@ -1,9 +1,9 @@
-"""controller_core.standard_runner: loops built from one step, under every option."""
+"""tfpipe.controller_core.standard_runner: loops built from one step, under every option."""
 
 import pytest
 import tensorflow as tf
 
-import controller_core as orbit
+import tfpipe.controller_core as orbit
 from tests.support.tiny_runners import TinyRunner, tiny_dataset
 
 

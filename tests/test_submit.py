@@ -12,9 +12,9 @@ from google.protobuf import json_format
 from kfp import compiler, dsl
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipelines import submit
-from pipelines.resources import apply_profile, parse_profile
-from pipelines.submit import SubmitError, SubmitResult, submit_to_kfp, submit_to_vertex
+from tfpipe.pipelines import submit
+from tfpipe.pipelines.resources import apply_profile, parse_profile
+from tfpipe.pipelines.submit import SubmitError, SubmitResult, submit_to_kfp, submit_to_vertex
 from tests.support.kfp_fake_server import FakeKfpServer, FakeVertexServer
 
 TOKEN = "tok-3c1f-very-secret"
@@ -387,7 +387,7 @@ def test_submit_to_vertex_without_aiplatform_names_the_extra(tmp_path: Path, mon
 
     monkeypatch.setitem(sys.modules, "google.cloud.aiplatform", None)  # makes the import fail
     monkeypatch.delattr(google.cloud, "aiplatform", raising=False)
-    with pytest.raises(ImportError, match=r"pip install tfpipe\[vertex\]"):
+    with pytest.raises(ImportError, match=r"pip install 'tfpipe\[vertex\]'"):
         submit_to_vertex(
             _compile(tmp_path),
             project="my-project-1",

@@ -3,8 +3,9 @@
 import pytest
 import tensorflow as tf
 
-from components import tasks
-from components.tasks import digits
+from tfpipe import checks
+from tfpipe.components import tasks
+from tfpipe.components.tasks import digits
 
 
 def test_registered_and_module_references_resolve():
@@ -51,7 +52,7 @@ def test_digits_config_is_validated(config, message):
 )
 def test_config_json_errors(text, message):
     with pytest.raises(ValueError, match=message):
-        tasks.parse_config_json(text)
+        checks.parse_json_object(text, input_name="task_config")
 
 
 def test_digits_with_no_config():

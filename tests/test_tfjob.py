@@ -15,9 +15,9 @@ from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 from kubernetes.client.exceptions import ApiException
 
-from pipelines import multi_worker
-from pipelines.resources import ResourceProfileError
-from pipelines.train_eval_export import build_pipeline
+from tfpipe.pipelines import multi_worker
+from tfpipe.pipelines.resources import ResourceProfileError
+from tfpipe.pipelines.train_eval_export import build_pipeline
 
 NASTY_CONFIG = '{"batch_size": 64, "note": "a b; $(rm -rf /) \'q\' \\"dq\\""}'
 
@@ -57,7 +57,7 @@ def test_every_replica_runs_the_train_entry_point_with_an_argument_list():
     (container,) = pod["containers"]
     assert container["name"] == "tensorflow" and container["image"] == "reg.example/tfpipe:1"
     assert container["ports"] == [{"name": "tfjob-port", "containerPort": 2222}]
-    assert container["command"] == ["python", "-m", "components.train"]
+    assert container["command"] == ["python", "-m", "tfpipe.components.train"]
     assert container["args"] == [
         "--task=digits",
         f"--task_config={NASTY_CONFIG}",  # One argument, byte for byte: no shell ever parses it.
@@ -240,7 +240,7 @@ def test_a_retried_launcher_adopts_replaces_or_accepts_the_job_of_its_earlier_at
 
 
 def test_read_result_needs_the_chiefs_completion_marker(tmp_path):
-    from controller_core import run_dir
+    from tfpipe.controller_core import run_dir
 
     with pytest.raises(multi_worker.TfJobError, match=r"holds no completion marker at step 100"):
         multi_worker.read_result(str(tmp_path), 100)

@@ -1,10 +1,10 @@
-"""controller_core.utils: global step, datasets, epochs, loop functions, summaries."""
+"""tfpipe.controller_core.utils: global step, datasets, epochs, loop functions, summaries."""
 
 import pytest
 import tensorflow as tf
 
-import controller_core as orbit
-from controller_core.utils import loop_fns
+import tfpipe.controller_core as orbit
+from tfpipe.controller_core.utils import loop_fns
 from tests.support.tiny_runners import read_scalars
 
 

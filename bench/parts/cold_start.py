@@ -4,14 +4,16 @@ Candidates, each a fresh process (``TF_CPP_MIN_LOG_LEVEL=2``), interleaved round
 
 * ``import_tf``: ``python -c "import tensorflow"`` (the reference);
 * ``import_tf_keras``: ``python -c "import tensorflow, tf_keras"`` (what every Keras task needs anyway);
-* ``import_train``: ``python -c "import components.train"`` (the component's imports, nothing run);
+* ``import_train``: ``python -c "import tfpipe.components.train"`` (the component's imports, nothing run);
 
   each import process prints a line once its import is done, so both "imported" and "exited" are timed (a
   process that has imported TensorFlow takes a few hundred ms more to exit);
-* ``train``: ``python -m components.train --task=digits --model_dir=<fresh dir> --train_steps=1
+* ``train``: ``python -m tfpipe.components.train --task=digits --model_dir=<fresh dir> --train_steps=1
   --steps_per_loop=1``, timed to three points: the first ``train | step:`` line on stdout (the controller's
   "training until ..." line, printed before the first step runs), the first line reporting a finished step
-  (``train | step: 1 | target: ...``), and process exit (after the final checkpoint and completion marker).
+  (``train | step: 1 | target: ...``), and process exit (after the final checkpoint and completion marker);
+* ``compile``: ``python -m tfpipe.pipelines.cli compile --backend gke ... -o <file>``, timed to exit: writing a
+  pipeline never imports TensorFlow, so it should cost a fraction of ``import tensorflow``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from bench import report
 from bench.parts import Context, Part, register
 
 SETTINGS: Dict[str, Dict[str, Any]] = {
-    "tiny": {"reps": 1, "candidates": ("import_tf", "train")},
-    "quick": {"reps": 4, "candidates": ("import_tf", "train")},
-    "full": {"reps": 7, "candidates": ("import_tf", "import_tf_keras", "import_train", "train")},
+    "tiny": {"reps": 1, "candidates": ("import_tf", "train", "compile")},
+    "quick": {"reps": 4, "candidates": ("import_tf", "train", "compile")},
+    "full": {"reps": 7, "candidates": ("import_tf", "import_tf_keras", "import_train", "train", "compile")},
 }
 GOAL_MARGIN_S = 1.0
 GOALS = {"cold_start": "train: process start → first finished step ≤ `import tensorflow` + 1 s"}
@@ -40,12 +42,15 @@ FIRST_LOOP = re.compile(r"first loop: ([0-9.]+) s")
 
 
 def _command(candidate: str, model_dir: str) -> List[str]:
-    imports = {"import_tf": "tensorflow", "import_tf_keras": "tensorflow, tf_keras", "import_train": "components.train"}
+    imports = {"import_tf": "tensorflow", "import_tf_keras": "tensorflow, tf_keras", "import_train": "tfpipe.components.train"}
     if candidate in imports:
         return [sys.executable, "-c", f"import {imports[candidate]}; print('{IMPORTED}', flush=True)"]
     if candidate == "train":
-        return [sys.executable, "-m", "components.train", "--task=digits", f"--model_dir={model_dir}",
+        return [sys.executable, "-m", "tfpipe.components.train", "--task=digits", f"--model_dir={model_dir}",
                 "--train_steps=1", "--steps_per_loop=1"]
+    if candidate == "compile":
+        return [sys.executable, "-m", "tfpipe.pipelines.cli", "compile", "--backend", "gke", "--image",
+                "registry.example.com/tfpipe:bench", "--train-resources", "gpu=l4:1", "-o", f"{model_dir}.yaml"]
     raise ValueError(candidate)
 
 
@@ -112,11 +117,17 @@ def summarize(samples: Dict[str, List[Dict[str, Any]]], settings: Dict[str, Any]
             diffs = [row[metric] - base[row["round"]] for row in samples["train"]
                      if row.get(metric) is not None and row["round"] in base]
             over_import[metric] = common.median(diffs)
+    compile_over_import = None
+    if "compile" in samples and "import_tf" in samples:
+        base = {row["round"]: row["exit_s"] for row in samples["import_tf"]}
+        compile_over_import = common.median([row["exit_s"] / base[row["round"]] for row in samples["compile"]
+                                             if row["round"] in base])
     first_step_over = over_import.get("first_step_s")
     return {
         "settings": dict(settings),
         "stats": stats,
         "train_minus_import_tf_s": over_import,
+        "compile_over_import_tf": compile_over_import,
         "samples": samples,
         "goals": {"cold_start": {
             "goal": GOALS["cold_start"],
@@ -132,8 +143,9 @@ def markdown(result: Dict[str, Any]) -> str:
     names = {
         "import_tf": '`python -c "import tensorflow"`',
         "import_tf_keras": '`python -c "import tensorflow, tf_keras"`',
-        "import_train": '`python -c "import components.train"`',
-        "train": "`python -m components.train --task=digits --train_steps=1 --steps_per_loop=1`",
+        "import_train": '`python -c "import tfpipe.components.train"`',
+        "train": "`python -m tfpipe.components.train --task=digits --train_steps=1 --steps_per_loop=1`",
+        "compile": "`tfpipe compile --backend gke --train-resources gpu=l4:1 -o p.yaml`",
     }
     for candidate, stats in result["stats"].items():
         rows.append([
@@ -156,6 +168,10 @@ def markdown(result: Dict[str, Any]) -> str:
         f"train − import tensorflow (paired per round): first `train \\| step:` line − imported "
         f"{report.fmt_seconds(over.get('first_log_s'))}, first finished step − imported "
         f"{report.fmt_seconds(over.get('first_step_s'))}, exit − exit {report.fmt_seconds(over.get('exit_s'))}.",
+        "",
+        (f"`tfpipe compile` to exit / `import tensorflow` to exit (paired per round): "
+         f"{result['compile_over_import_tf']:.2f}× (compiling never imports TensorFlow)."
+         if result.get("compile_over_import_tf") is not None else ""),
         "",
         f"Goal: {goal['goal']}: {report.verdict(goal['met'])} (to exit: {report.verdict(goal.get('exit_met'))}).",
     ])

@@ -575,8 +575,7 @@ def _child_trainer(spec: Dict[str, Any], proto: Any) -> None:
     import tensorflow as tf
     import tf_keras
 
-    import controller_core
-
+    from tfpipe import controller_core
     model, step = _build(tf, tf_keras)
     optimizer = tf_keras.optimizers.Adam(1e-3)
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -665,8 +664,7 @@ def _child_evaluator(spec: Dict[str, Any], proto: Any) -> None:
     def eval_fn() -> Any:
         return loss_fn(y, model(x, training=False))
 
-    import controller_core
-
+    from tfpipe import controller_core
     class Evaluator(controller_core.AbstractEvaluator):
         def evaluate(self, num_steps: Any) -> Dict[str, Any]:
             entered.append((int(step.numpy()), time.time()))  # Evaluation starts (the step is restored by now).
@@ -689,7 +687,7 @@ def _child_evaluator(spec: Dict[str, Any], proto: Any) -> None:
             first_seen.setdefault(int(s), now)
 
     if candidate in CONTROLLER_CANDIDATES:
-        from controller_core import checkpoint_watcher
+        from tfpipe.controller_core import checkpoint_watcher
 
         original_list = checkpoint_watcher.list_checkpoints
 
@@ -703,7 +701,7 @@ def _child_evaluator(spec: Dict[str, Any], proto: Any) -> None:
             return found
 
         checkpoint_watcher.list_checkpoints = list_checkpoints  # Controller calls it through the module.
-        from controller_core import eval_records, restore, run_dir
+        from tfpipe.controller_core import eval_records, restore, run_dir
 
         restore.restore_checked = timed("restore_s", restore.restore_checked)
         eval_records.EvalRecords.write = timed("record_write_s", eval_records.EvalRecords.write)

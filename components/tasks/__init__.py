@@ -7,13 +7,13 @@ inside the distribution strategy's scope.
 import importlib
 from typing import Any, Callable, Dict, Mapping
 
-from components.tasks.base import Task
-from components.tasks.config import config_from_dict, parse_config_json
+from tfpipe.components.tasks.base import Task
+from tfpipe.components.tasks.config import config_from_dict
 
 TaskFactory = Callable[[Dict[str, Any]], Task]
 
 _REGISTRY: Dict[str, str] = {
-    "digits": "components.tasks.digits:build",
+    "digits": "tfpipe.components.tasks.digits:build",
 }
 
 
@@ -57,7 +57,7 @@ def build_task(task: str, config: Mapping[str, Any]) -> Task:
     """Builds a task from its name (or reference) and config; call inside the strategy's scope."""
     built = resolve_factory(task)(dict(config))
     if not isinstance(built, Task):
-        raise ValueError(f"`task` ({task!r}): the factory returned {type(built).__name__}, not a components.tasks.Task.")
+        raise ValueError(f"`task` ({task!r}): the factory returned {type(built).__name__}, not a tfpipe.components.tasks.Task.")
     return built
 
 
@@ -66,7 +66,6 @@ __all__ = [
     "TaskFactory",
     "build_task",
     "config_from_dict",
-    "parse_config_json",
     "register_task",
     "registered_tasks",
     "resolve_factory",

@@ -5,7 +5,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import tensorflow as tf
 
-import controller_core as orbit
+import tfpipe.controller_core as orbit
 
 DatasetFn = Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]
 

@@ -1,37 +1,10 @@
 """Task configuration: JSON dicts checked against a dataclass, key by key."""
 
 import dataclasses
-import json
 import typing
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar, Union
+from typing import Any, Mapping, Type, TypeVar, Union
 
 C = TypeVar("C")
-
-
-def parse_config_json(text: Optional[Union[str, Mapping[str, Any]]], *, input_name: str = "task_config") -> Dict[str, Any]:
-    """Parses a task config given as JSON text (or already a mapping).
-
-    Args:
-        text: JSON object text, a mapping, or None/empty for `{}`.
-        input_name: The input's name, for error messages.
-
-    Returns:
-        The config dictionary.
-
-    Raises:
-        ValueError: If the text is not a JSON object.
-    """
-    if text is None or text == "":
-        return {}
-    if isinstance(text, Mapping):
-        return dict(text)
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"`{input_name}` is not valid JSON ({e.msg} at position {e.pos}): {text!r}.") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"`{input_name}` must be a JSON object, got {type(value).__name__}: {text!r}.")
-    return value
 
 
 def config_from_dict(cls: Type[C], values: Mapping[str, Any], *, task: str) -> C:

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from components.tasks.base import Task
-from components.tasks.config import config_from_dict
+from tfpipe.components.tasks.base import Task
+from tfpipe.components.tasks.config import config_from_dict
 
 NUM_CLASSES = 10
 NUM_FEATURES = 64

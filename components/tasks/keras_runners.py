@@ -5,8 +5,8 @@ from typing import Any, Dict, List
 import tensorflow as tf
 import tf_keras
 
-import controller_core as orbit
-from components.tasks.base import Task
+import tfpipe.controller_core as orbit
+from tfpipe.components.tasks.base import Task
 
 
 CONFUSION_MATRIX = "confusion_matrix"

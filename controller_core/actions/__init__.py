@@ -5,7 +5,7 @@ An action is any `Callable[[Output], None]`. Pass them as `train_actions` or
 `ConditionalAction`. Exporting a SavedModel each time the evaluation accuracy
 improves, keeping the three best::
 
-    import controller_core as orbit
+    import tfpipe.controller_core as orbit
 
     best = orbit.actions.NewBestMetric(
         "accuracy", higher_is_better=True, filename=f"{model_dir}/best_accuracy.json")
@@ -22,15 +22,15 @@ improves, keeping the three best::
 best value.
 """
 
-from controller_core.actions.conditional_action import ConditionalAction
-from controller_core.actions.export_saved_model import ExportFileManager
-from controller_core.actions.export_saved_model import ExportSavedModel
-from controller_core.actions.new_best_metric import JSONPersistedValue
-from controller_core.actions.new_best_metric import NewBestMetric
-from controller_core.actions.periodic_action import PeriodicAction
-from controller_core.actions.recover_from_divergence import DivergenceError
-from controller_core.actions.recover_from_divergence import RecoverFromDivergence
-from controller_core.actions.save_checkpoint_if_preempted import SaveCheckpointIfPreempted
+from tfpipe.controller_core.actions.conditional_action import ConditionalAction
+from tfpipe.controller_core.actions.export_saved_model import ExportFileManager
+from tfpipe.controller_core.actions.export_saved_model import ExportSavedModel
+from tfpipe.controller_core.actions.new_best_metric import JSONPersistedValue
+from tfpipe.controller_core.actions.new_best_metric import NewBestMetric
+from tfpipe.controller_core.actions.periodic_action import PeriodicAction
+from tfpipe.controller_core.actions.recover_from_divergence import DivergenceError
+from tfpipe.controller_core.actions.recover_from_divergence import RecoverFromDivergence
+from tfpipe.controller_core.actions.save_checkpoint_if_preempted import SaveCheckpointIfPreempted
 
 __all__ = [
     "ConditionalAction",

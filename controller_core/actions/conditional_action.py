@@ -2,7 +2,7 @@
 
 from typing import Any, Callable, Sequence, Union
 
-from controller_core import runner
+from tfpipe.controller_core import runner
 
 Action = Callable[[runner.Output], None]
 Condition = Callable[[runner.Output], Any]

@@ -7,8 +7,8 @@ from typing import Any, Callable, List, Optional
 from absl import logging
 import tensorflow as tf
 
-from controller_core import run_dir
-from controller_core import runner
+from tfpipe.controller_core import run_dir
+from tfpipe.controller_core import runner
 
 _TMP_MARK = ".tmp-"
 

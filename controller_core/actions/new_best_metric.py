@@ -6,9 +6,9 @@ from typing import Any, Callable, Optional, Union
 
 import tensorflow as tf
 
-from controller_core import run_dir
-from controller_core import runner
-from controller_core.utils import common
+from tfpipe.controller_core import run_dir
+from tfpipe.controller_core import runner
+from tfpipe.controller_core.utils import common
 
 MetricFn = Callable[[runner.Output], Union[float, tf.Tensor]]
 

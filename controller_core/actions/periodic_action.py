@@ -2,8 +2,8 @@
 
 import tensorflow as tf
 
-from controller_core import runner
-from controller_core.actions.conditional_action import Action
+from tfpipe.controller_core import runner
+from tfpipe.controller_core.actions.conditional_action import Action
 
 
 class PeriodicAction:

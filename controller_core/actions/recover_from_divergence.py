@@ -6,10 +6,10 @@ from typing import Optional
 from absl import logging
 import tensorflow as tf
 
-from controller_core import restore
-from controller_core import runner
-from controller_core.actions.new_best_metric import lookup_metric
-from controller_core.utils import common
+from tfpipe.controller_core import restore
+from tfpipe.controller_core import runner
+from tfpipe.controller_core.actions.new_best_metric import lookup_metric
+from tfpipe.controller_core.utils import common
 
 
 class DivergenceError(FloatingPointError):

@@ -4,7 +4,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from controller_core import runner
+from tfpipe.controller_core import runner
 
 
 class SaveCheckpointIfPreempted:

@@ -1,16 +1,16 @@
 """Utilities for runners and the controller: summaries, loops, steps, datasets."""
 
-from controller_core.utils.common import create_global_step
-from controller_core.utils.common import get_value
-from controller_core.utils.common import make_distributed_dataset
-from controller_core.utils.epoch_helper import EpochHelper
-from controller_core.utils.loop_fns import LoopFnWithSummaries
-from controller_core.utils.loop_fns import create_loop_fn
-from controller_core.utils.loop_fns import create_tf_while_loop_fn
-from controller_core.utils.loop_fns import create_tf_while_loop_fn_with_state
-from controller_core.utils.summary_manager import SummaryManager
-from controller_core.utils.summary_manager_interface import SummaryManagerInterface
-from controller_core.utils.tpu_summaries import OptionalSummariesFunction
+from tfpipe.controller_core.utils.common import create_global_step
+from tfpipe.controller_core.utils.common import get_value
+from tfpipe.controller_core.utils.common import make_distributed_dataset
+from tfpipe.controller_core.utils.epoch_helper import EpochHelper
+from tfpipe.controller_core.utils.loop_fns import LoopFnWithSummaries
+from tfpipe.controller_core.utils.loop_fns import create_loop_fn
+from tfpipe.controller_core.utils.loop_fns import create_tf_while_loop_fn
+from tfpipe.controller_core.utils.loop_fns import create_tf_while_loop_fn_with_state
+from tfpipe.controller_core.utils.summary_manager import SummaryManager
+from tfpipe.controller_core.utils.summary_manager_interface import SummaryManagerInterface
+from tfpipe.controller_core.utils.tpu_summaries import OptionalSummariesFunction
 
 __all__ = [
     "EpochHelper",

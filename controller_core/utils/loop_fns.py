@@ -5,7 +5,7 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
-from controller_core.utils import tpu_summaries
+from tfpipe.controller_core.utils import tpu_summaries
 
 StepFn = Callable[[Any], Any]
 ReduceFn = Callable[[Any, Any], Any]

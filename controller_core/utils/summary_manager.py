@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
-from controller_core.utils.summary_manager_interface import SummaryManagerInterface
+from tfpipe.controller_core.utils.summary_manager_interface import SummaryManagerInterface
 
 
 class SummaryManager(SummaryManagerInterface):

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-import controller_core as orbit  # noqa: E402
+import tfpipe.controller_core as orbit  # noqa: E402
 from tests.support.tiny_runners import TinyRunner  # noqa: E402
 
 

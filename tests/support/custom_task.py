@@ -3,7 +3,7 @@
 import tensorflow as tf
 import tf_keras
 
-from components.tasks import Task
+from tfpipe.components.tasks import Task
 from tests.support.tiny_runners import TinyModel, TinyRunner, tiny_dataset
 
 

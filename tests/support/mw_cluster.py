@@ -108,9 +108,9 @@ def wait_all(procs: Sequence[Proc], timeout: float) -> Dict[str, str]:
 
 
 def train_args(model_dir: Path, train_steps: int, *, strategy: str = "multi_worker_mirrored") -> List[str]:
-    """The argument list of `python -m components.train` for `digits` with the small test batch."""
+    """The argument list of `python -m tfpipe.components.train` for `digits` with the small test batch."""
     return [
-        "-m", "components.train", "--task=digits", f"--task_config={json.dumps(DIGITS_CONFIG)}",
+        "-m", "tfpipe.components.train", "--task=digits", f"--task_config={json.dumps(DIGITS_CONFIG)}",
         f"--strategy={strategy}", f"--model_dir={model_dir}", f"--train_steps={train_steps}",
         "--steps_per_loop=50", "--checkpoint_interval=50", "--max_to_keep=10",
     ]
@@ -146,7 +146,7 @@ def model_weights(checkpoint: str) -> Dict[str, np.ndarray]:
 
 def eval_metrics(checkpoint: str) -> Dict[str, float]:
     """Loss and accuracy of a `digits` checkpoint on the held-out split, computed in NumPy from its weights."""
-    from components.tasks import digits
+    from tfpipe.components.tasks import digits
 
     weights = model_weights(checkpoint)
     (_, _), (x, y) = digits.load_arrays(digits.DigitsConfig(**DIGITS_CONFIG))

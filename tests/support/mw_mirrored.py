@@ -22,7 +22,7 @@ def main(argv: list) -> int:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    from components import runtime, train
+    from tfpipe.components import runtime, train
     from tests.support.mw_cluster import DIGITS_CONFIG
 
     result = {"replicas": runtime.create_strategy("mirrored").num_replicas_in_sync}

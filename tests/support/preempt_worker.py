@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-import controller_core as orbit  # noqa: E402
+import tfpipe.controller_core as orbit  # noqa: E402
 
 
 class Mlp(orbit.StandardTrainer):

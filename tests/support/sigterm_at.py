@@ -4,7 +4,7 @@
 
 The function (e.g. `tensorflow.io.gfile.copy`) is wrapped so that its CALL_NUMBER-th
 call sends SIGTERM to this process before running; the component (e.g.
-`components.export`) then runs as `python -m COMPONENT --flags...` would.
+`tfpipe.components.export`) then runs as `python -m COMPONENT --flags...` would.
 """
 
 import importlib

@@ -6,7 +6,7 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras
 
-import controller_core as orbit
+import tfpipe.controller_core as orbit
 
 
 def tiny_dataset(repeat: bool = True, batch: int = 2) -> tf.data.Dataset:
