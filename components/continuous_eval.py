@@ -55,7 +55,7 @@ def run(
     best_mode: str = "lower",
     eval_name: str = "validation",
     eval_steps: int = -1,
-    strategy: str = "default",
+    distribution_strategy: str = "default",
     html_path: Optional[str] = None,
 ) -> ContinuousEvalResult:
     """Evaluates the checkpoints of `model_dir` as they appear, until training is over.
@@ -75,7 +75,7 @@ def run(
         eval_name: This evaluator's name: records, summaries and report go to
             `eval/<eval_name>/`.
         eval_steps: Steps per evaluation; -1 for the whole evaluation dataset.
-        strategy: The distribution strategy.
+        distribution_strategy: The distribution strategy.
         html_path: Also keep the HTML report here (a KFP `HTML` artifact path),
             refreshed after every checkpoint.
 
@@ -97,12 +97,12 @@ def run(
     checks.check_eval_name(eval_name)
     checks.check_eval_steps(eval_steps)
     checks.check_choice("best_mode", best_mode, checks.BEST_MODES)
-    checks.check_choice("strategy", strategy, checks.STRATEGIES)
+    checks.check_choice("distribution_strategy", distribution_strategy, checks.STRATEGIES)
     if not isinstance(best_metric, str) or not best_metric:
         raise ValueError(f"`best_metric` must be a metric name, got {best_metric!r}.")
 
     setup = evaluation.build(
-        inputs=inputs, model_dir=model_dir, eval_name=eval_name, strategy=strategy,
+        inputs=inputs, model_dir=model_dir, eval_name=eval_name, strategy=distribution_strategy,
         title=f"{inputs.task}: continuous evaluation ({eval_name})", html_paths=[html_path] if html_path else [],
     )
     evaluation.check_metric_name(setup.evaluator, best_metric, input_name="best_metric")
@@ -144,7 +144,7 @@ def main(argv: list) -> None:
         task=FLAGS.task, task_config=FLAGS.task_config, model_dir=FLAGS.model_dir, policy=FLAGS.policy,
         target_step=FLAGS.target_step, idle_timeout=FLAGS.idle_timeout, poll_interval=FLAGS.poll_interval,
         best_metric=FLAGS.best_metric, best_mode=FLAGS.best_mode, eval_name=FLAGS.eval_name,
-        eval_steps=FLAGS.eval_steps, strategy=FLAGS.strategy,
+        eval_steps=FLAGS.eval_steps, distribution_strategy=FLAGS.distribution_strategy,
     )
     print(
         f"continuous_eval | done | {result.stop_reason} | evaluated: {len(result.evaluated)} | "

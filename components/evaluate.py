@@ -41,7 +41,7 @@ def run(
     eval_steps: int = -1,
     eval_name: str = "evaluate",
     best_eval_name: str = "validation",
-    strategy: str = "default",
+    distribution_strategy: str = "default",
     html_path: Optional[str] = None,
 ) -> EvaluateResult:
     """Evaluates one checkpoint of `model_dir`.
@@ -56,7 +56,7 @@ def run(
         eval_name: Where this evaluation's record, summaries and report go
             (`eval/<eval_name>/`).
         best_eval_name: The evaluator whose best checkpoint `best` means.
-        strategy: The distribution strategy.
+        distribution_strategy: The distribution strategy.
         html_path: Also write the HTML report here (a KFP `HTML` artifact path).
 
     Returns:
@@ -70,7 +70,7 @@ def run(
     checks.check_eval_steps(eval_steps)
     checks.check_eval_name(eval_name)
     checks.check_eval_name(best_eval_name)
-    checks.check_choice("strategy", strategy, checks.STRATEGIES)
+    checks.check_choice("distribution_strategy", distribution_strategy, checks.STRATEGIES)
     path = runtime.resolve_checkpoint(model_dir, checkpoint, best_eval_name)
     step = run_dir.checkpoint_step(path)
     if step is None:
@@ -78,7 +78,7 @@ def run(
 
     records = eval_records.EvalRecords(eval_records.eval_dir(model_dir, eval_name))
     setup = evaluation.build(
-        inputs=inputs, model_dir=model_dir, eval_name=eval_name, strategy=strategy,
+        inputs=inputs, model_dir=model_dir, eval_name=eval_name, strategy=distribution_strategy,
         title=f"{inputs.task}: evaluation ({eval_name})", html_paths=[html_path] if html_path else [],
         extra_actions=[lambda output: records.read(step) or records.write(step, path, output)],
     )
@@ -111,7 +111,7 @@ def main(argv: list) -> None:
     result = run(
         task=FLAGS.task, task_config=FLAGS.task_config, model_dir=FLAGS.model_dir, checkpoint=FLAGS.checkpoint,
         eval_steps=FLAGS.eval_steps, eval_name=FLAGS.eval_name, best_eval_name=FLAGS.best_eval_name,
-        strategy=FLAGS.strategy,
+        distribution_strategy=FLAGS.distribution_strategy,
     )
     print(evaluation.summary_line("evaluate | done", result.record), flush=True)
 

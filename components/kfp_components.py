@@ -42,7 +42,7 @@ def train(
     steps_per_loop: int = 100,
     checkpoint_interval: int = 100,
     max_to_keep: int = 5,
-    strategy: str = "default",
+    distribution_strategy: str = "default",
     deterministic: bool = True,
     max_divergence_recoveries: int = 3,
     loss_upper_bound: float = 0.0,
@@ -59,7 +59,7 @@ def train(
         steps_per_loop: Steps per inner loop.
         checkpoint_interval: Save a checkpoint every this many steps.
         max_to_keep: Checkpoints to keep.
-        strategy: `default`, `mirrored`, `tpu` or `multi_worker_mirrored`.
+        distribution_strategy: `default`, `mirrored`, `tpu` or `multi_worker_mirrored`.
         deterministic: Op determinism, so a resumed run matches an uninterrupted one.
         max_divergence_recoveries: Rollbacks on a NaN/inf/too large loss before failing.
         loss_upper_bound: A larger finite loss counts as divergence (0: only NaN and inf).
@@ -74,7 +74,7 @@ def train(
     result = train_lib.run(
         task=task, task_config=task_config, model_dir=model_dir, train_steps=train_steps,
         steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval, max_to_keep=max_to_keep,
-        strategy=strategy, deterministic=deterministic, max_divergence_recoveries=max_divergence_recoveries,
+        distribution_strategy=distribution_strategy, deterministic=deterministic, max_divergence_recoveries=max_divergence_recoveries,
         loss_upper_bound=loss_upper_bound,
     )
     outputs = namedtuple("TrainOutputs", ["final_step", "checkpoint"])(result.final_step, result.checkpoint or "")
@@ -103,7 +103,7 @@ def evaluate(
     eval_steps: int = -1,
     eval_name: str = "evaluate",
     best_eval_name: str = "validation",
-    strategy: str = "default",
+    distribution_strategy: str = "default",
 ) -> NamedTuple("EvaluateOutputs", [("step", int), ("checkpoint", str)]):
     """Evaluates one checkpoint of `model_dir`: `latest`, `best`, a step or a path.
 
@@ -118,7 +118,7 @@ def evaluate(
         eval_steps: Evaluation steps; -1 for the whole evaluation dataset.
         eval_name: Where the record and summaries go: eval/<eval_name>/.
         best_eval_name: The evaluator whose best checkpoint `best` means.
-        strategy: The distribution strategy.
+        distribution_strategy: The distribution strategy.
     """
     from collections import namedtuple
 
@@ -127,7 +127,7 @@ def evaluate(
 
     result = evaluate_lib.run(
         task=task, task_config=task_config, model_dir=model_dir, checkpoint=checkpoint, eval_steps=eval_steps,
-        eval_name=eval_name, best_eval_name=best_eval_name, strategy=strategy, html_path=report.path,
+        eval_name=eval_name, best_eval_name=best_eval_name, distribution_strategy=distribution_strategy, html_path=report.path,
     )
     artifacts.log_to_kfp(result.record, metrics=metrics, classification_metrics=classification_metrics,
                          class_names=result.class_names)
@@ -149,7 +149,7 @@ def continuous_eval(
     best_mode: str = "lower",
     eval_name: str = "validation",
     eval_steps: int = -1,
-    strategy: str = "default",
+    distribution_strategy: str = "default",
     thresholds: str = "{}",
 ) -> NamedTuple(
     "ContinuousEvalOutputs",
@@ -172,7 +172,7 @@ def continuous_eval(
         best_mode: `higher` or `lower`.
         eval_name: This evaluator's name: eval/<eval_name>/.
         eval_steps: Steps per evaluation; -1 for the whole evaluation dataset.
-        strategy: The distribution strategy.
+        distribution_strategy: The distribution strategy.
         thresholds: JSON object such as {"accuracy": ">= 0.9"}; `passed` says whether the best checkpoint meets it.
     """
     from collections import namedtuple
@@ -185,7 +185,7 @@ def continuous_eval(
     result = continuous_eval_lib.run(
         task=task, task_config=task_config, model_dir=model_dir, policy=policy, target_step=target_step,
         idle_timeout=idle_timeout, poll_interval=poll_interval, best_metric=best_metric, best_mode=best_mode,
-        eval_name=eval_name, eval_steps=eval_steps, strategy=strategy, html_path=report.path,
+        eval_name=eval_name, eval_steps=eval_steps, distribution_strategy=distribution_strategy, html_path=report.path,
     )
     passed = False
     if result.best is not None:

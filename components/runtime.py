@@ -35,22 +35,23 @@ def configure_logging() -> None:
 
 
 def define_task_flags(*, with_strategy: bool = True) -> None:
-    """Defines the flags every component entry point shares: task, task_config, model_dir (and strategy)."""
+    """Defines the flags every component entry point shares: task, task_config, model_dir (and distribution_strategy)."""
     flags.DEFINE_string("task", None, "Registered task name (e.g. digits) or package.module:factory.")
     flags.DEFINE_string("task_config", "", "The task's config as a JSON object.")
     flags.DEFINE_string("model_dir", None, "Run directory: gs://bucket/path, /gcs/bucket/path or a local path.")
     if with_strategy:
-        flags.DEFINE_enum("strategy", "default", list(checks.STRATEGIES), "Distribution strategy.")
+        flags.DEFINE_enum("distribution_strategy", "default", list(checks.STRATEGIES),
+                          "TensorFlow distribution strategy.")
 
 
 def create_strategy(name: str) -> tf.distribute.Strategy:
-    """Creates the distribution strategy named by the `strategy` input.
+    """Creates the distribution strategy named by the `distribution_strategy` input.
 
     `default`: the default (one device); `mirrored`: all local GPUs;
     `tpu`: TPUStrategy, the TPU found from the environment; `multi_worker_mirrored`:
     workers from `TF_CONFIG`.
     """
-    checks.check_choice("strategy", name, checks.STRATEGIES)
+    checks.check_choice("distribution_strategy", name, checks.STRATEGIES)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":

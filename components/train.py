@@ -45,7 +45,7 @@ def run(
     steps_per_loop: int = 100,
     checkpoint_interval: int = 100,
     max_to_keep: int = 5,
-    strategy: str = "default",
+    distribution_strategy: str = "default",
     enable_async_checkpointing: bool = False,
     deterministic: bool = True,
     max_divergence_recoveries: int = 3,
@@ -75,7 +75,7 @@ def run(
         steps_per_loop: Steps per inner loop (between logs, summaries, checks).
         checkpoint_interval: Save a checkpoint every this many steps.
         max_to_keep: Checkpoints to keep (the newest).
-        strategy: One of `default`, `mirrored`, `tpu`, `multi_worker_mirrored`.
+        distribution_strategy: One of `default`, `mirrored`, `tpu`, `multi_worker_mirrored`.
         enable_async_checkpointing: Save checkpoints in the background.
         deterministic: Turn on TensorFlow's op determinism, so that a resumed run
             ends with the same weights as an uninterrupted one (the task fixes its
@@ -99,7 +99,7 @@ def run(
     checks.check_positive_int("steps_per_loop", steps_per_loop)
     checks.check_positive_int("checkpoint_interval", checkpoint_interval)
     checks.check_positive_int("max_to_keep", max_to_keep)
-    checks.check_choice("strategy", strategy, checks.STRATEGIES)
+    checks.check_choice("distribution_strategy", distribution_strategy, checks.STRATEGIES)
     checks.check_positive_int("max_divergence_recoveries", max_divergence_recoveries, allow_zero=True)
     if loss_upper_bound is not None and (
         isinstance(loss_upper_bound, bool) or not isinstance(loss_upper_bound, (int, float)) or loss_upper_bound < 0
@@ -110,7 +110,7 @@ def run(
     runtime.check_run_config(model_dir, inputs, write=False)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    distribution = runtime.create_strategy(strategy)
+    distribution = runtime.create_strategy(distribution_strategy)
     chief = runtime.is_chief(distribution)
     built = inputs.build(distribution)
     if chief:
@@ -218,7 +218,7 @@ def main(argv: list) -> None:
         steps_per_loop=FLAGS.steps_per_loop,
         checkpoint_interval=FLAGS.checkpoint_interval,
         max_to_keep=FLAGS.max_to_keep,
-        strategy=FLAGS.strategy,
+        distribution_strategy=FLAGS.distribution_strategy,
         enable_async_checkpointing=FLAGS.enable_async_checkpointing,
         deterministic=FLAGS.deterministic,
         max_divergence_recoveries=FLAGS.max_divergence_recoveries,

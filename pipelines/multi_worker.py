@@ -6,7 +6,7 @@ on `backend="gke"` with `train_replicas > 1` (`build_pipeline(..., train_replica
 that creates a `TFJob` (kubeflow.org/v1) and waits for it:
 
 * `tfReplicaSpecs`: one `Chief` and `N - 1` `Worker` replicas, each a pod of the project image running
-  `python -m tfpipe.components.train --strategy=multi_worker_mirrored --task=... --model_dir=...` (an argument list,
+  `python -m tfpipe.components.train --distribution_strategy=multi_worker_mirrored --task=... --model_dir=...` (an argument list,
   never a shell string). The operator gives every pod its `TF_CONFIG`; the chief (`runtime.is_chief`) alone
   writes checkpoints, summaries and the completion marker into `model_dir`, the workers save their share of
   each checkpoint into a throwaway local directory.
@@ -88,7 +88,7 @@ def train_args(
         f"--steps_per_loop={steps_per_loop}",
         f"--checkpoint_interval={checkpoint_interval}",
         f"--max_to_keep={max_to_keep}",
-        "--strategy=multi_worker_mirrored",
+        "--distribution_strategy=multi_worker_mirrored",
     ]
 
 

@@ -132,7 +132,7 @@ def build_pipeline(
         train_retries: Retries of the train step (preemption); it resumes from
             its latest checkpoint.
         train_replicas: Machines that train together with
-            MultiWorkerMirroredStrategy (the pipeline's `strategy` input then
+            MultiWorkerMirroredStrategy (the pipeline's `distribution_strategy` input then
             does not apply to the train step). 1 (the default): one train
             task. More: on `vertex` a CustomJob with `train_replicas` replicas
             of the train profile's machine (restarted together); on `gke` a
@@ -218,7 +218,7 @@ def build_pipeline(
         steps_per_loop: int = 100,
         checkpoint_interval: int = 100,
         max_to_keep: int = 5,
-        strategy: str = "default",
+        distribution_strategy: str = "default",
         policy: str = "all",
         idle_timeout: int = 3600,
         poll_interval: float = 1.0,
@@ -240,7 +240,7 @@ def build_pipeline(
             steps_per_loop: Steps per inner training loop.
             checkpoint_interval: Save a checkpoint every this many steps.
             max_to_keep: Checkpoints to keep (the evaluator pins the best one apart).
-            strategy: default, mirrored, tpu or multi_worker_mirrored.
+            distribution_strategy: TensorFlow distribution strategy: default, mirrored, tpu or multi_worker_mirrored.
             policy: Which checkpoints to evaluate: all, latest, or a step stride.
             idle_timeout: The evaluator fails after this many seconds without a new checkpoint (0: never).
             poll_interval: Seconds between the evaluator's looks for new checkpoints.
@@ -265,7 +265,8 @@ def build_pipeline(
             trained.set_display_name("train")
         else:
             trained = configure(train_op(
-                **train_args, strategy="multi_worker_mirrored" if replicas > 1 else strategy), "train")
+                **train_args,
+                distribution_strategy="multi_worker_mirrored" if replicas > 1 else distribution_strategy), "train")
         trained.set_caching_options(False).set_retry(num_retries=train_retries, backoff_duration="30s",
                                                      backoff_factor=2.0, backoff_max_duration="600s")
         watched = configure(eval_op(

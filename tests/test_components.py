@@ -74,7 +74,7 @@ def test_train_refuses_a_model_dir_of_another_config(tmp_path):
         (dict(steps_per_loop=-1), r"`steps_per_loop` must be a positive integer, got -1"),
         (dict(checkpoint_interval="10"), r"`checkpoint_interval` must be a positive integer, got '10'"),
         (dict(max_to_keep=0), r"`max_to_keep` must be a positive integer, got 0"),
-        (dict(strategy="fast"), r"`strategy` must be one of \['default', 'mirrored', 'tpu', 'multi_worker_mirrored'\], got 'fast'"),
+        (dict(distribution_strategy="fast"), r"`distribution_strategy` must be one of \['default', 'mirrored', 'tpu', 'multi_worker_mirrored'\], got 'fast'"),
         (dict(model_dir="s3://bucket/x"), r"`model_dir` \('s3://bucket/x'\) has an unsupported scheme"),
         (dict(model_dir="gs://"), r"`model_dir` \('gs://'\) names no bucket"),
         (dict(model_dir=""), r"`model_dir` must be a gs://bucket/path URI, a /gcs/bucket/path mount path, or a local path, got ''"),

@@ -217,7 +217,7 @@ def test_vertex_train_replicas_take_the_custom_job_route_with_one_pool_per_role(
     compiler.Compiler().compile(pipeline, str(path))
     spec = yaml.safe_load(path.read_text())
     train = spec["root"]["dag"]["tasks"]["train"]
-    assert train["inputs"]["parameters"]["strategy"] == {"runtimeValue": {"constant": "multi_worker_mirrored"}}
+    assert train["inputs"]["parameters"]["distribution_strategy"] == {"runtimeValue": {"constant": "multi_worker_mirrored"}}
     assert train["retryPolicy"]["maxRetryCount"] == 3
     pools = spec["components"][train["componentRef"]["name"]]["inputDefinitions"]["parameters"][
         "worker_pool_specs"]["defaultValue"]

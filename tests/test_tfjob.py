@@ -66,7 +66,7 @@ def test_every_replica_runs_the_train_entry_point_with_an_argument_list():
         "--steps_per_loop=50",
         "--checkpoint_interval=200",
         "--max_to_keep=3",
-        "--strategy=multi_worker_mirrored",
+        "--distribution_strategy=multi_worker_mirrored",
     ]
     assert container["env"] == [
         {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key"}}}
@@ -292,14 +292,15 @@ def test_gke_train_replicas_compile_to_a_tfjob_launcher_whose_inputs_build_the_m
     pod = replicas["Worker"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert pod["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-l4"
-    assert "--strategy=multi_worker_mirrored" in pod["containers"][0]["args"]
+    assert "--distribution_strategy=multi_worker_mirrored" in pod["containers"][0]["args"]
 
 
 def test_one_replica_keeps_the_plain_train_step(tmp_path):
     spec, _ = compile_docs(tmp_path, backend="gke", profiles={"train": "gpu=l4:1"})
     tasks = spec["root"]["dag"]["tasks"]
     assert "train" in tasks and "train-with-tfjob" not in tasks
-    assert tasks["train"]["inputs"]["parameters"]["strategy"] == {"componentInputParameter": "strategy"}
+    assert tasks["train"]["inputs"]["parameters"]["distribution_strategy"] == {
+        "componentInputParameter": "distribution_strategy"}
     resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
 

@@ -107,11 +107,11 @@ def wait_all(procs: Sequence[Proc], timeout: float) -> Dict[str, str]:
         raise AssertionError(f"{error}\n{tails}") from None
 
 
-def train_args(model_dir: Path, train_steps: int, *, strategy: str = "multi_worker_mirrored") -> List[str]:
+def train_args(model_dir: Path, train_steps: int, *, distribution_strategy: str = "multi_worker_mirrored") -> List[str]:
     """The argument list of `python -m tfpipe.components.train` for `digits` with the small test batch."""
     return [
         "-m", "tfpipe.components.train", "--task=digits", f"--task_config={json.dumps(DIGITS_CONFIG)}",
-        f"--strategy={strategy}", f"--model_dir={model_dir}", f"--train_steps={train_steps}",
+        f"--distribution_strategy={distribution_strategy}", f"--model_dir={model_dir}", f"--train_steps={train_steps}",
         "--steps_per_loop=50", "--checkpoint_interval=50", "--max_to_keep=10",
     ]
 

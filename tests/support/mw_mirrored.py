@@ -29,7 +29,7 @@ def main(argv: list) -> int:
     for strategy in ("mirrored", "default"):
         trained = train.run(
             task="digits", task_config=DIGITS_CONFIG, model_dir=os.path.join(out_dir, strategy),
-            train_steps=train_steps, steps_per_loop=50, checkpoint_interval=50, max_to_keep=10, strategy=strategy,
+            train_steps=train_steps, steps_per_loop=50, checkpoint_interval=50, max_to_keep=10, distribution_strategy=strategy,
         )
         result[strategy] = dataclasses.asdict(trained)
     print("RESULT " + json.dumps(result), flush=True)
