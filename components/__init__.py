@@ -12,6 +12,7 @@ for `kfp.components.load_component_from_file`.
 import sys as _sys
 
 from tfpipe.components.specs import COMPONENT_NAMES
+from tfpipe.components.specs import SPEC_NAMES
 from tfpipe.components.specs import load_component
 from tfpipe.components.specs import spec_path
 
@@ -23,4 +24,4 @@ if "tensorflow" not in _sys.modules:
 
     _configure_gcs_retries()
 
-__all__ = ["COMPONENT_NAMES", "load_component", "spec_path"]
+__all__ = ["COMPONENT_NAMES", "SPEC_NAMES", "load_component", "spec_path"]

@@ -1,22 +1,23 @@
 """The continuous_eval component: evaluates every checkpoint of a run while it trains, until it is done.
 
-    python -m tfpipe.components.continuous_eval --task=digits --model_dir=gs://bucket/runs/1 \\
-        --best_metric=accuracy --best_mode=higher
+    python -m tfpipe.components.continuous_eval --task=digits --model_dir=gs://bucket/runs/1
 
 Runs beside the train component on the same `model_dir`. It stops once training's
 final checkpoint is evaluated (or `target_step` is), and fails when no new checkpoint
 came for `idle_timeout` seconds. A restarted run (a KFP retry) skips what is recorded.
+The best checkpoint is picked by the task's primary metric unless `best_metric` and
+`best_mode` say otherwise. Its inputs are declared in
+`tfpipe.components.definitions.continuous_eval.INTERFACE`.
 """
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Optional
 
-from absl import app
-from absl import flags
-
+from tfpipe.components import artifacts
+from tfpipe.components import entry_point
 from tfpipe.components import evaluation
-from tfpipe import checks
-from tfpipe.components import runtime
+from tfpipe.components import thresholds as thresholds_lib
+from tfpipe.components.definitions.continuous_eval import INTERFACE
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption
 
@@ -30,7 +31,9 @@ class ContinuousEvalResult:
     already_recorded: List[int]
     stop_reason: str
     best: Optional[Dict[str, Any]]
-    class_names: Optional[list]
+    best_metric: str
+    passed: bool
+    task: Any
 
     @property
     def best_step(self) -> int:
@@ -46,115 +49,79 @@ def run(
     *,
     task: str,
     model_dir: str,
-    task_config: Union[str, Mapping[str, Any], None] = None,
-    policy: Union[str, int] = "all",
-    target_step: Optional[int] = None,
+    task_config: Any = "{}",
+    task_package: str = "",
+    policy: Any = "all",
+    target_step: Optional[int] = 0,
     idle_timeout: Optional[float] = 3600.0,
     poll_interval: float = 1.0,
-    best_metric: str = "loss",
-    best_mode: str = "lower",
+    best_metric: str = "",
+    best_mode: str = "",
     eval_name: str = "validation",
     eval_steps: int = -1,
     distribution_strategy: str = "default",
+    thresholds: Any = "{}",
+    allow_different_config: bool = False,
     html_path: Optional[str] = None,
 ) -> ContinuousEvalResult:
-    """Evaluates the checkpoints of `model_dir` as they appear, until training is over.
+    """Evaluates the checkpoints of `model_dir` as they appear, until training is over (inputs: see `INTERFACE`).
 
     Args:
-        task: A registered task name or `package.module:factory`.
-        model_dir: The run directory, shared with the train component.
-        task_config: The task's config (JSON object text or mapping).
-        policy: `all` (every checkpoint, in step order), `latest`, or a step stride.
-        target_step: Stop once a checkpoint at or past this step is evaluated
-            (None or 0: stop on training's completion marker).
-        idle_timeout: Fail after this many seconds without a new checkpoint
-            (None or 0: wait forever).
-        poll_interval: Seconds between looks for new checkpoints.
-        best_metric: The metric that picks the best checkpoint (nested as `a/b`).
-        best_mode: `higher` or `lower`.
-        eval_name: This evaluator's name: records, summaries and report go to
-            `eval/<eval_name>/`.
-        eval_steps: Steps per evaluation; -1 for the whole evaluation dataset.
-        distribution_strategy: The distribution strategy.
-        html_path: Also keep the HTML report here (a KFP `HTML` artifact path),
-            refreshed after every checkpoint.
+        html_path: Also keep the HTML report here (a KFP `HTML` artifact path), refreshed after every checkpoint.
+        **inputs: As declared in `INTERFACE`.
 
     Returns:
-        What was evaluated and skipped, why it stopped, and the best record.
+        What was evaluated and skipped, why it stopped, the best record, and whether it passes `thresholds`.
 
     Raises:
-        ValueError: For a bad input, naming it.
+        checks.InputError: For a bad input, naming it (a metric name the task lacks included).
         TimeoutError: When `idle_timeout` passes with no new checkpoint.
     """
-    inputs = runtime.TaskInputs.parse(task, task_config)
-    model_dir = checks.check_uri("model_dir", model_dir)
-    policy = checks.parse_policy(policy)
-    target_step = checks.zero_means_unset(target_step)
-    if target_step is not None:
-        checks.check_positive_int("target_step", target_step)
-    idle_timeout = checks.check_seconds("idle_timeout", checks.zero_means_unset(idle_timeout))
-    checks.check_seconds("poll_interval", poll_interval, optional=False)
-    checks.check_eval_name(eval_name)
-    checks.check_eval_steps(eval_steps)
-    checks.check_choice("best_mode", best_mode, checks.BEST_MODES)
-    checks.check_choice("distribution_strategy", distribution_strategy, checks.STRATEGIES)
-    if not isinstance(best_metric, str) or not best_metric:
-        raise ValueError(f"`best_metric` must be a metric name, got {best_metric!r}.")
-
+    args = INTERFACE.check(locals())
     setup = evaluation.build(
-        inputs=inputs, model_dir=model_dir, eval_name=eval_name, strategy=distribution_strategy,
-        title=f"{inputs.task}: continuous evaluation ({eval_name})", html_paths=[html_path] if html_path else [],
+        args=args, eval_name=args.eval_name, html_paths=[html_path] if html_path else [],
+        title=f"{args.task}: continuous evaluation ({args.eval_name})",
+        metrics=[m for m in [args.best_metric, *args.thresholds] if m],
     )
-    evaluation.check_metric_name(setup.evaluator, best_metric, input_name="best_metric")
+    metric = args.best_metric or setup.task.best_metric
+    mode = args.best_mode or setup.task.best_mode
     try:
         setup.controller.evaluate_continuously(
-            steps=eval_steps, policy=policy, eval_name=eval_name, target_step=target_step,
-            idle_timeout=idle_timeout, poll_interval=poll_interval, best_metric=best_metric, best_mode=best_mode,
+            steps=args.eval_steps, policy=args.policy, eval_name=args.eval_name, target_step=args.target_step,
+            idle_timeout=args.idle_timeout, poll_interval=args.poll_interval, best_metric=metric, best_mode=mode,
         )
     finally:
         setup.report()  # Whatever happened, the report shows every record there is.
     stats = setup.controller.last_continuous_eval
+    best = eval_records.read_best_record(setup.directory)
+    missed = thresholds_lib.missed_thresholds(artifacts.kfp_metrics(best), args.thresholds) if best else ["no best"]
+    if best is not None and missed:
+        print(f"continuous_eval | gate | best step {best['step']} misses the thresholds: {'; '.join(missed)}",
+              flush=True)
     return ContinuousEvalResult(
         evaluated=stats.evaluated, skipped=stats.skipped, already_recorded=stats.already_recorded,
-        stop_reason=stats.stop_reason, best=eval_records.read_best_record(setup.directory),
-        class_names=setup.task.class_names,
+        stop_reason=stats.stop_reason, best=best, best_metric=metric, passed=best is not None and not missed,
+        task=setup.task,
     )
 
 
-FLAGS = flags.FLAGS
+@entry_point.exit_on_input_error("continuous_eval")
+def run_for_kfp(*, metrics: Any, classification_metrics: Any, report: Any, **inputs: Any) -> tuple:
+    """The KFP component's body: `run(**inputs)`, then its outputs (see `definitions.continuous_eval`)."""
+    result = run(**inputs, html_path=report.path)
+    evaluation.publish(result.best, result.task, metrics=metrics, classification_metrics=classification_metrics)
+    return (result.best_step, result.best_checkpoint, len(result.evaluated), len(result.skipped), result.passed)
 
 
-def define_flags() -> None:
-    """Defines the entry point's flags, named as the component's inputs."""
-    runtime.define_task_flags(with_strategy=True)
-    flags.DEFINE_string("policy", "all", "'all', 'latest', or a step stride such as 1000.")
-    flags.DEFINE_integer("target_step", 0, "Stop once this step is evaluated (0: on training's completion).")
-    flags.DEFINE_float("idle_timeout", 3600.0, "Fail after this many seconds without a new checkpoint (0: never).")
-    flags.DEFINE_float("poll_interval", 1.0, "Seconds between looks for new checkpoints.")
-    flags.DEFINE_string("best_metric", "loss", "Metric that picks the best checkpoint.")
-    flags.DEFINE_enum("best_mode", "lower", list(checks.BEST_MODES), "Whether higher or lower is better.")
-    flags.DEFINE_string("eval_name", "validation", "This evaluator's name: eval/<eval_name>/.")
-    flags.DEFINE_integer("eval_steps", -1, "Steps per evaluation; -1 for the whole evaluation dataset.")
-
-
-def main(argv: list) -> None:
-    del argv
-    runtime.configure_logging()
-    result = run(
-        task=FLAGS.task, task_config=FLAGS.task_config, model_dir=FLAGS.model_dir, policy=FLAGS.policy,
-        target_step=FLAGS.target_step, idle_timeout=FLAGS.idle_timeout, poll_interval=FLAGS.poll_interval,
-        best_metric=FLAGS.best_metric, best_mode=FLAGS.best_mode, eval_name=FLAGS.eval_name,
-        eval_steps=FLAGS.eval_steps, distribution_strategy=FLAGS.distribution_strategy,
-    )
+def main(values: Dict[str, Any]) -> None:
+    result = run(**values)
     print(
         f"continuous_eval | done | {result.stop_reason} | evaluated: {len(result.evaluated)} | "
         f"skipped: {len(result.skipped)} | already recorded: {len(result.already_recorded)}",
         flush=True,
     )
-    print(evaluation.summary_line("continuous_eval | best", result.best), flush=True)
+    print(evaluation.summary_line(f"continuous_eval | best by {result.best_metric}", result.best), flush=True)
 
 
 if __name__ == "__main__":
-    define_flags()
-    flags.mark_flags_as_required(["task", "model_dir"])
-    app.run(main)
+    entry_point.run_entry_point(INTERFACE, main)

@@ -1,21 +1,21 @@
-"""The evaluate component: evaluates one checkpoint (`latest`, `best`, a step or a path).
+"""The evaluate component: evaluates one checkpoint (`latest`, `best`, `auto`, a step or a path).
 
     python -m tfpipe.components.evaluate --task=digits --model_dir=gs://bucket/runs/1 --checkpoint=best
 
 The result is recorded in `eval/<eval_name>/records/` like a continuous evaluator's;
-a step evaluated before under the same `eval_name` is not evaluated again (a retried
-step returns the recorded result).
+a checkpoint evaluated before under the same `eval_name` is not evaluated again (a
+retried step returns the recorded result). Its inputs are declared in
+`tfpipe.components.definitions.evaluate.INTERFACE`.
 """
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Optional
 
-from absl import app
-from absl import flags
-
-from tfpipe.components import evaluation
 from tfpipe import checks
-from tfpipe.components import runtime
+from tfpipe.components import checkpoints
+from tfpipe.components import entry_point
+from tfpipe.components import evaluation
+from tfpipe.components.definitions.evaluate import INTERFACE
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption
 from tfpipe.controller_core import run_dir
@@ -28,7 +28,22 @@ class EvaluateResult:
     step: int
     checkpoint: str
     record: Dict[str, Any]
-    class_names: Optional[list]
+    task: Any
+
+
+def resolve_own_checkpoint(args: Any, best_eval_name: str) -> str:
+    """The checkpoint `args.checkpoint` names, which must belong to `args.model_dir`.
+
+    A checkpoint of another run directory is refused: its evaluation would be recorded (and found again) under
+    this run's step numbers, and judged with this run's config.
+    """
+    path = checkpoints.resolve_checkpoint(args.model_dir, args.checkpoint, best_eval_name)
+    if not path.startswith(f"{args.model_dir}/"):
+        raise checks.InputError(
+            f"`checkpoint` ({checks.shown(path)}) is not in `model_dir` ({args.model_dir}): evaluate or export a "
+            "checkpoint with the model_dir of the run that wrote it."
+        )
+    return path
 
 
 @preemption.exits_on_termination
@@ -36,87 +51,61 @@ def run(
     *,
     task: str,
     model_dir: str,
-    task_config: Union[str, Mapping[str, Any], None] = None,
-    checkpoint: Union[str, int] = "latest",
+    task_config: Any = "{}",
+    task_package: str = "",
+    checkpoint: Any = "latest",
     eval_steps: int = -1,
     eval_name: str = "evaluate",
     best_eval_name: str = "validation",
     distribution_strategy: str = "default",
+    allow_different_config: bool = False,
     html_path: Optional[str] = None,
 ) -> EvaluateResult:
-    """Evaluates one checkpoint of `model_dir`.
+    """Evaluates one checkpoint of `model_dir` (inputs: see `INTERFACE`).
 
     Args:
-        task: A registered task name or `package.module:factory`.
-        model_dir: The run directory.
-        task_config: The task's config (JSON object text or mapping).
-        checkpoint: `latest`, `best` (the checkpoint pinned by evaluator
-            `best_eval_name`), a step, or a checkpoint path.
-        eval_steps: Steps to evaluate; -1 for the whole evaluation dataset.
-        eval_name: Where this evaluation's record, summaries and report go
-            (`eval/<eval_name>/`).
-        best_eval_name: The evaluator whose best checkpoint `best` means.
-        distribution_strategy: The distribution strategy.
         html_path: Also write the HTML report here (a KFP `HTML` artifact path).
+        **inputs: As declared in `INTERFACE`.
 
     Returns:
         The step, the checkpoint and the record.
 
     Raises:
-        ValueError: For a bad input, naming it.
+        checks.InputError: For a bad input, naming it.
     """
-    inputs = runtime.TaskInputs.parse(task, task_config)
-    model_dir = checks.check_uri("model_dir", model_dir)
-    checks.check_eval_steps(eval_steps)
-    checks.check_eval_name(eval_name)
-    checks.check_eval_name(best_eval_name)
-    checks.check_choice("distribution_strategy", distribution_strategy, checks.STRATEGIES)
-    path = runtime.resolve_checkpoint(model_dir, checkpoint, best_eval_name)
+    args = INTERFACE.check(locals())
+    path = resolve_own_checkpoint(args, args.best_eval_name)
     step = run_dir.checkpoint_step(path)
-    if step is None:
-        raise ValueError(f"`checkpoint` ({checkpoint!r}) resolved to {path}, which has no step number (<name>-<step>).")
-
-    records = eval_records.EvalRecords(eval_records.eval_dir(model_dir, eval_name))
+    records = eval_records.EvalRecords(eval_records.eval_dir(args.model_dir, args.eval_name))
     setup = evaluation.build(
-        inputs=inputs, model_dir=model_dir, eval_name=eval_name, strategy=distribution_strategy,
-        title=f"{inputs.task}: evaluation ({eval_name})", html_paths=[html_path] if html_path else [],
-        extra_actions=[lambda output: records.read(step) or records.write(step, path, output)],
+        args=args, eval_name=args.eval_name, title=f"{args.task}: evaluation ({args.eval_name})",
+        html_paths=[html_path] if html_path else [],
+        extra_actions=[lambda output: checkpoints.record_of(args.model_dir, args.eval_name, path)
+                       or records.write(step, path, output)],
     )
-    record = records.read(step)
+    record = checkpoints.record_of(args.model_dir, args.eval_name, path)
     if record is None:
         setup.controller.restore_checkpoint(path)
-        setup.controller.evaluate(eval_steps)
-        record = records.read(step)
+        setup.controller.evaluate(args.eval_steps)
+        record = checkpoints.record_of(args.model_dir, args.eval_name, path)
     else:
-        print(f" eval | step: {step} | already evaluated as {eval_name!r}; using its record", flush=True)
+        print(f" eval | step: {step} | already evaluated as {args.eval_name!r}; using its record", flush=True)
         setup.report()
-    return EvaluateResult(step=step, checkpoint=path, record=record, class_names=setup.task.class_names)
+    return EvaluateResult(step=step, checkpoint=path, record=record, task=setup.task)
 
 
-FLAGS = flags.FLAGS
+@entry_point.exit_on_input_error("evaluate")
+def run_for_kfp(*, metrics: Any, classification_metrics: Any, report: Any, **inputs: Any) -> tuple:
+    """The KFP component's body: `run(**inputs)`, then its outputs (see `definitions.evaluate`)."""
+    result = run(**inputs, html_path=report.path)
+    evaluation.publish(result.record, result.task, metrics=metrics, classification_metrics=classification_metrics)
+    return result.step, result.checkpoint
 
 
-def define_flags() -> None:
-    """Defines the entry point's flags, named as the component's inputs."""
-    runtime.define_task_flags(with_strategy=True)
-    flags.DEFINE_string("checkpoint", "latest", "'latest', 'best', a step, or a checkpoint path.")
-    flags.DEFINE_integer("eval_steps", -1, "Evaluation steps; -1 for the whole evaluation dataset.")
-    flags.DEFINE_string("eval_name", "evaluate", "Name of this evaluation's records: eval/<eval_name>/.")
-    flags.DEFINE_string("best_eval_name", "validation", "The evaluator whose best checkpoint 'best' means.")
-
-
-def main(argv: list) -> None:
-    del argv
-    runtime.configure_logging()
-    result = run(
-        task=FLAGS.task, task_config=FLAGS.task_config, model_dir=FLAGS.model_dir, checkpoint=FLAGS.checkpoint,
-        eval_steps=FLAGS.eval_steps, eval_name=FLAGS.eval_name, best_eval_name=FLAGS.best_eval_name,
-        distribution_strategy=FLAGS.distribution_strategy,
-    )
+def main(values: Dict[str, Any]) -> None:
+    result = run(**values)
     print(evaluation.summary_line("evaluate | done", result.record), flush=True)
 
 
 if __name__ == "__main__":
-    define_flags()
-    flags.mark_flags_as_required(["task", "model_dir"])
-    app.run(main)
+    entry_point.run_entry_point(INTERFACE, main)

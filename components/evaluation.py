@@ -1,13 +1,25 @@
-"""What the evaluate and continuous_eval components share: an evaluator controller for a run directory."""
+"""What the components that read a trained run share: the task built and checked against the run, an evaluator.
+
+`load_task` is the start of evaluate, continuous_eval and export: it installs the
+task package, builds the task, compares its effective config with the run's, and
+checks every metric name the step was given against the task's metrics, all before
+any evaluation. `build` adds an evaluating `Controller` whose summaries and report
+go to `eval/<eval_name>/`.
+"""
 
 import dataclasses
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 import tfpipe.controller_core as orbit
+from tfpipe import checks
 from tfpipe.components import artifacts
-from tfpipe.components import runtime
+from tfpipe.components import checkpoints
+from tfpipe.components import run_config
+from tfpipe.components import strategy as strategy_lib
+from tfpipe.components import tasks
 from tfpipe.components.tasks import Task
 from tfpipe.components.tasks.keras_runners import KerasEvaluator
 from tfpipe.controller_core import eval_records
@@ -24,43 +36,87 @@ class EvalSetup:
     report: artifacts.ReportAction
 
 
+def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Iterable[str] = (),
+              for_training: bool = False) -> Task:
+    """Builds the step's task and checks it against the run, before any evaluation.
+
+    Args:
+        args: The step's checked inputs: `task`, `task_config`, `task_package`, `model_dir`, and
+            `allow_different_config` when the step has it.
+        distribution: The strategy to build the task in.
+        metrics: Metric names the step was given (a best metric, threshold names), checked against the task's.
+        for_training: Compare the run config as training does (every key), not as an evaluator.
+
+    Raises:
+        checks.InputError: For a task config that differs from training's, or a metric the task does not report.
+    """
+    tasks.install_task_package(args.task_package)
+    with distribution.scope():
+        task = tasks.build_task(args.task, args.task_config)
+    run_config.check_run_config(
+        args.model_dir, run_config.run_config(args.task, task, args.task_config), for_training=for_training,
+        eval_only_keys=task.eval_only_config_keys, allow_different=getattr(args, "allow_different_config", False))
+    check_metric_names(task, metrics)
+    return task
+
+
+def check_metric_names(task: Task, names: Iterable[str]) -> None:
+    """Checks that the task reports every metric in `names` (skipped when only an evaluation can tell).
+
+    Raises:
+        checks.InputError: Naming the metric and the task's metrics.
+    """
+    known = task.eval_metric_names()
+    if known is None:
+        return
+    for name in names:
+        if name not in known:
+            raise checks.InputError(
+                f"metric {name!r} is not a metric of task {task.name!r}; its metrics are {known}. Nothing was "
+                "evaluated."
+            )
+
+
+def eval_summary_manager(model_dir: str, eval_name: str, global_step: tf.Variable) -> orbit.utils.SummaryManager:
+    """The summary manager of evaluator `eval_name`: scalars into `<model_dir>/eval/<eval_name>/`."""
+    return orbit.utils.SummaryManager(eval_records.eval_dir(model_dir, eval_name), _scalar_summary, global_step)
+
+
+def _scalar_summary(name: str, value: Any, step: Any) -> None:
+    """Scalars to TensorBoard; other values (a confusion matrix) are skipped."""
+    if np.ndim(value) == 0:
+        tf.summary.scalar(name, value, step=step)
+
+
 def build(
     *,
-    inputs: runtime.TaskInputs,
-    model_dir: str,
+    args: Any,
     eval_name: str,
-    strategy: str,
     title: str,
+    metrics: Iterable[str] = (),
     html_paths: Sequence[str] = (),
     extra_actions: Sequence[orbit.Action] = (),
 ) -> EvalSetup:
-    """Builds the task, its evaluator and a controller whose summaries go to `eval/<eval_name>/`.
+    """Builds the task (`load_task`), its evaluator and a controller whose summaries go to `eval/<eval_name>/`.
 
     The controller's eval actions end with the report action, which rewrites
     `eval/<eval_name>/report.html` (and each of `html_paths`) after every evaluation.
     """
-    distribution = runtime.create_strategy(strategy)
-    task = inputs.build(distribution)
+    distribution = strategy_lib.create_strategy(args.distribution_strategy)
+    task = load_task(args, distribution=distribution, metrics=metrics)
     evaluator = task.evaluator or KerasEvaluator(task, distribution)
-    directory = eval_records.eval_dir(model_dir, eval_name)
+    directory = eval_records.eval_dir(args.model_dir, eval_name)
     report = artifacts.ReportAction(directory, title=title, class_names=task.class_names, extra_paths=html_paths)
-    manager = tf.train.CheckpointManager(runtime.task_checkpoint(task), model_dir, max_to_keep=None)
+    manager = tf.train.CheckpointManager(checkpoints.task_checkpoint(task), args.model_dir, max_to_keep=None)
     controller = orbit.Controller(
         global_step=task.global_step,
         evaluator=evaluator,
         strategy=distribution,
         checkpoint_manager=manager,
-        eval_summary_manager=runtime.eval_summary_manager(model_dir, eval_name, task.global_step),
+        eval_summary_manager=eval_summary_manager(args.model_dir, eval_name, task.global_step),
         eval_actions=[*extra_actions, report],
     )
     return EvalSetup(task=task, controller=controller, evaluator=evaluator, directory=directory, report=report)
-
-
-def check_metric_name(evaluator: orbit.AbstractEvaluator, name: str, *, input_name: str) -> None:
-    """Checks that a generic Keras evaluator reports `name` (other evaluators are checked on first use)."""
-    names: Optional[List[str]] = getattr(evaluator, "output_names", None)
-    if names is not None and name not in names:
-        raise ValueError(f"`{input_name}` ({name!r}) is not a metric of this task; its metrics are {names}.")
 
 
 def summary_line(kind: str, record: Optional[Mapping[str, Any]]) -> str:
@@ -70,3 +126,15 @@ def summary_line(kind: str, record: Optional[Mapping[str, Any]]) -> str:
     scalars, _ = artifacts.split_metrics(record["metrics"])
     shown = ", ".join(f"{k}: {v:.4g}" for k, v in sorted(scalars.items()))
     return f"{kind} | step: {record['step']} | {shown} | checkpoint: {record['checkpoint']}"
+
+
+def publish(record: Optional[Mapping[str, Any]], task: Task, *, metrics: Any, classification_metrics: Any) -> None:
+    """Fills a step's Metrics and (for classifiers) ClassificationMetrics artifacts from `record`."""
+    if record is None:
+        return
+    artifacts.log_to_kfp(record, metrics=metrics,
+                         classification_metrics=classification_metrics if task.is_classifier else None,
+                         class_names=task.class_names)
+    if not task.is_classifier:
+        classification_metrics.metadata["note"] = f"task {task.name!r} is not a classifier: no confusion matrix"
+

@@ -1,7 +1,7 @@
 """The compiled component specs: where they ship, how to load them for an image, how to regenerate them.
 
 The four specs (`train.yaml`, `evaluate.yaml`, `continuous_eval.yaml`,
-`export.yaml`) are compiled from `tfpipe.components.kfp_components` and ship in
+`export.yaml`), and the graph component `export_if_passed.yaml`, are compiled from `tfpipe.components.kfp_components` and ship in
 the wheel as package data of `tfpipe.component_specs` (the repository's
 `component_specs/` folder). Use them in your own pipeline::
 
@@ -24,6 +24,10 @@ from typing import Any, List, Optional
 from tfpipe import checks
 
 COMPONENT_NAMES = ("train", "evaluate", "continuous_eval", "export")
+# Graph components shipped beside them: `export_if_passed` gates export inside a sub-DAG (see
+# `tfpipe.components.definitions.gated_export` for why a plain `dsl.If` on an output does not run under kfp.local).
+GRAPH_NAMES = ("export_if_passed",)
+SPEC_NAMES = COMPONENT_NAMES + GRAPH_NAMES
 SPEC_PACKAGE = "tfpipe.component_specs"
 SPEC_FOLDER = "component_specs"
 # `name = "tfpipe"` in the [project] table (tomllib is not in Python 3.10).
@@ -31,8 +35,8 @@ _PROJECT_NAME = re.compile(r'^\[project\][^\[]*?^name\s*=\s*"tfpipe"\s*$', re.M 
 
 
 def _check_name(name: Any) -> str:
-    if name not in COMPONENT_NAMES:
-        raise ValueError(f"`name` must be one of {list(COMPONENT_NAMES)}, got {name!r}.")
+    if name not in SPEC_NAMES:
+        raise ValueError(f"`name` must be one of {list(SPEC_NAMES)}, got {name!r}.")
     return name
 
 
@@ -40,7 +44,7 @@ def spec_path(name: str) -> pathlib.Path:
     """The installed spec file of component `name`, for `kfp.components.load_component_from_file`.
 
     Args:
-        name: `train`, `evaluate`, `continuous_eval` or `export`.
+        name: `train`, `evaluate`, `continuous_eval`, `export` or `export_if_passed`.
 
     Raises:
         ValueError: For another name.
@@ -56,7 +60,7 @@ def spec_text(name: str, image: Optional[str] = None) -> str:
         return text
     import yaml  # kfp's dependency; loaded only when retargeting.
 
-    checks.check_image(image)
+    checks.check_image("image", image)
     spec = yaml.safe_load(text)
     for executor in spec["deploymentSpec"]["executors"].values():
         executor["container"]["image"] = image
@@ -67,7 +71,7 @@ def load_component(name: str, image: Optional[str] = None) -> Any:
     """Loads the packaged spec of component `name` as a KFP component, optionally for another image.
 
     Args:
-        name: `train`, `evaluate`, `continuous_eval` or `export`.
+        name: `train`, `evaluate`, `continuous_eval`, `export` or `export_if_passed`.
         image: The container image the component runs in (your registry's copy
             of the tfpipe image, or an image derived from it); None keeps the
             image the specs were compiled for.
@@ -94,12 +98,16 @@ def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None
 
     from tfpipe.components import kfp_components
 
+    from tfpipe.components.definitions import gated_export
+
     os.makedirs(directory, exist_ok=True)
     built = kfp_components.components_for_image(image or kfp_components.DEFAULT_IMAGE)
+    specs = {name: getattr(built, name) for name in COMPONENT_NAMES}
+    specs["export_if_passed"] = gated_export.build(built.export, built.evaluate)
     paths = []
-    for name in COMPONENT_NAMES:
+    for name, component in specs.items():
         path = os.path.join(directory, f"{name}.yaml")
-        compiler.Compiler().compile(getattr(built, name), path)
+        compiler.Compiler().compile(component, path)
         paths.append(path)
     return paths
 

@@ -15,21 +15,30 @@ class ThresholdNotMetError(RuntimeError):
     """The evaluated metrics of a checkpoint miss a threshold."""
 
 
-def parse_thresholds(thresholds: Union[str, Mapping[str, str], None]) -> Thresholds:
-    """Parses `{"metric": ">= 0.9", ...}` (JSON text or a mapping) into `{metric: (op, value)}`.
+def parse_thresholds(name: str, value: Union[str, Mapping[str, str], None]) -> Thresholds:
+    """Parses `{"metric": ">= 0.9", ...}` (JSON text or a mapping) into `{metric: (op, bound)}`.
+
+    Args:
+        name: The input's name, for messages.
+        value: The thresholds.
 
     Raises:
         ValueError: Naming the bad entry and the accepted form.
     """
     parsed = {}
-    for name, condition in checks.parse_json_object(thresholds, input_name="thresholds").items():
-        match = _CONDITION.match(condition) if isinstance(condition, str) else None
+    for metric, condition in checks.check_json_object(name, value).items():
+        try:
+            checks.check_metric_name(name, metric)
+        except ValueError:
+            raise ValueError(f"`{name}` has the key {checks.shown(metric)}, which is not a metric name such as "
+                             "'accuracy' or 'head/loss'.") from None
+        match = _CONDITION.match(condition) if isinstance(condition, str) and len(condition) < 100 else None
         if not match:
             raise ValueError(
-                f"`thresholds[{name!r}]` must be a comparison such as '>= 0.9' or '< 0.5' "
-                f"(operators {sorted(_OPS)}), got {condition!r}."
+                f"`{name}[{metric!r}]` must be a comparison such as '>= 0.9' or '< 0.5' "
+                f"(operators {sorted(_OPS)}), got {checks.shown(condition)}."
             )
-        parsed[name] = (match.group(1), float(match.group(2)))
+        parsed[metric] = (match.group(1), float(match.group(2)))
     return parsed
 
 

@@ -3,21 +3,26 @@
 Start it from a shell (or a container) with::
 
     python -m tfpipe.components.train --task=digits --model_dir=gs://bucket/runs/1 --train_steps=1000
+
+Its inputs are declared in `tfpipe.components.definitions.train.INTERFACE`.
 """
 
 import dataclasses
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Optional
 
-from absl import app
-from absl import flags
 import tensorflow as tf
 
 import tfpipe.controller_core as orbit
-from tfpipe.controller_core import preemption
-from tfpipe import checks
-from tfpipe.components import runtime
+from tfpipe.components import checkpoints
+from tfpipe.components import entry_point
+from tfpipe.components import lease
+from tfpipe.components import run_config
+from tfpipe.components import strategy as strategy_lib
+from tfpipe.components import tasks
+from tfpipe.components.definitions.train import INTERFACE
 from tfpipe.components.tasks.keras_runners import KerasTrainer
+from tfpipe.controller_core import preemption
 
 
 @dataclasses.dataclass
@@ -41,7 +46,8 @@ def run(
     task: str,
     model_dir: str,
     train_steps: int,
-    task_config: Union[str, Mapping[str, Any], None] = None,
+    task_config: Any = "{}",
+    task_package: str = "",
     steps_per_loop: int = 100,
     checkpoint_interval: int = 100,
     max_to_keep: int = 5,
@@ -49,90 +55,71 @@ def run(
     enable_async_checkpointing: bool = False,
     deterministic: bool = True,
     max_divergence_recoveries: int = 3,
-    loss_upper_bound: Optional[float] = None,
+    loss_upper_bound: float = 0.0,
 ) -> TrainResult:
     """Trains `task` in `model_dir` up to `train_steps`, resuming from the latest checkpoint.
 
-    A run that finds `model_dir` already trained to `train_steps` trains nothing
-    and reports the same result. Every input is checked before any work starts.
+    Every input is checked before any work starts (see `INTERFACE` for each
+    one's meaning). A run that finds `model_dir` already trained to
+    `train_steps` trains nothing and reports the same result. The run config is
+    recorded once the task is built; a `model_dir` trained with another task or
+    config is refused. One trainer at a time writes a run directory (a writer
+    lease); checkpoint files whose state file is missing or unreadable are
+    recovered, never trained over.
 
     Under a multi-worker strategy (`TF_CONFIG`) every worker runs this; only the
-    chief (see `runtime.is_chief`) writes the run config, checkpoints, the
-    completion marker and summaries into `model_dir`. The other workers save
-    their share of each checkpoint into a throwaway local directory (removed
-    at the end) and resume from the chief's latest checkpoint in `model_dir`.
+    chief writes the run config, checkpoints, the completion marker and
+    summaries into `model_dir`. The other workers save their share of each
+    checkpoint into a throwaway local directory (removed at the end) and resume
+    from the chief's latest checkpoint in `model_dir`.
 
     On one worker, SIGTERM (preemption) saves a checkpoint at the next loop
     boundary and exits with status 143 for a retry to resume exactly there.
     With several workers SIGTERM ends the process as usual and the restarted
     job resumes from the last interval checkpoint.
 
-    Args:
-        task: A registered task name (e.g. `digits`) or `package.module:factory`.
-        model_dir: The run directory (gs://, /gcs/ or local), shared by all components.
-        train_steps: The global step to train up to.
-        task_config: The task's config, a JSON object (text or mapping).
-        steps_per_loop: Steps per inner loop (between logs, summaries, checks).
-        checkpoint_interval: Save a checkpoint every this many steps.
-        max_to_keep: Checkpoints to keep (the newest).
-        distribution_strategy: One of `default`, `mirrored`, `tpu`, `multi_worker_mirrored`.
-        enable_async_checkpointing: Save checkpoints in the background.
-        deterministic: Turn on TensorFlow's op determinism, so that a resumed run
-            ends with the same weights as an uninterrupted one (the task fixes its
-            seeds; the data position is saved with each checkpoint).
-        max_divergence_recoveries: When the loop's loss is NaN, infinite or above
-            `loss_upper_bound`, roll back to the last checkpoint this many times
-            before failing with the step and the loss.
-        loss_upper_bound: A finite loss above this also counts as divergence
-            (None or 0: only NaN and infinity).
-
     Returns:
         The final step, the final checkpoint and the last training metrics.
 
     Raises:
-        ValueError: For a bad input (naming it), or a `model_dir` written by a
-            different task or config.
+        checks.InputError: For a bad input (naming it), or a `model_dir` trained with another task or config.
+        lease.LeaseHeldError: If another trainer holds `model_dir`.
     """
-    inputs = runtime.TaskInputs.parse(task, task_config)
-    model_dir = checks.check_uri("model_dir", model_dir)
-    checks.check_positive_int("train_steps", train_steps)
-    checks.check_positive_int("steps_per_loop", steps_per_loop)
-    checks.check_positive_int("checkpoint_interval", checkpoint_interval)
-    checks.check_positive_int("max_to_keep", max_to_keep)
-    checks.check_choice("distribution_strategy", distribution_strategy, checks.STRATEGIES)
-    checks.check_positive_int("max_divergence_recoveries", max_divergence_recoveries, allow_zero=True)
-    if loss_upper_bound is not None and (
-        isinstance(loss_upper_bound, bool) or not isinstance(loss_upper_bound, (int, float)) or loss_upper_bound < 0
-    ):
-        raise ValueError(f"`loss_upper_bound` must be a positive number, or 0 for none, got {loss_upper_bound!r}.")
-    loss_upper_bound = loss_upper_bound or None
-
-    runtime.check_run_config(model_dir, inputs, write=False)
-    if deterministic:
+    args = INTERFACE.check(locals())
+    tasks.install_task_package(args.task_package)
+    tasks.resolve_factory(args.task)
+    if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    distribution = runtime.create_strategy(distribution_strategy)
-    chief = runtime.is_chief(distribution)
-    built = inputs.build(distribution)
-    if chief:
-        runtime.check_run_config(model_dir, inputs, write=True)
-
+    distribution = strategy_lib.create_strategy(args.distribution_strategy)
+    chief = strategy_lib.is_chief(distribution)
+    with distribution.scope():
+        built = tasks.build_task(args.task, args.task_config)
+    wanted = run_config.run_config(args.task, built, args.task_config)
+    run_config.check_run_config(args.model_dir, wanted, for_training=True)
     trainer = built.trainer or KerasTrainer(built, distribution)
-    # Every worker saves each checkpoint (TF requires it); only the chief's go to model_dir.
-    multi_worker = runtime.is_multi_worker(distribution)
-    extra = {"train_iterator": _checkpointable_iterator(trainer)} if not multi_worker else {}
-    extra = {k: v for k, v in extra.items() if v is not None}
-    with runtime.worker_checkpoint_dir(distribution, model_dir) as checkpoint_dir, \
+
+    writer = lease.WriterLease(args.model_dir) if chief else None
+    with writer or _no_lease(), \
+            strategy_lib.worker_checkpoint_dir(distribution, args.model_dir) as checkpoint_dir, \
             preemption.TerminationWatcher() as watcher:
+        if chief:
+            checkpoints.recover_checkpoint_state(args.model_dir)
+            run_config.record_run_config(args.model_dir, wanted)
+        multi_worker = strategy_lib.is_multi_worker(distribution)
+        extra = {} if multi_worker else {"train_iterator": _checkpointable_iterator(trainer)}
         manager = tf.train.CheckpointManager(
-            runtime.task_checkpoint(built, **extra),
+            checkpoints.task_checkpoint(built, **{k: v for k, v in extra.items() if v is not None}),
             directory=checkpoint_dir,
-            max_to_keep=max_to_keep,
+            max_to_keep=args.max_to_keep,
             step_counter=built.global_step,
-            checkpoint_interval=checkpoint_interval,
+            checkpoint_interval=args.checkpoint_interval,
         )
-        # Divergence is checked first: the controller saves after the actions, so a NaN state is never saved.
-        actions = [orbit.actions.RecoverFromDivergence(manager, built.global_step, loss_upper_bound=loss_upper_bound,
-                                                       max_recoveries=max_divergence_recoveries)]
+        # Actions run before the controller's save: a lost lease or a diverged state is never saved.
+        actions = [orbit.actions.RecoverFromDivergence(
+            manager, built.global_step, loss_upper_bound=args.loss_upper_bound or None,
+            max_recoveries=args.max_divergence_recoveries)]
+        if writer is not None:
+            actions.insert(0, writer.check)
         if multi_worker:
             # A save-on-signal needs every worker to agree on the step; a lone worker entering a save
             # would hang its peers. With several workers SIGTERM keeps its meaning, and the restarted
@@ -142,28 +129,38 @@ def run(
             global_step=built.global_step,
             trainer=trainer,
             strategy=distribution,
-            steps_per_loop=steps_per_loop,
+            steps_per_loop=args.steps_per_loop,
             checkpoint_manager=manager,
-            enable_async_checkpointing=enable_async_checkpointing,
-            summary_dir=os.path.join(model_dir, "train") if chief else None,
+            enable_async_checkpointing=args.enable_async_checkpointing,
+            summary_dir=os.path.join(args.model_dir, "train") if chief else None,
             train_actions=actions,
             termination_watcher=None if multi_worker else watcher,
         )
         if not chief:
-            _restore_chief_checkpoint(controller, model_dir)
-        controller.train(train_steps)
-        marker = runtime.read_training_complete(checkpoint_dir) or {}
+            _restore_chief_checkpoint(controller, args.model_dir)
+        controller.train(args.train_steps)
+        marker = checkpoints.read_training_complete(checkpoint_dir) or {}
         checkpoint = manager.latest_checkpoint
     if checkpoint is not None and not chief:
         # The chief saved the same checkpoint number under the same name in model_dir.
-        checkpoint = os.path.join(model_dir, os.path.basename(checkpoint))
+        checkpoint = os.path.join(args.model_dir, os.path.basename(checkpoint))
     return TrainResult(
-        model_dir=model_dir,
+        model_dir=args.model_dir,
         final_step=int(built.global_step.numpy()),
         checkpoint=checkpoint,
         metrics=dict(marker.get("train_output", {})),
         is_chief=chief,
     )
+
+
+class _no_lease:
+    """A non-chief worker writes nothing in `model_dir`, and takes no lease."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _checkpointable_iterator(trainer: Any) -> Optional[Any]:
@@ -186,44 +183,45 @@ def _restore_chief_checkpoint(controller: orbit.Controller, model_dir: str) -> N
     worker from the same weights and step as the chief, or the replicas
     diverge (and disagree on when to save).
     """
-    latest = tf.train.latest_checkpoint(model_dir)
+    latest = checkpoints.latest_complete_checkpoint(model_dir)
     if latest is not None:
         controller.restore_checkpoint(latest)
 
 
-FLAGS = flags.FLAGS
+def publish(result: TrainResult, *, model: Any, metrics: Any) -> None:
+    """Fills the train step's KFP outputs from `result` (the chief's; other workers publish nothing).
+
+    Args:
+        result: What `run` returned.
+        model: The `Output[Model]` artifact: it points at `model_dir` (a `run.json` in it names the run).
+        metrics: The `Output[Metrics]` artifact: the last train loop's finite scalars, and `step`.
+    """
+    import json
+    import math
+
+    if not result.is_chief:
+        return
+    pointer = {"model_dir": result.model_dir, "final_step": result.final_step, "checkpoint": result.checkpoint or ""}
+    model.metadata.update({**pointer, "framework": "tensorflow"})
+    os.makedirs(model.path, exist_ok=True)
+    with open(os.path.join(model.path, "run.json"), "w") as f:
+        json.dump(pointer, f)
+    for name, value in sorted(result.metrics.items()):
+        if math.isfinite(value):
+            metrics.log_metric(name, value)
+    metrics.log_metric("step", float(result.final_step))
 
 
-def define_flags() -> None:
-    """Defines the entry point's flags, named as the component's inputs."""
-    runtime.define_task_flags(with_strategy=True)
-    flags.DEFINE_integer("train_steps", None, "Global step to train up to.")
-    flags.DEFINE_integer("steps_per_loop", 100, "Steps per inner loop.")
-    flags.DEFINE_integer("checkpoint_interval", 100, "Checkpoint every this many steps.")
-    flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep.")
-    flags.DEFINE_bool("enable_async_checkpointing", False, "Save checkpoints in the background.")
-    flags.DEFINE_bool("deterministic", True, "Turn on op determinism (exact resume).")
-    flags.DEFINE_integer("max_divergence_recoveries", 3, "Rollbacks on a NaN/inf/too large loss before failing.")
-    flags.DEFINE_float("loss_upper_bound", 0.0, "A larger finite loss counts as divergence (0: none).")
+@entry_point.exit_on_input_error("train")
+def run_for_kfp(*, model: Any, metrics: Any, **inputs: Any) -> tuple:
+    """The KFP component's body: `run(**inputs)`, then its outputs (see `definitions.train`)."""
+    result = run(**inputs)
+    publish(result, model=model, metrics=metrics)
+    return result.final_step, result.checkpoint or ""
 
 
-def main(argv: list) -> None:
-    del argv
-    runtime.configure_logging()
-    result = run(
-        task=FLAGS.task,
-        task_config=FLAGS.task_config,
-        model_dir=FLAGS.model_dir,
-        train_steps=FLAGS.train_steps,
-        steps_per_loop=FLAGS.steps_per_loop,
-        checkpoint_interval=FLAGS.checkpoint_interval,
-        max_to_keep=FLAGS.max_to_keep,
-        distribution_strategy=FLAGS.distribution_strategy,
-        enable_async_checkpointing=FLAGS.enable_async_checkpointing,
-        deterministic=FLAGS.deterministic,
-        max_divergence_recoveries=FLAGS.max_divergence_recoveries,
-        loss_upper_bound=FLAGS.loss_upper_bound,
-    )
+def main(values: Dict[str, Any]) -> None:
+    result = run(**values)
     print(
         f"train | done | step: {result.final_step} | checkpoint: {result.checkpoint} | metrics: {result.metrics}"
         + ("" if result.is_chief else " | non-chief worker: wrote nothing to model_dir")
@@ -231,6 +229,4 @@ def main(argv: list) -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
-    flags.mark_flags_as_required(["task", "model_dir", "train_steps"])
-    app.run(main)
+    entry_point.run_entry_point(INTERFACE, main)

@@ -19,13 +19,25 @@ Policy = Union[str, int]
 
 
 def list_checkpoints(directory: str, name: str = "ckpt") -> Dict[int, str]:
-    """Complete checkpoints `<directory>/<name>-<step>` by step, from a fresh listing."""
+    """Complete checkpoints `<directory>/<name>-<step>` by step, from a fresh listing.
+
+    A save that failed while writing its `.index` (a full disk) leaves an empty
+    one: the newest checkpoints are checked for that (one stat each, newest
+    first, until a complete one) and left out.
+    """
     found = {}
     for index in tf.io.gfile.glob(f"{directory.rstrip('/')}/{name}-*.index"):
         prefix = index[: -len(".index")]
         number = prefix.rsplit("-", 1)[-1]
         if number.isdigit():
             found[int(number)] = prefix
+    for step in sorted(found, reverse=True):
+        try:
+            if tf.io.gfile.stat(f"{found[step]}.index").length > 0:
+                break
+        except tf.errors.NotFoundError:
+            pass  # Deleted since the listing (the trainer's max_to_keep).
+        del found[step]
     return found
 
 

@@ -403,13 +403,13 @@ class Controller:
         """
         self._require("evaluator", for_method="evaluate_continuously")
         self._require("checkpoint_manager", for_method="evaluate_continuously")
-        policy = checks.parse_policy(policy)
+        policy = checks.check_policy("policy", policy)
         checks.check_seconds("timeout", timeout)
         checks.check_seconds("idle_timeout", idle_timeout)
         checks.check_seconds("poll_interval", poll_interval, optional=False)
         if target_step is not None:
             checks.check_positive_int("target_step", target_step)
-        checks.check_eval_name(eval_name)
+        checks.check_eval_name("eval_name", eval_name)
 
         directory = self.checkpoint_manager.directory
         evaluator_dir = eval_records.eval_dir(directory, eval_name)

@@ -6,14 +6,16 @@ Layout under an evaluator's directory (`<model_dir>/eval/<eval_name>/`)::
     best/ckpt-100.index ...     a copy of the best checkpoint so far
     best/best.json              the best record, with the copy's path; written last
 
-A record holds at least `step`, `checkpoint` and `metrics` (the evaluator's
-output, JSON-safe; NaN and infinities are kept as such). Records are written
+A record holds at least `step`, `checkpoint`, `checkpoint_fingerprint` (what was
+judged, by content) and `metrics` (the evaluator's output, JSON-safe; NaN and
+infinities are kept as such). Records are written
 atomically and never rewritten: a restarted evaluator reads them to know what is
 done. The best copy is committed by writing `best.json` after every file of the
 copy is complete, so `max_to_keep` on the trainer's side can never take the best
 checkpoint away, and a crash mid-copy leaves the previous best intact.
 """
 
+import hashlib
 import math
 import os
 import time
@@ -108,6 +110,7 @@ class EvalRecords:
         record = {
             "step": int(step),
             "checkpoint": checkpoint,
+            "checkpoint_fingerprint": checkpoint_fingerprint(checkpoint),
             "metrics": json_safe(metrics),
             "time": time.time(),
             **json_safe(extra),
@@ -118,6 +121,19 @@ class EvalRecords:
             logging.warning("Step %d already has a record in %s; keeping it.", step, self.records_dir)
             return self.read(step) or record
         return record
+
+
+def checkpoint_fingerprint(checkpoint: str) -> Optional[str]:
+    """A content fingerprint of a checkpoint (the SHA-256 of its `.index`, which holds every tensor's checksum).
+
+    A copy of a checkpoint (the pinned best) has the fingerprint of its original; another run's checkpoint with
+    the same step has another. None when the checkpoint is gone.
+    """
+    try:
+        with tf.io.gfile.GFile(f"{checkpoint}.index", "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except tf.errors.NotFoundError:
+        return None
 
 
 def checkpoint_files(checkpoint: str) -> List[str]:

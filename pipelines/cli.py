@@ -60,14 +60,10 @@ def _check_output_file(path: str) -> str:
 
 
 def cmd_run_local(args: argparse.Namespace) -> int:
-    from tfpipe.pipelines.local_run import run_local
+    from tfpipe.pipelines.local_run import INPUTS, run_local
 
-    summary = run_local(
-        task=args.task, task_config=args.task_config, train_steps=args.train_steps, model_dir=args.model_dir,
-        pipeline_root=args.pipeline_root, thresholds=args.thresholds, best_metric=args.best_metric,
-        best_mode=args.best_mode, export_dir=args.export_dir, baseline_model_uri=args.baseline_model_uri,
-        final_evaluate=args.final_evaluate,
-    )
+    params = {name: getattr(args, name) for name in INPUTS if hasattr(args, name)}
+    summary = run_local(pipeline_root=args.pipeline_root, **params)
     print("\n== tfpipe run-local: summary ==")
     for line in summary.lines():
         print(line)
@@ -133,23 +129,37 @@ def cmd_specs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """One option per pipeline parameter (`--train-steps` for `train_steps`), from the components' declarations."""
+    from tfpipe.pipelines.local_run import INPUTS, LOCAL_DEFAULTS
+    from tfpipe.pipelines.train_eval_export import PIPELINE_DEFAULTS
+
+    for name, item in INPUTS.items():
+        default = {**PIPELINE_DEFAULTS, **LOCAL_DEFAULTS}.get(name, item.default)
+        shown = {"": "none", 0: "every checkpoint"}.get(default, default) if name == "max_to_keep" else (
+            default if default != "" else "none")
+        options = dict(dest=name, default=argparse.SUPPRESS, help=f"{item.help} (default: {shown})")
+        if item.type is bool:
+            parser.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, **options)
+        else:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=item.type, metavar=item.type.__name__.upper(),
+                                choices=item.choices or None, **options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `tfpipe` command."""
     parser = _Parser(prog="tfpipe", description="TensorFlow training on Kubeflow Pipelines and Vertex AI.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run-local", help="Run the whole pipeline locally under kfp.local.")
-    run.add_argument("--task", default="digits", help="Registered task name or package.module:factory.")
-    run.add_argument("--task-config", default="{}", help="The task's config as a JSON object.")
-    run.add_argument("--train-steps", type=int, default=300, help="Global step to train up to.")
-    run.add_argument("--model-dir", default="", help="Run directory (local or gs://); default: under the pipeline root.")
-    run.add_argument("--pipeline-root", default="local_outputs", help="Where kfp.local keeps the steps' outputs.")
-    run.add_argument("--thresholds", default='{"accuracy": ">= 0.9"}', help="Export gate, a JSON object.")
-    run.add_argument("--best-metric", default="accuracy", help="Metric that picks the best checkpoint.")
-    run.add_argument("--best-mode", default="higher", choices=["higher", "lower"])
-    run.add_argument("--export-dir", default="", help="Also export to <export-dir>/<step>/.")
-    run.add_argument("--baseline-model-uri", default="", help="Export only if the model beats this tfpipe export.")
-    run.add_argument("--final-evaluate", action="store_true", help="Evaluate the exported checkpoint once more.")
+    run = sub.add_parser(
+        "run-local", help="Run the whole pipeline locally under kfp.local.",
+        description="Runs check-inputs, train, continuous-eval and the gated export under kfp.local, then prints a "
+                    "summary. Every pipeline parameter is an option. Taken from the task unless given: the best "
+                    "metric and its direction (Task.best_metric / best_mode; digits: accuracy, higher). No export "
+                    "gate unless --thresholds is given.")
+    run.add_argument("--pipeline-root", default="local_outputs",
+                     help="Where kfp.local keeps the steps' outputs (default: %(default)s).")
+    _add_pipeline_options(run)
     run.set_defaults(func=cmd_run_local)
 
     comp = sub.add_parser("compile", help="Compile the pipeline for a backend.")
@@ -200,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the `tfpipe` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from tfpipe.pipelines.local_run import LocalRunError
     from tfpipe.pipelines.submit import SubmitError
 
     try:
@@ -207,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, checks.MissingExtraError) as e:  # Bad input or a missing extra: one line, no traceback.
         print(f"tfpipe {args.command}: {e}", file=sys.stderr)
         return USAGE_ERROR
-    except SubmitError as e:  # The backend refused or is unreachable.
+    except (SubmitError, LocalRunError) as e:  # The backend refused or is unreachable; a local step failed.
         print(f"tfpipe {args.command}: {e}", file=sys.stderr)
         return 1
 

@@ -1,10 +1,16 @@
 """`tfpipe run-local`: the whole pipeline on this machine under kfp.local, then a summary.
 
 kfp.local runs each step as a subprocess of this Python (SubprocessRunner, no venv),
-one at a time: train first, then continuous_eval, which catches up on every
-checkpoint, then the gated export. The summary is read from what the steps left on
-disk (their executor outputs and the run directory), not from the runner's status,
-which has been seen to report success for failed steps.
+one at a time: check-inputs, train, then continuous_eval, which catches up on every
+checkpoint, then the gated export. Because the evaluator starts only after training,
+run-local keeps every checkpoint by default (`max_to_keep` 0); with a smaller
+`max_to_keep` the summary names the checkpoints that were deleted before the
+evaluator could see them. The summary is read from what the steps left on disk
+(their executor outputs and the run directory), not from the runner's status, which
+has been seen to report success for failed steps.
+
+The run's parameters are the pipeline's (`PIPELINE_INPUTS`, so the components'
+declared inputs), with defaults for a quick local run (`LOCAL_DEFAULTS`).
 """
 
 import dataclasses
@@ -12,13 +18,25 @@ import glob
 import json
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from kfp import local
 
 from tfpipe import checks
-from tfpipe.components.thresholds import parse_thresholds
-from tfpipe.pipelines.train_eval_export import PIPELINE_NAME, build_pipeline
+from tfpipe.components import thresholds as thresholds_lib
+from tfpipe.pipelines.train_eval_export import PIPELINE_DEFAULTS, PIPELINE_INPUTS, PIPELINE_NAME, build_pipeline
+
+# What differs from the pipeline's own defaults for a local run: shorter, polled faster, every checkpoint kept
+# (the evaluator runs after training here), no gate unless asked for.
+LOCAL_DEFAULTS: Dict[str, Any] = {
+    "train_steps": 300, "steps_per_loop": 50, "checkpoint_interval": 100, "max_to_keep": 0,
+    "poll_interval": 0.2, "idle_timeout": 600.0,
+}
+INPUTS = {item.name: item for item in PIPELINE_INPUTS}
+
+
+class LocalRunError(RuntimeError):
+    """A step of the local run failed (its own error is in the log above)."""
 
 
 @dataclasses.dataclass
@@ -31,22 +49,26 @@ class LocalRunSummary:
     train_metrics: Dict[str, float]
     evaluated: int
     skipped: int
+    never_seen: List[int]
     best_step: int
     best_metrics: Dict[str, float]
     report: Optional[str]
     exported: bool
     saved_model: Optional[str]
     export_path: Optional[str]
+    not_exported_because: str = ""
 
     def lines(self) -> list:
         """The summary as printable lines."""
         fmt = lambda metrics: ", ".join(f"{k}: {v:.4g}" for k, v in sorted(metrics.items()))  # noqa: E731
+        never = (f", {len(self.never_seen)} deleted by max_to_keep before the evaluator saw them "
+                 f"{self.never_seen}" if self.never_seen else "")
         out = [
             f"run        {self.run_dir}",
             f"model_dir  {self.model_dir}",
             f"train      step {self.final_step} | {fmt(self.train_metrics)}",
-            f"eval       {self.evaluated} checkpoints evaluated, {self.skipped} skipped | best step {self.best_step} "
-            f"| {fmt(self.best_metrics)}",
+            f"eval       {self.evaluated} checkpoints evaluated, {self.skipped} skipped (deleted while waiting)"
+            f"{never} | best step {self.best_step} | {fmt(self.best_metrics)}",
             f"report     {self.report}",
         ]
         if self.exported:
@@ -54,8 +76,21 @@ class LocalRunSummary:
             if self.export_path:
                 out.append(f"export_dir {self.export_path}")
         else:
-            out.append("SavedModel none: the best checkpoint did not pass the export gate")
+            out.append(f"SavedModel none: {self.not_exported_because}")
         return out
+
+
+def expected_checkpoints(train_steps: int, steps_per_loop: int, checkpoint_interval: int) -> List[int]:
+    """The steps one uninterrupted train run saves: at each loop end that crossed an interval boundary, and the last."""
+    saved, last, step = [], 0, 0
+    while step < train_steps:
+        step = min(step + steps_per_loop, train_steps)
+        if step // checkpoint_interval > last // checkpoint_interval:
+            saved.append(step)
+            last = step
+    if not saved or saved[-1] != train_steps:
+        saved.append(train_steps)
+    return saved
 
 
 def _executor_output(run_dir: str, task: str) -> Optional[Dict[str, Any]]:
@@ -75,72 +110,83 @@ def _artifact(output: Dict[str, Any], name: str) -> Dict[str, Any]:
     return output["artifacts"][name]["artifacts"][0]
 
 
-def summarize(run_dir: str) -> LocalRunSummary:
-    """Reads a finished local run's outputs.
+def summarize(run_dir: str, values: Dict[str, Any]) -> LocalRunSummary:
+    """Reads a finished local run's outputs (`values`: the run's parameters).
 
     Raises:
-        RuntimeError: If train or continuous_eval left no outputs (they failed).
+        LocalRunError: If a step before export left no outputs (it failed).
     """
-    train = _executor_output(run_dir, "train")
-    watched = _executor_output(run_dir, "continuous-eval")
-    if train is None or watched is None:
-        missing = [n for n, o in (("train", train), ("continuous-eval", watched)) if o is None]
-        raise RuntimeError(f"The local run in {run_dir} failed: no outputs from {missing}; see the log above.")
+    outputs = {name: _executor_output(run_dir, name) for name in ("check-inputs", "train", "continuous-eval")}
+    failed = [name for name, output in outputs.items() if output is None]
+    if failed:
+        raise LocalRunError(f"the local run in {run_dir} failed at step {failed[0]}: see its error above.")
+    train, watched = outputs["train"], outputs["continuous-eval"]
     exported = _executor_output(run_dir, "export")
     ce_metrics = _artifact(watched, "metrics")["metadata"]
     model = _artifact(exported, "model") if exported else None
+    model_dir = _artifact(train, "model")["metadata"]["model_dir"]
+    records = glob.glob(os.path.join(model_dir, "eval", values["eval_name"], "records", "*.json"))
+    recorded = {int(os.path.basename(r).split(".")[0]) for r in records}
+    expected = expected_checkpoints(values["train_steps"], values["steps_per_loop"], values["checkpoint_interval"])
+    never_seen = [s for s in expected if s not in recorded]
+    reason = ""
+    if model is None:
+        missed = thresholds_lib.missed_thresholds(ce_metrics, thresholds_lib.parse_thresholds(
+            "thresholds", values["thresholds"]))
+        reason = ("the best checkpoint missed the thresholds: " + "; ".join(missed) if missed
+                  else "the best checkpoint did not beat the baseline model" if values["baseline_model_uri"]
+                  else "the export step failed; see its error above")
     return LocalRunSummary(
         run_dir=run_dir,
-        model_dir=_artifact(train, "model")["metadata"]["model_dir"],
+        model_dir=model_dir,
         final_step=int(train["parameterValues"]["final_step"]),
         train_metrics={k: v for k, v in _artifact(train, "metrics")["metadata"].items() if k != "step"},
         evaluated=int(watched["parameterValues"]["evaluated"]),
         skipped=int(watched["parameterValues"]["skipped"]),
+        never_seen=never_seen,
         best_step=int(watched["parameterValues"]["best_step"]),
         best_metrics={k: v for k, v in ce_metrics.items() if k != "step"},
         report=_artifact(watched, "report")["uri"],
         exported=model is not None,
         saved_model=model["uri"] if model else None,
         export_path=(model["metadata"].get("export_path") or None) if model else None,
+        not_exported_because=reason,
     )
 
 
-def run_local(
-    *,
-    task: str = "digits",
-    task_config: str = "{}",
-    train_steps: int = 300,
-    model_dir: str = "",
-    pipeline_root: str = "local_outputs",
-    steps_per_loop: int = 50,
-    checkpoint_interval: int = 100,
-    best_metric: str = "accuracy",
-    best_mode: str = "higher",
-    thresholds: str = '{"accuracy": ">= 0.9"}',
-    export_dir: str = "",
-    baseline_model_uri: str = "",
-    final_evaluate: bool = False,
-) -> LocalRunSummary:
+def run_local(*, pipeline_root: str = "local_outputs", **params: Any) -> LocalRunSummary:
     """Runs the train ∥ continuous-eval → export pipeline locally and summarises it.
 
-    The defaults train the built-in `digits` example for 300 steps and export the
-    best checkpoint if its accuracy is at least 0.9. Inputs are checked before the
-    run starts (the components check theirs again).
+    Args:
+        pipeline_root: Where kfp.local keeps the steps' outputs (a local folder).
+        **params: Pipeline parameters (`PIPELINE_INPUTS`); the rest take `LOCAL_DEFAULTS`, then the pipeline's.
+            `max_to_keep` 0 keeps every checkpoint.
+
+    Raises:
+        checks.InputError: For a bad parameter (each is checked here before anything runs; the task and metric
+            names are checked by the run's first step, which is never retried).
     """
-    parse_thresholds(thresholds)
-    for name, value in (("train_steps", train_steps), ("steps_per_loop", steps_per_loop),
-                        ("checkpoint_interval", checkpoint_interval)):
-        checks.check_positive_int(name, value)
-    root = os.path.abspath(pipeline_root)
+    unknown = sorted(set(params) - set(INPUTS))
+    if unknown:
+        raise checks.InputError(f"unknown run-local parameter(s) {unknown}; accepted: {sorted(INPUTS)}.")
+    values = {**{n: i.default for n, i in INPUTS.items() if not i.required}, **PIPELINE_DEFAULTS, **LOCAL_DEFAULTS,
+              **params}
+    for name, value in values.items():
+        if name != "max_to_keep" and (name != "model_dir" or value):
+            INPUTS[name].validate(value)
+    if values["max_to_keep"] == 0:  # Keep them all: the evaluator starts after training.
+        saved = expected_checkpoints(values["train_steps"], values["steps_per_loop"], values["checkpoint_interval"])
+        values["max_to_keep"] = len(saved) + 1
+    INPUTS["max_to_keep"].validate(values["max_to_keep"])
+    root = checks.check_uri("pipeline_root", pipeline_root)
+    if root.startswith("gs://"):
+        raise checks.InputError(
+            f"`pipeline_root` ({checks.shown(pipeline_root)}) must be a local folder: kfp.local keeps the steps' "
+            "outputs on this machine (the model_dir may be on gs://).")
+    root = os.path.abspath(root)
     os.makedirs(root, exist_ok=True)
     before = set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*")))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
-    pipeline = build_pipeline(backend="local")
-    pipeline(
-        task=task, task_config=task_config, model_dir=model_dir, train_steps=train_steps,
-        steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval, best_metric=best_metric,
-        best_mode=best_mode, thresholds=thresholds, export_dir=export_dir, baseline_model_uri=baseline_model_uri,
-        final_evaluate=final_evaluate, poll_interval=0.2, idle_timeout=600,
-    )
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=False)
+    build_pipeline(backend="local")(**values)
     (run_dir,) = sorted(set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*"))) - before)[-1:]
-    return summarize(run_dir)
+    return summarize(run_dir, values)

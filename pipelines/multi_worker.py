@@ -7,7 +7,7 @@ that creates a `TFJob` (kubeflow.org/v1) and waits for it:
 
 * `tfReplicaSpecs`: one `Chief` and `N - 1` `Worker` replicas, each a pod of the project image running
   `python -m tfpipe.components.train --distribution_strategy=multi_worker_mirrored --task=... --model_dir=...` (an argument list,
-  never a shell string). The operator gives every pod its `TF_CONFIG`; the chief (`runtime.is_chief`) alone
+  never a shell string). The operator gives every pod its `TF_CONFIG`; the chief (`strategy.is_chief`) alone
   writes checkpoints, summaries and the completion marker into `model_dir`, the workers save their share of
   each checkpoint into a throwaway local directory.
 * Resources: the train step's resource profile (`cpu`, `memory`, `gpu`, `spot`) applies to **every replica
@@ -507,9 +507,9 @@ def read_result(model_dir: str, train_steps: int) -> Tuple[int, str, Dict[str, f
     Raises:
         TfJobError: If the TFJob succeeded but `model_dir` holds no completion marker at `train_steps`.
     """
-    from tfpipe.components import runtime
+    from tfpipe.components import checkpoints
 
-    marker = runtime.read_training_complete(model_dir)
+    marker = checkpoints.read_training_complete(model_dir)
     if marker is None or int(marker.get("step", -1)) < train_steps:
         raise TfJobError(
             f"The TFJob succeeded but `model_dir` ({model_dir}) holds no completion marker at step {train_steps} "

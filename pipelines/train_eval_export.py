@@ -1,24 +1,36 @@
 """The train ∥ continuous-eval → gated export pipeline, for a backend, an image and resource profiles.
 
-    train ──────────────┐
-                        ├─> gate (thresholds; baseline via dsl.importer) ─> export ─> [evaluate]
-    continuous_eval ────┘
+    model-dir ─> check-inputs ─┬─> train ────────────┐
+                               └─> continuous_eval ──┴─> gate (thresholds; baseline via dsl.importer)
+                                                           └─> export-if-passed: export ─> [evaluate]
 
 train and continuous_eval start together on one `model_dir` (a string, so both see it
 while they run); export runs after both, only when the best checkpoint passes the
 thresholds and, given a baseline model URI, beats the baseline's recorded metric.
+`check-inputs` checks every input against the task once, without retries, so that
+an input that can never work fails in seconds, not after the train step's retries.
+
+The pipeline's parameters are the components' declared inputs
+(`tfpipe.components.definitions`), each once, plus `baseline_model_uri` and
+`final_evaluate`: a new component input becomes a pipeline parameter by itself.
 """
 
 import json
 import re
-from typing import Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from kfp import dsl
 from kfp import kubernetes
-from kfp.dsl import Input, Metrics, Model
+from kfp.dsl import Model
 
-from tfpipe.components import kfp_components
 from tfpipe import checks
+from tfpipe.components import definitions
+from tfpipe.components import interface
+from tfpipe.components import kfp_components
+from tfpipe.components.definitions import baseline as baseline_definition
+from tfpipe.components.definitions import check_inputs as check_inputs_definition
+from tfpipe.components.definitions import gated_export
+from tfpipe.components.definitions import model_dir as model_dir_definition
 from tfpipe.pipelines import multi_worker
 from tfpipe.pipelines import resources
 
@@ -26,49 +38,22 @@ BACKENDS = ("local", "gke", "vertex")
 STEPS = ("train", "eval", "export")
 PIPELINE_NAME = "tfpipe-train-eval-export"
 
+BASELINE_MODEL_URI = interface.Input(
+    "baseline_model_uri", str, "A model exported by tfpipe before; export only if the best metric beats its own.",
+    default="", check=checks.check_optional_uri)
+PIPELINE_INPUTS = (
+    *interface.union([definitions.TRAIN, definitions.CONTINUOUS_EVAL, definitions.EXPORT]),
+    BASELINE_MODEL_URI,
+    gated_export.FINAL_EVALUATE,
+)
+# Pipeline-level defaults: a runnable example, and an empty model_dir for one under the pipeline root.
+PIPELINE_DEFAULTS = {"task": "digits", "model_dir": "", "train_steps": 1000}
 
-def resolve_model_dir(model_dir: str, pipeline_root: str, job_id: str) -> str:
-    """Returns `model_dir`, or `<pipeline_root>/<job_id>/model_dir` when it is empty."""
-    if model_dir:
-        return model_dir.rstrip("/")
-    return f"{pipeline_root.rstrip('/')}/{job_id}/model_dir"
 
-
-def beats_baseline(
-    candidate: Input[Metrics],
-    baseline: Input[Model],
-    metric: str,
-    mode: str,
-    thresholds_passed: bool,
-) -> bool:
-    """Whether the candidate passed its thresholds and beats the baseline model's recorded `metric`.
-
-    Args:
-        candidate: The best checkpoint's Metrics (from continuous_eval).
-        baseline: A model exported by tfpipe earlier (imported by URI); its
-            `tfpipe_export.json` holds the metrics it was exported with.
-        metric: The metric to compare.
-        mode: `higher` or `lower`: which values are better.
-        thresholds_passed: continuous_eval's verdict on the thresholds.
-    """
-    import json
-    import os
-
-    if mode not in ("higher", "lower"):
-        raise ValueError(f"`best_mode` must be 'higher' or 'lower', got {mode!r}.")
-    info_path = os.path.join(baseline.path, "tfpipe_export.json")
-    if not os.path.exists(info_path):
-        raise ValueError(f"`baseline_model_uri` ({baseline.uri}) is not a tfpipe export: no tfpipe_export.json.")
-    with open(info_path) as f:
-        recorded = json.load(f)["metrics"]
-    if metric not in recorded or metric not in candidate.metadata:
-        raise ValueError(
-            f"metric {metric!r} is missing: baseline has {sorted(recorded)}, candidate has {sorted(candidate.metadata)}."
-        )
-    new, old = float(candidate.metadata[metric]), float(recorded[metric])
-    better = new > old if mode == "higher" else new < old
-    print(f"gate | {metric}: candidate {new:.6g} vs baseline {old:.6g} | better: {better} | thresholds: {thresholds_passed}")
-    return bool(thresholds_passed and better)
+def _arguments(component: interface.Interface, values: Mapping[str, Any], **overrides: Any) -> Dict[str, Any]:
+    """The arguments of `component`'s KFP inputs that the pipeline has (its own defaults for the rest)."""
+    arguments = {name: values[name] for name in component.names(kfp_only=True) if name in values}
+    return {**arguments, **overrides}
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -101,7 +86,7 @@ def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], bac
 
 
 def _check_train_replicas(train_replicas: object, backend: str) -> int:
-    checks.check_positive_int("train_replicas", train_replicas)
+    checks.check_positive_int("train_replicas", train_replicas, maximum=1000)
     if train_replicas > 1 and backend == "local":
         raise ValueError(
             f"`train_replicas` is {train_replicas}, but backend 'local' runs one process per step; accepted there: "
@@ -161,7 +146,7 @@ def build_pipeline(
     if backend != "local":
         for step, profile in parsed.items():
             resources.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
-    checks.check_positive_int("train_retries", train_retries, allow_zero=True)
+    checks.check_non_negative_int("train_retries", train_retries)
     replicas = _check_train_replicas(train_replicas, backend)
     custom_job["train"] = custom_job["train"] or (backend == "vertex" and replicas > 1)
     tfjob = backend == "gke" and replicas > 1
@@ -171,8 +156,9 @@ def build_pipeline(
 
     ops = kfp_components.components_for_image(image)
     light = dict(base_image=image, install_kfp_package=False)
-    resolve_op = dsl.component(resolve_model_dir, **light)
-    baseline_op = dsl.component(beats_baseline, **light)
+    resolve_op = dsl.component(model_dir_definition.resolve_model_dir, **light)
+    check_op = dsl.component(check_inputs_definition.check_inputs, **light)
+    baseline_op = dsl.component(baseline_definition.beats_baseline, **light)
 
     def place(component, step, **options):
         if custom_job[step]:
@@ -186,107 +172,57 @@ def build_pipeline(
     else:
         train_op = place(ops.train, "train")
     eval_op = place(ops.continuous_eval, "eval")
-    export_op = place(ops.export, "export")
-    final_eval_op = place(ops.evaluate, "eval")
+
+    def with_secrets(task):
+        for secret_name, key_to_env in secrets.items():
+            kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=dict(key_to_env))
+        return task
 
     def configure(task, step):
         # A TFJob launcher is light: the train profile goes to the TFJob's replicas instead.
         if backend != "local" and not custom_job[step] and not (tfjob and step == "train"):
             resources.apply_profile(task, parsed[step], backend=backend)
-        for secret_name, key_to_env in secrets.items():
-            kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=dict(key_to_env))
-        return task
+        return with_secrets(task)
 
-    @dsl.pipeline(name="export-stage")
-    def export_stage(task: str, task_config: str, model_dir: str, eval_name: str, thresholds: str, export_dir: str,
-                     final_evaluate: bool):
-        """Exports the best checkpoint; optionally evaluates it once more (it is what `best` names)."""
-        exported = configure(export_op(task=task, task_config=task_config, model_dir=model_dir, checkpoint="best",
-                                       eval_name=eval_name, thresholds=thresholds, export_dir=export_dir), "export")
-        exported.set_display_name("export")
-        with dsl.If(final_evaluate == True, name="final-evaluate"):  # noqa: E712 (a KFP condition)
-            final = configure(final_eval_op(task=task, task_config=task_config, model_dir=model_dir,
-                                            checkpoint="best", eval_name="final", best_eval_name=eval_name), "eval")
-            final.set_display_name("evaluate-exported").after(exported)
+    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval"), configure=configure)
 
-    @dsl.pipeline(name=PIPELINE_NAME)
-    def train_eval_export(
-        task: str = "digits",
-        task_config: str = "{}",
-        model_dir: str = "",
-        train_steps: int = 1000,
-        steps_per_loop: int = 100,
-        checkpoint_interval: int = 100,
-        max_to_keep: int = 5,
-        distribution_strategy: str = "default",
-        policy: str = "all",
-        idle_timeout: int = 3600,
-        poll_interval: float = 1.0,
-        best_metric: str = "loss",
-        best_mode: str = "lower",
-        eval_name: str = "validation",
-        thresholds: str = "{}",
-        baseline_model_uri: str = "",
-        export_dir: str = "",
-        final_evaluate: bool = False,
-    ):
-        """Trains a task while evaluating every checkpoint, then exports the best one if it is good enough.
-
-        Args:
-            task: Registered task name (e.g. digits) or package.module:factory.
-            task_config: The task's config as a JSON object.
-            model_dir: Run directory (gs://bucket/path); empty: <pipeline root>/<job id>/model_dir.
-            train_steps: Global step to train up to.
-            steps_per_loop: Steps per inner training loop.
-            checkpoint_interval: Save a checkpoint every this many steps.
-            max_to_keep: Checkpoints to keep (the evaluator pins the best one apart).
-            distribution_strategy: TensorFlow distribution strategy: default, mirrored, tpu or multi_worker_mirrored.
-            policy: Which checkpoints to evaluate: all, latest, or a step stride.
-            idle_timeout: The evaluator fails after this many seconds without a new checkpoint (0: never).
-            poll_interval: Seconds between the evaluator's looks for new checkpoints.
-            best_metric: The metric that picks the best checkpoint (e.g. accuracy, loss).
-            best_mode: higher or lower: which values of best_metric are better.
-            eval_name: The evaluator's name; its records go to <model_dir>/eval/<eval_name>/.
-            thresholds: Export only if the best checkpoint passes, e.g. {"accuracy": ">= 0.9"}.
-            baseline_model_uri: A model exported by tfpipe before; export only if best_metric beats its own.
-            export_dir: Also export to <export_dir>/<step>/ (e.g. gs://bucket/serving/model).
-            final_evaluate: Evaluate the exported checkpoint once more (records under eval/final/).
-        """
-        run_dir = resolve_op(model_dir=model_dir, pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+    def body(p: Dict[str, Any]) -> None:
+        run_dir = resolve_op(model_dir=p["model_dir"], pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
                              job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         run_dir.set_display_name("model-dir").set_caching_options(False)
-        train_args = dict(task=task, task_config=task_config, model_dir=run_dir.output, train_steps=train_steps,
-                          steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval,
-                          max_to_keep=max_to_keep)
+        values = {**p, "model_dir": run_dir.output}
+        checked = with_secrets(check_op(**_arguments(check_inputs_definition.INTERFACE, values)))
+        checked.set_display_name("check-inputs").set_caching_options(False)  # No retries: bad input fails once.
+        values.update(best_metric=checked.outputs["best_metric"], best_mode=checked.outputs["best_mode"])
+        train_args = _arguments(definitions.TRAIN, values)
         if tfjob:
             trained = configure(train_op(
                 **train_args, image=image, replicas=replicas, resource_profile=parsed["train"].to_spec(),
                 secret_env=json.dumps(secrets, sort_keys=True), run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "train")
             trained.set_display_name("train")
         else:
-            trained = configure(train_op(
-                **train_args,
-                distribution_strategy="multi_worker_mirrored" if replicas > 1 else distribution_strategy), "train")
+            if replicas > 1:
+                train_args["distribution_strategy"] = "multi_worker_mirrored"
+            trained = configure(train_op(**train_args), "train")
+        trained.after(checked)
         trained.set_caching_options(False).set_retry(num_retries=train_retries, backoff_duration="30s",
                                                      backoff_factor=2.0, backoff_max_duration="600s")
-        watched = configure(eval_op(
-            task=task, task_config=task_config, model_dir=run_dir.output, policy=policy, idle_timeout=idle_timeout,
-            poll_interval=poll_interval, best_metric=best_metric, best_mode=best_mode, eval_name=eval_name,
-            thresholds=thresholds), "eval")
-        watched.set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
+        watched = configure(eval_op(**_arguments(definitions.CONTINUOUS_EVAL, values)), "eval")
+        watched.after(checked).set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
         if backend == "local":
             watched.after(trained)  # Local tasks run one at a time: the evaluator catches up afterwards.
-        stage_args = dict(task=task, task_config=task_config, model_dir=run_dir.output, eval_name=eval_name,
-                          thresholds=thresholds, export_dir=export_dir, final_evaluate=final_evaluate)
-        with dsl.If(baseline_model_uri != "", name="baseline-given"):
-            baseline = dsl.importer(artifact_uri=baseline_model_uri, artifact_class=Model, reimport=False)
+        stage = {i.name: values[i.name] for i in gated_export.INPUTS if i.name in values}
+        with dsl.If(p["baseline_model_uri"] != "", name="baseline-given"):
+            baseline = dsl.importer(artifact_uri=p["baseline_model_uri"], artifact_class=Model, reimport=False)
             verdict = baseline_op(candidate=watched.outputs["metrics"], baseline=baseline.output,
-                                  metric=best_metric, mode=best_mode, thresholds_passed=watched.outputs["passed"])
+                                  metric=values["best_metric"], mode=values["best_mode"],
+                                  thresholds_passed=watched.outputs["passed"])
             verdict.set_display_name("beats-baseline")
-            with dsl.If(verdict.output == True, name="better-than-baseline"):  # noqa: E712
-                export_stage(**stage_args).after(trained)
+            export_stage(**stage, passed=verdict.output).after(trained).set_display_name("export-if-better")
         with dsl.Else(name="no-baseline"):
-            with dsl.If(watched.outputs["passed"] == True, name="thresholds-passed"):  # noqa: E712
-                export_stage(**stage_args).after(trained)
+            export_stage(**stage, passed=watched.outputs["passed"]).after(trained).set_display_name(
+                "export-if-passed")
 
-    return train_eval_export
+    return dsl.pipeline(name=PIPELINE_NAME)(interface.graph_function(
+        "train_eval_export", "Trains a task while evaluating every checkpoint, then exports the best one if it "
+        "is good enough.", PIPELINE_INPUTS, body, defaults=PIPELINE_DEFAULTS))

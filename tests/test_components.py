@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpipe.components import continuous_eval, evaluate, export, train
+from tfpipe.components import continuous_eval, evaluate, export, tasks, train
 from tfpipe.components.thresholds import ThresholdNotMetError
-from tfpipe.controller_core import eval_records, run_dir
+from tfpipe.controller_core import eval_records, restore, run_dir
 from tests.support.tiny_runners import checkpoint_steps
 
 FAST = {"batch_size": 32}
@@ -30,7 +30,8 @@ def test_train_reaches_accuracy_and_writes_run_directory(trained):
     model_dir, result, evaluation = trained
     assert result.final_step == 300 and result.checkpoint == f"{model_dir}/ckpt-300"
     assert checkpoint_steps(model_dir) == [100, 200, 300]
-    assert run_dir.read_json(f"{model_dir}/run_config.json") == {"task": "digits", "task_config": {}}
+    stored = run_dir.read_json(f"{model_dir}/run_config.json")  # The effective config: defaults filled in.
+    assert stored["task"] == "digits" and stored["task_config"]["batch_size"] == 64 and stored["task_config"]["seed"] == 0
     assert run_dir.read_json(f"{model_dir}/{run_dir.TRAINING_COMPLETE}")["step"] == 300
     assert tf.io.gfile.glob(f"{model_dir}/train/events.out.tfevents.*")
     assert evaluation.evaluated == [100, 200, 300] and evaluation.stop_reason == "training complete at step 300"
@@ -62,7 +63,7 @@ def test_train_refuses_a_model_dir_of_another_config(tmp_path):
     train.run(task="digits", task_config=FAST, model_dir=model_dir, train_steps=20, steps_per_loop=20,
               checkpoint_interval=20)
     before = {p: os.path.getmtime(os.path.join(model_dir, p)) for p in os.listdir(model_dir)}
-    with pytest.raises(ValueError, match=r"`model_dir` \(.*\) was written by a run with .*\"batch_size\": 32.*nothing was changed"):
+    with pytest.raises(ValueError, match=r"`model_dir` \(.*\) was trained with another task config \(task_config\['batch_size'\]: 32 there, 16 here\).*nothing was changed"):
         train.run(task="digits", task_config={"batch_size": 16}, model_dir=model_dir, train_steps=40)
     assert {p: os.path.getmtime(os.path.join(model_dir, p)) for p in os.listdir(model_dir)} == before
 
@@ -70,10 +71,10 @@ def test_train_refuses_a_model_dir_of_another_config(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(train_steps=0), r"`train_steps` must be a positive integer, got 0"),
-        (dict(steps_per_loop=-1), r"`steps_per_loop` must be a positive integer, got -1"),
-        (dict(checkpoint_interval="10"), r"`checkpoint_interval` must be a positive integer, got '10'"),
-        (dict(max_to_keep=0), r"`max_to_keep` must be a positive integer, got 0"),
+        (dict(train_steps=0), r"`train_steps` must be a positive integer \(at most \d+\), got 0"),
+        (dict(steps_per_loop=-1), r"`steps_per_loop` must be a positive integer \(at most \d+\), got -1"),
+        (dict(checkpoint_interval="10"), r"`checkpoint_interval` must be a positive integer \(at most \d+\), got '10'"),
+        (dict(max_to_keep=0), r"`max_to_keep` must be a positive integer \(at most \d+\), got 0"),
         (dict(distribution_strategy="fast"), r"`distribution_strategy` must be one of \['default', 'mirrored', 'tpu', 'multi_worker_mirrored'\], got 'fast'"),
         (dict(model_dir="s3://bucket/x"), r"`model_dir` \('s3://bucket/x'\) has an unsupported scheme"),
         (dict(model_dir="gs://"), r"`model_dir` \('gs://'\) names no bucket"),
@@ -133,7 +134,7 @@ def test_evaluate_input_errors(trained, kwargs, message):
 
 
 def test_continuous_eval_rejects_unknown_best_metric(trained):
-    with pytest.raises(ValueError, match=r"`best_metric` \('acc'\) is not a metric of this task; its metrics are \['loss', 'accuracy'\]"):
+    with pytest.raises(ValueError, match=r"metric 'acc' is not a metric of task 'digits'; its metrics are \['loss', 'accuracy'\]"):
         continuous_eval.run(task="digits", model_dir=trained[0], best_metric="acc")
 
 
@@ -175,11 +176,21 @@ def test_interrupted_export_commit_is_completed_not_served_half(trained, tmp_pat
     model_dir = trained[0]
     out = str(tmp_path / "model")
     export.run(task="digits", model_dir=model_dir, output_path=out)
-    partial = str(tmp_path / "partial")
-    tf.io.gfile.makedirs(f"{partial}/variables")  # A crash left variables but no saved_model.pb.
-    export.commit_saved_model(out, partial)
+    # A crash (a full disk) left a truncated saved_model.pb and no commit marker: not committed, so completed.
+    partial = tmp_path / "partial"
+    (partial / "variables").mkdir(parents=True)
+    (partial / "saved_model.pb").write_bytes((tmp_path / "model" / "saved_model.pb").read_bytes()[:1000])
+    task = tasks.build_task("digits", {})
+    info = dict(run_dir.read_json(f"{out}/tfpipe_export.json"))
+    restore.restore_checked(tf.train.Checkpoint(model=task.model), info["checkpoint"])  # What was exported.
+    assert export.commit_export(task, out, str(partial), info) is True
     assert sorted(os.listdir(partial)) == ["fingerprint.pb", "saved_model.pb", "tfpipe_export.json", "variables"]
-    tf.saved_model.load(partial)
+    tf.saved_model.load(str(partial))
+    assert export.commit_export(task, out, str(partial), info) is False  # Committed: nothing is copied again.
+    other = {**info, "checkpoint_fingerprint": "0" * 64, "checkpoint": "/elsewhere/ckpt-1"}
+    with pytest.raises(ValueError, match=r"already holds another model \(exported from .*ckpt-300 at step 300\); "
+                                         r"nothing was overwritten"):
+        export.commit_export(task, out, str(partial), other)
 
 
 def test_binary_task_reports_roc_curve_to_classification_metrics(tmp_path):
@@ -195,9 +206,9 @@ def test_binary_task_reports_roc_curve_to_classification_metrics(tmp_path):
     assert len(roc["thresholds"]) == len(roc["tpr"]) == len(roc["fpr"]) == 51
     assert roc["tpr"][0] == roc["fpr"][0] == 1.0  # Threshold 0: everything is positive.
     assert roc["fpr"][25] < 0.05 and roc["tpr"][25] > 0.8  # A useful classifier at P = 0.5.
-    assert result.class_names == ["not 0", "0"]
+    assert result.task.class_names == ["not 0", "0"]
     metrics = dsl.ClassificationMetrics(name="cm", uri=str(tmp_path / "cm"))
-    artifacts.log_to_kfp(result.record, classification_metrics=metrics, class_names=result.class_names)
+    artifacts.log_to_kfp(result.record, classification_metrics=metrics, class_names=result.task.class_names)
     assert len(metrics.metadata["confidenceMetrics"]) == 51
     assert [a["displayName"] for a in metrics.metadata["confusionMatrix"]["annotationSpecs"]] == ["not 0", "0"]
     assert "roc/tpr" not in artifacts.kfp_metrics(result.record)  # Curves are not scalar Metrics.

@@ -64,11 +64,11 @@ def test_select_pending(policy, recorded, final, expected):
 @pytest.mark.parametrize("bad", ["some", 0, -5, "0", 2.5, True, None])
 def test_parse_policy_rejects(bad):
     with pytest.raises(ValueError, match=r"`policy` must be 'all' \(every checkpoint\), 'latest'.*got"):
-        checks.parse_policy(bad)
+        checks.check_policy("policy", bad)
 
 
 def test_parse_policy_accepts():
-    assert [checks.parse_policy(p) for p in ("all", "latest", 100, "250")] == ["all", "latest", 100, 250]
+    assert [checks.check_policy("policy", p) for p in ("all", "latest", 100, "250")] == ["all", "latest", 100, 250]
 
 
 def test_list_checkpoints_only_complete(tmp_path):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tfpipe.components import continuous_eval, evaluate, export, train
+from tfpipe.components import continuous_eval, definitions, evaluate, export, train
 from tfpipe.pipelines.local_run import run_local
 from tfpipe.pipelines.train_eval_export import build_pipeline
 
@@ -20,7 +20,10 @@ def table_rows():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 4 and cells[0] not in ("where", "---") and not cells[0].startswith("-"):
             where, name, bad, says = cells
-            rows.append(pytest.param(where, name, json.loads(bad), says, id=f"{where}-{name}-{bad}"))
+            places = [n for n, i in definitions.INTERFACES.items() if name in i.names()] if where == "all" else [where]
+            assert places, f"row `all | {name}` names an input no component declares"
+            for place in places:
+                rows.append(pytest.param(place, name, json.loads(bad), says, id=f"{place}-{name}-{bad[:40]}"))
     return rows
 
 
@@ -43,7 +46,7 @@ def call(where, name, value, tmp_path, trained_dir):
         args = dict(task="digits", model_dir=trained_dir, output_path=str(tmp_path / "new"))
         return export.run(**{**args, name: value})
     if where == "pipelines":
-        return build_pipeline(**{"backend": "gke", name: value} if name != "backend" else {"backend": value})
+        return build_pipeline(**{"backend": "gke", "image": "registry.example.com/t/tfpipe:1", name: value})
     if where == "run-local":
         return run_local(**{"pipeline_root": str(tmp_path / "new"), name: value})
     raise AssertionError(f"unknown table row location {where!r}")
@@ -52,7 +55,7 @@ def call(where, name, value, tmp_path, trained_dir):
 def test_table_covers_every_component():
     wheres = {p.values[0] for p in table_rows()}
     assert wheres == {"train", "evaluate", "continuous_eval", "export", "pipelines", "run-local"}
-    assert len(table_rows()) >= 40
+    assert len(table_rows()) >= 100
 
 
 @pytest.mark.parametrize("where, name, bad, says", table_rows())

@@ -35,7 +35,7 @@ def local_run(tmp_path_factory):
                                           checkpoint_interval=100)
         watched = kfp_components.continuous_eval_op(
             task="digits", model_dir=model_dir, best_metric="accuracy", best_mode="higher", poll_interval=0.2,
-            idle_timeout=120, thresholds='{"accuracy": ">= 0.9"}').after(trained)
+            idle_timeout=120.0, thresholds='{"accuracy": ">= 0.9"}').after(trained)
         exported = kfp_components.export_op(task="digits", model_dir=model_dir).after(watched)
         kfp_components.evaluate_op(task="digits", model_dir=model_dir, checkpoint="best").after(exported)
 

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpipe.components import runtime, tasks
+from tfpipe.components import strategy as strategy_lib
+from tfpipe.components import tasks
 from tests.support import mw_cluster
 
 STEPS = 200
@@ -54,7 +55,7 @@ def two_workers(tmp_path_factory):
 
 
 def strategy_for(cluster: dict, task_type, task_id) -> types.SimpleNamespace:
-    """A stand-in strategy: only its `cluster_resolver` matters to `runtime.is_chief`."""
+    """A stand-in strategy: only its `cluster_resolver` matters to `strategy_lib.is_chief`."""
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
     return types.SimpleNamespace(cluster_resolver=resolver)
@@ -72,23 +73,23 @@ def strategy_for(cluster: dict, task_type, task_id) -> types.SimpleNamespace:
     ],
 )
 def test_is_chief_follows_the_cluster_resolver(cluster, task_type, task_id, chief):
-    assert runtime.is_chief(strategy_for(cluster, task_type, task_id)) is chief
+    assert strategy_lib.is_chief(strategy_for(cluster, task_type, task_id)) is chief
 
 
 def test_one_machine_strategies_are_chief():
     default = tf.distribute.get_strategy()
-    assert runtime.is_chief(default) and runtime.task_name(default) == "chief-0"
+    assert strategy_lib.is_chief(default) and strategy_lib.task_name(default) == "chief-0"
 
 
 def test_a_workers_checkpoint_dir_is_local_and_removed_whatever_happens(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)  # Re-read TMPDIR.
     chief = strategy_for({"worker": ["a:1", "b:1"]}, "worker", 0)
-    with runtime.worker_checkpoint_dir(chief, "gs://bucket/run") as directory:
+    with strategy_lib.worker_checkpoint_dir(chief, "gs://bucket/run") as directory:
         assert directory == "gs://bucket/run"
     worker = strategy_for({"worker": ["a:1", "b:1"]}, "worker", 1)
     with pytest.raises(RuntimeError, match="boom"):
-        with runtime.worker_checkpoint_dir(worker, "gs://bucket/run") as directory:
+        with strategy_lib.worker_checkpoint_dir(worker, "gs://bucket/run") as directory:
             assert Path(directory).parent == tmp_path and Path(directory).name.startswith("tfpipe-worker-1-")
             (Path(directory) / "ckpt-1.index").write_text("x")
             raise RuntimeError("boom")

@@ -129,7 +129,8 @@ def test_submit_params_keep_the_types_the_pipeline_declares(tmp_path):
 
 def test_cli_specs(tmp_path, capsys):
     assert cli.main(["specs", "--out", str(tmp_path)]) == 0
-    assert sorted(os.listdir(tmp_path)) == ["continuous_eval.yaml", "evaluate.yaml", "export.yaml", "train.yaml"]
+    assert sorted(os.listdir(tmp_path)) == ["continuous_eval.yaml", "evaluate.yaml", "export.yaml",
+                                            "export_if_passed.yaml", "train.yaml"]
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +150,7 @@ def test_run_local_end_to_end(local_summary):
     assert any(line.startswith("SavedModel ") and s.saved_model in line for line in s.lines())
 
 
+@pytest.mark.timeout(900)  # Two more local runs.
 def test_run_local_baseline_gate(local_summary, tmp_path):
     baseline = local_summary.saved_model
     assert os.path.exists(os.path.join(baseline, export.EXPORT_INFO))
@@ -161,7 +163,7 @@ def test_run_local_baseline_gate(local_summary, tmp_path):
 
 
 def test_run_local_bad_input_fails_before_running(tmp_path):
-    with pytest.raises(ValueError, match=r"`train_steps` must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"`train_steps` must be a positive integer \(at most \d+\), got 0"):
         run_local(pipeline_root=str(tmp_path), train_steps=0)
     with pytest.raises(ValueError, match=r"`thresholds\['accuracy'\]` must be a comparison"):
         run_local(pipeline_root=str(tmp_path), thresholds='{"accuracy": "high"}')

@@ -1,4 +1,6 @@
-"""Tasks: resolving names and references, config validation, the built-in digits example."""
+"""Tasks: opt-in factories (names, entry points, declared references), config checks, the digits example."""
+
+import textwrap
 
 import pytest
 import tensorflow as tf
@@ -10,6 +12,7 @@ from tfpipe.components.tasks import digits
 
 def test_registered_and_module_references_resolve():
     assert tasks.resolve_factory("digits") is digits.build
+    assert tasks.resolve_factory("tfpipe.components.tasks.digits:build") is digits.build
     assert tasks.resolve_factory("tests.support.custom_task:build").__name__ == "build"
     assert "digits" in tasks.registered_tasks()
 
@@ -20,13 +23,84 @@ def test_registered_and_module_references_resolve():
         ("nope", r"`task` \('nope'\) is not a registered task \['digits'\] and not a 'package.module:factory'"),
         ("no_such_module:build", r"`task` \('no_such_module:build'\): cannot import module 'no_such_module'"),
         ("tests.support.custom_task:missing", r"module 'tests.support.custom_task' has no callable 'missing'"),
-        ("", r"`task` must be a registered name"),
-        (None, r"`task` must be a registered name"),
+        ("subprocess:run", r"`task` \('subprocess:run'\) is not declared a tfpipe task factory.*It was not called"),
+        ("os:system", r"is not declared a tfpipe task factory"),
+        ("", r"`task` must be a registered task name"),
+        (None, r"`task` must be a registered task name"),
+        ("x" * 300, r"`task` must be a registered task name .*\(302 characters\)"),
     ],
 )
 def test_bad_task_names(task, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(checks.InputError, match=message):
         tasks.resolve_factory(task)
+
+
+def _module(folder, name, body):
+    (folder / f"{name}.py").write_text(textwrap.dedent(body))
+    return name
+
+
+def test_a_factory_is_called_only_when_declared(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    called = tmp_path / "called"
+    _module(tmp_path, "plain_tasks", f"""
+        def build(config):
+            open({str(called)!r}, "w").write("ran")
+    """)
+    with pytest.raises(checks.InputError, match=r"is not declared a tfpipe task factory"):
+        tasks.build_task("plain_tasks:build", {})
+    assert not called.exists()
+
+
+def test_the_allow_list_refuses_a_module_before_importing_it(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = tmp_path / "imported"
+    _module(tmp_path, "side_effects", f"open({str(imported)!r}, 'w').write('module code ran')\n")
+    monkeypatch.setenv(tasks.ALLOWED_MODULES_ENV, "tfpipe,mypkg")
+    with pytest.raises(checks.InputError, match=r"module 'side_effects' is not among the task modules this image "
+                                                r"accepts \(\$TFPIPE_TASK_MODULES=tfpipe,mypkg\); nothing was imported"):
+        tasks.resolve_factory("side_effects:build")
+    assert not imported.exists()
+    assert tasks.resolve_factory("digits") is digits.build  # Under an allowed prefix.
+
+
+def test_installed_packages_register_tasks_by_entry_point(tmp_path, monkeypatch):
+    """A distribution's `tfpipe.tasks` entry points name tasks; the real importlib.metadata reads them."""
+    _module(tmp_path, "ep_tasks", """
+        def build(config):
+            raise AssertionError("not called by resolve_factory")
+    """)
+    info = tmp_path / "ep_tasks-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-tasks\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[tfpipe.tasks]\nmytask = ep_tasks:build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert tasks.registered_tasks()["mytask"] == "ep_tasks:build"
+    assert tasks.resolve_factory("mytask").__module__ == "ep_tasks"  # No decorator needed: the entry point declares it.
+
+
+def test_a_task_factory_that_returns_something_else_is_refused(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _module(tmp_path, "odd_tasks", """
+        from tfpipe.components.tasks import task_factory
+
+        @task_factory
+        def build(config):
+            return {"model": None}
+    """)
+    with pytest.raises(checks.InputError, match=r"the factory returned dict, not a tfpipe.components.tasks.Task"):
+        tasks.build_task("odd_tasks:build", {})
+
+
+def test_a_task_without_what_the_generic_runners_need_is_refused():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+    with pytest.raises(checks.InputError, match=r"task 't' gives neither `optimizer` nor `global_step`"):
+        tasks.Task(name="t", model=model)
+    with pytest.raises(checks.InputError, match=r"task 't' lacks \['train_dataset', 'loss', 'eval_dataset'\]"):
+        tasks.Task(name="t", model=model, optimizer=tf.keras.optimizers.SGD())
+    with pytest.raises(checks.InputError, match=r"best_mode` must be one of"):
+        tasks.Task(name="t", model=model, global_step=tf.Variable(0), trainer=object(), evaluator=object(),
+                   best_mode="max")
 
 
 @pytest.mark.parametrize(
@@ -37,7 +111,7 @@ def test_bad_task_names(task, message):
         ({"batch_size": True}, r"`task_config\['batch_size'\]` .* must be an integer, got bool: True"),
         ({"learning_rate": "fast"}, r"`task_config\['learning_rate'\]` .* must be a number, got str"),
         ({"data_uri": 5}, r"`task_config\['data_uri'\]` .* must be a string or null, got int: 5"),
-        ({"batch_size": 0}, r"`task_config\['batch_size'\]` must be a positive integer, got 0"),
+        ({"batch_size": 0}, r"`task_config\['batch_size'\]` must be an integer from 1 to 1048576, got 0"),
         ({"eval_fraction": 1.5}, r"`task_config\['eval_fraction'\]` must be between 0 and 1, got 1.5"),
     ],
 )
@@ -52,7 +126,7 @@ def test_digits_config_is_validated(config, message):
 )
 def test_config_json_errors(text, message):
     with pytest.raises(ValueError, match=message):
-        checks.parse_json_object(text, input_name="task_config")
+        checks.check_json_object("task_config", text)
 
 
 def test_digits_with_no_config():

@@ -13,6 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfpipe import checks
+from tfpipe.components.tasks import task_factory
 from tfpipe.components.tasks.base import Task
 from tfpipe.components.tasks.config import config_from_dict
 
@@ -45,16 +47,23 @@ class DigitsConfig:
     one_vs_rest: Optional[int] = None
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"`task_config['batch_size']` must be a positive integer, got {self.batch_size}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`task_config['learning_rate']` must be > 0, got {self.learning_rate}.")
-        if self.hidden_units < 1:
-            raise ValueError(f"`task_config['hidden_units']` must be a positive integer, got {self.hidden_units}.")
+        for key, value, low, high in (("batch_size", self.batch_size, 1, 2**20),
+                                      ("hidden_units", self.hidden_units, 1, 2**16),
+                                      ("seed", self.seed, 0, 2**32 - 1)):
+            if not low <= value <= high:
+                raise checks.InputError(
+                    f"`task_config['{key}']` must be an integer from {low} to {high}, got {checks.shown(value)}.")
+        if not 0 < self.learning_rate < 1e3:
+            raise checks.InputError(
+                f"`task_config['learning_rate']` must be > 0 (and < 1000), got {checks.shown(self.learning_rate)}.")
         if not 0 < self.eval_fraction < 1:
-            raise ValueError(f"`task_config['eval_fraction']` must be between 0 and 1, got {self.eval_fraction}.")
+            raise checks.InputError(
+                f"`task_config['eval_fraction']` must be between 0 and 1, got {checks.shown(self.eval_fraction)}.")
         if self.one_vs_rest is not None and not 0 <= self.one_vs_rest < NUM_CLASSES:
-            raise ValueError(f"`task_config['one_vs_rest']` must be a digit 0-9 or null, got {self.one_vs_rest}.")
+            raise checks.InputError(
+                f"`task_config['one_vs_rest']` must be a digit 0-9 or null, got {checks.shown(self.one_vs_rest)}.")
+        if self.data_uri is not None:
+            checks.check_uri("task_config['data_uri']", self.data_uri)
 
 
 def load_arrays(config: DigitsConfig) -> Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]:
@@ -117,6 +126,7 @@ def _for_input_pipeline(
     return shard, input_context.get_per_replica_batch_size(global_batch)
 
 
+@task_factory
 def build(config_dict: Dict[str, Any]) -> Task:
     """The `digits` task factory: call it inside the strategy's scope.
 
@@ -178,4 +188,8 @@ def build(config_dict: Dict[str, Any]) -> Task:
         serving_signature=serve,
         class_names=classes,
         global_batch_size=config.batch_size,
+        best_metric="accuracy",
+        best_mode="higher",
+        config=dataclasses.asdict(config),
+        eval_only_config_keys=("batch_size",),
     )

@@ -3,10 +3,11 @@
 import tensorflow as tf
 import tf_keras
 
-from tfpipe.components.tasks import Task
+from tfpipe.components.tasks import Task, task_factory
 from tests.support.tiny_runners import TinyModel, TinyRunner, tiny_dataset
 
 
+@task_factory
 def build(config: dict) -> Task:
     if set(config) - {"scale"}:
         raise ValueError(f"`task_config` has unknown key(s) {sorted(set(config) - {'scale'})}; accepted: ['scale'].")

@@ -22,10 +22,11 @@ def main(argv: list) -> int:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    from tfpipe.components import runtime, train
+    from tfpipe.components import strategy as strategy_lib
+    from tfpipe.components import train
     from tests.support.mw_cluster import DIGITS_CONFIG
 
-    result = {"replicas": runtime.create_strategy("mirrored").num_replicas_in_sync}
+    result = {"replicas": strategy_lib.create_strategy("mirrored").num_replicas_in_sync}
     for strategy in ("mirrored", "default"):
         trained = train.run(
             task="digits", task_config=DIGITS_CONFIG, model_dir=os.path.join(out_dir, strategy),

@@ -1,0 +1,35 @@
+"""The check-inputs step's work (see `tfpipe.components.definitions.check_inputs`)."""
+
+from typing import Any, Tuple
+
+from tfpipe.components import entry_point
+from tfpipe.components import evaluation
+from tfpipe.components import strategy as strategy_lib
+from tfpipe.components.definitions.check_inputs import INTERFACE
+
+
+@entry_point.exit_on_input_error("check_inputs")
+def run(
+    *,
+    task: str,
+    model_dir: str,
+    task_config: Any = "{}",
+    task_package: str = "",
+    best_metric: str = "",
+    best_mode: str = "",
+    thresholds: Any = "{}",
+) -> Tuple[str, str]:
+    """Checks the inputs (see `INTERFACE`) and returns the effective best metric and mode.
+
+    Raises:
+        checks.InputError: For the first bad input, naming it.
+    """
+    args = INTERFACE.check(locals())
+    metrics = [m for m in [args.best_metric, *args.thresholds] if m]
+    built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=metrics,
+                                 for_training=True)
+    metric = args.best_metric or built.best_metric
+    mode = args.best_mode or built.best_mode
+    print(f"check_inputs | task {args.task!r} | best checkpoint by {metric} ({mode}) | thresholds: "
+          f"{sorted(args.thresholds) or 'none'} | all inputs are valid", flush=True)
+    return metric, mode

@@ -1,0 +1,57 @@
+"""The evaluate component: its inputs and its KFP definition (the work is `tfpipe.components.evaluate.run`)."""
+
+from typing import NamedTuple
+
+from kfp.dsl import HTML, ClassificationMetrics, Metrics, Output
+
+from tfpipe import checks
+from tfpipe.components.definitions import shared
+from tfpipe.components.interface import Input, Interface
+
+INTERFACE = Interface("evaluate", (
+    shared.TASK,
+    shared.MODEL_DIR,
+    shared.TASK_CONFIG,
+    shared.TASK_PACKAGE,
+    Input("checkpoint", str, "'latest', 'best', 'auto' (best if pinned, else latest), a step, or a checkpoint path.", default="latest",
+          check=checks.check_checkpoint_selector, pipeline=False),
+    shared.EVAL_STEPS,
+    Input("eval_name", str, "Where the record and summaries go: eval/<eval_name>/.", default="evaluate",
+          check=checks.check_eval_name, pipeline=False),
+    Input("best_eval_name", str, "The evaluator whose best checkpoint 'best' means.", default="validation",
+          check=checks.check_eval_name, pipeline=False),
+    shared.DISTRIBUTION_STRATEGY,
+    shared.ALLOW_DIFFERENT_CONFIG,
+))
+
+
+def evaluate(
+    task: str,
+    model_dir: str,
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    report: Output[HTML],
+    task_config: str = "{}",
+    task_package: str = "",
+    checkpoint: str = "latest",
+    eval_steps: int = -1,
+    eval_name: str = "evaluate",
+    best_eval_name: str = "validation",
+    distribution_strategy: str = "default",
+    allow_different_config: bool = False,
+) -> NamedTuple("EvaluateOutputs", [("step", int), ("checkpoint", str)]):
+    """Evaluates one checkpoint of `model_dir`: `latest`, `best`, a step or a path.
+
+    Also outputs the parameters `step` and `checkpoint`. (`Args:` are added from `INTERFACE`.)
+    """
+    inputs = dict(locals())  # Before the import below adds a local.
+    from tfpipe.components import evaluate as evaluate_lib
+
+    return evaluate_lib.run_for_kfp(**inputs)
+
+
+INTERFACE.document(evaluate, outputs={
+    "metrics": "Every finite scalar metric of the checkpoint, and step.",
+    "classification_metrics": "The confusion matrix (and ROC curve for binary classifiers); classifiers only.",
+    "report": "The HTML report of the evaluation.",
+})

@@ -1,0 +1,53 @@
+"""The export component: its inputs and its KFP definition (the work is `tfpipe.components.export.run`)."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Model, Output
+
+from tfpipe import checks
+from tfpipe.components.definitions import shared
+from tfpipe.components.interface import Input, Interface
+
+INTERFACE = Interface("export", (
+    shared.TASK,
+    shared.MODEL_DIR,
+    Input("output_path", str, "Where the SavedModel goes (entry point only; KFP gives the model artifact's path).",
+          check=checks.check_uri, kfp=False, pipeline=False),
+    shared.TASK_CONFIG,
+    shared.TASK_PACKAGE,
+    Input("checkpoint", str, "'auto' (best if pinned, else latest), 'best', 'latest', a step, or a path.",
+          default="auto", check=checks.check_checkpoint_selector, pipeline=False),
+    Input("eval_name", str, "The evaluator whose records and best checkpoint to use.", default="validation",
+          check=checks.check_eval_name),
+    shared.THRESHOLDS,
+    Input("export_dir", str, "Also export to <export_dir>/<step>/ (e.g. gs://bucket/serving/model).", default="",
+          check=checks.check_optional_uri),
+    shared.ALLOW_DIFFERENT_CONFIG,
+))
+
+
+def export(
+    task: str,
+    model_dir: str,
+    model: Output[Model],
+    task_config: str = "{}",
+    task_package: str = "",
+    checkpoint: str = "auto",
+    eval_name: str = "validation",
+    thresholds: str = "{}",
+    export_dir: str = "",
+    allow_different_config: bool = False,
+) -> NamedTuple("ExportOutputs", [("step", int), ("export_path", str)]):
+    """Exports a checkpoint of `model_dir` as a SavedModel with the task's serving signature.
+
+    Also outputs the parameters `step` and `export_path`. (`Args:` are added from `INTERFACE`.)
+    """
+    inputs = dict(locals())  # Before the import below adds a local.
+    from tfpipe.components import export as export_lib
+
+    return export_lib.run_for_kfp(**inputs)
+
+
+INTERFACE.document(export, outputs={
+    "model": "The SavedModel (metadata: step, checkpoint, metrics, signatures, export_path).",
+})

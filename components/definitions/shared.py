@@ -1,0 +1,29 @@
+"""Inputs that several components share, declared once (see `tfpipe.components.interface`)."""
+
+from tfpipe import checks
+from tfpipe.components import thresholds
+from tfpipe.components.interface import Input
+
+TASK = Input(
+    "task", str, "Registered task name (e.g. digits) or package.module:factory of a declared tfpipe task.",
+    check=checks.check_task)
+MODEL_DIR = Input(
+    "model_dir", str, "Run directory shared by all steps: gs://bucket/path, /gcs/bucket/path or a local path.",
+    check=checks.check_uri)
+TASK_CONFIG = Input(
+    "task_config", str, "The task's config as a JSON object.", default="{}", check=checks.check_json_object)
+TASK_PACKAGE = Input(
+    "task_package", str, "A wheel or sdist (gs:// or a local path) to pip-install before the task is imported.",
+    default="", check=checks.check_package_uri)
+DISTRIBUTION_STRATEGY = Input(
+    "distribution_strategy", str, "TensorFlow distribution strategy of the step.", default="default",
+    choices=checks.STRATEGIES)
+EVAL_STEPS = Input(
+    "eval_steps", int, "Steps per evaluation; -1 for the whole evaluation dataset.", default=-1,
+    check=checks.check_eval_steps)
+THRESHOLDS = Input(
+    "thresholds", str, 'Metric thresholds such as {"accuracy": ">= 0.9"}: the gate for export.', default="{}",
+    check=thresholds.parse_thresholds)
+ALLOW_DIFFERENT_CONFIG = Input(
+    "allow_different_config", bool, "Evaluate with a task config that differs from training's (normally refused).",
+    default=False, check=checks.check_bool, pipeline=False)

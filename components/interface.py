@@ -1,0 +1,224 @@
+"""Component interfaces: each component's inputs, declared once.
+
+An `Input` says everything about one input: its name, type, default, one-line
+help and the rule that checks it (from `tfpipe.checks`). A component's
+`Interface` lists its inputs, and everything else is derived from it or checked
+against it:
+
+* the entry point's absl flags (`Interface.define_flags`, `Interface.flag_values`);
+* the checks `run(...)` starts with (`Interface.check`), before any work;
+* the pipeline's parameters (`tfpipe.pipelines.train_eval_export`) and a
+  replica's argument list (`Interface.argv`);
+* the KFP component functions' signatures, `run()`'s keywords and the rows of
+  `docs/inputs.md`, which `tests/test_interfaces.py` compares with the declarations
+  (a new input declared in one place only fails that test).
+
+No TensorFlow and no kfp here: the pipeline builder and the `tfpipe` command use it.
+"""
+
+import dataclasses
+import types
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from tfpipe import checks
+
+REQUIRED = object()  # The default of an input that has none.
+
+Check = Callable[[str, Any], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """One input of a component: a KFP parameter, an absl flag and a `run()` keyword of one name.
+
+    Attributes:
+        name: The name everywhere (KFP input, `--flag`, keyword argument, pipeline parameter).
+        type: `str`, `int`, `float` or `bool`: the KFP parameter type and the flag's type.
+        help: One line for `--help`, the KFP docstring and the pipeline's parameter docs.
+        default: The default, or `REQUIRED`.
+        check: `check(name, value)` returns the value in normal form or raises `ValueError`.
+        choices: For an enumeration: the accepted values (checked, and shown by `--help`).
+        kfp: Whether the KFP component has it as a parameter (False: an entry-point flag whose value KFP
+            provides otherwise, e.g. an output artifact's path).
+        pipeline: Whether the train → evaluate → export pipeline exposes it as a parameter.
+    """
+
+    name: str
+    type: type
+    help: str
+    default: Any = REQUIRED
+    check: Optional[Check] = None
+    choices: Tuple[str, ...] = ()
+    kfp: bool = True
+    pipeline: bool = True
+
+    @property
+    def required(self) -> bool:
+        """Whether the input has no default."""
+        return self.default is REQUIRED
+
+    def validate(self, value: Any) -> Any:
+        """Checks `value` and returns it in normal form."""
+        if self.choices:
+            return checks.check_choice(self.name, value, self.choices)
+        if self.check is not None:
+            return self.check(self.name, value)
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Interface:
+    """The inputs of one component, in the order of its signature (required ones first)."""
+
+    name: str
+    inputs: Tuple[Input, ...]
+
+    def __post_init__(self) -> None:
+        names = [i.name for i in self.inputs]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"component {self.name!r} declares input(s) {duplicated} twice.")
+
+    def __getitem__(self, name: str) -> Input:
+        for item in self.inputs:
+            if item.name == name:
+                return item
+        raise KeyError(f"component {self.name!r} has no input {name!r}; its inputs are {self.names()}.")
+
+    def names(self, *, kfp_only: bool = False) -> List[str]:
+        """The input names, in order (only KFP parameters with `kfp_only`)."""
+        return [i.name for i in self.inputs if i.kfp or not kfp_only]
+
+    def check(self, values: Mapping[str, Any]) -> types.SimpleNamespace:
+        """Checks every declared input in `values` (e.g. `run()`'s `locals()`), in declaration order.
+
+        Args:
+            values: Input name -> value; names that are not inputs are passed through unchecked.
+
+        Returns:
+            A namespace of the values in normal form (parsed JSON, URIs without `/`, None for "not set").
+
+        Raises:
+            ValueError: For the first bad value, naming the input.
+        """
+        checked = dict(values)
+        for item in self.inputs:
+            if item.name in values:
+                checked[item.name] = item.validate(values[item.name])
+            elif item.required:
+                raise ValueError(f"`{item.name}` is required: {item.help}")
+        return types.SimpleNamespace(**checked)
+
+    def define_flags(self, flag_values: Any = None) -> None:
+        """Defines one absl flag per input (`--name`), typed, with its default and help."""
+        from absl import flags
+
+        flag_values = flags.FLAGS if flag_values is None else flag_values
+        for item in self.inputs:
+            default = None if item.required else item.default
+            if item.choices:
+                flags.DEFINE_enum(item.name, default, list(item.choices), item.help, flag_values=flag_values)
+            else:
+                define = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                          bool: flags.DEFINE_bool}[item.type]
+                define(item.name, default, item.help, flag_values=flag_values)
+        required = [i.name for i in self.inputs if i.required]
+        if required:
+            flags.mark_flags_as_required(required, flag_values=flag_values)
+
+    def flag_values(self, flag_values: Any = None) -> Dict[str, Any]:
+        """The parsed flags, as `run()` keywords."""
+        from absl import flags
+
+        flag_values = flags.FLAGS if flag_values is None else flag_values
+        return {item.name: flag_values[item.name].value for item in self.inputs}
+
+    def document(self, fn: Callable[..., Any], outputs: Mapping[str, str]) -> Callable[..., Any]:
+        """Gives a KFP component function a Google-style docstring whose `Args:` come from the declarations.
+
+        KFP reads the docstring when it builds the component: the inputs' help becomes their description in the
+        compiled spec and the UIs. `fn`'s own docstring is kept as the summary.
+
+        Args:
+            fn: The component function.
+            outputs: A description of each output artifact parameter (`Output[...]`) of `fn`.
+
+        Returns:
+            `fn`, documented.
+        """
+        import inspect
+
+        lines = [inspect.cleandoc(fn.__doc__ or self.name), "", "Args:"]
+        for parameter in inspect.signature(fn).parameters:
+            help_text = outputs[parameter] if parameter in outputs else self[parameter].help
+            lines.append(f"    {parameter}: {help_text}")
+        fn.__doc__ = "\n".join(lines)
+        return fn
+
+    def argv(self, values: Mapping[str, Any]) -> List[str]:
+        """`--name=value` arguments for the entry point (one list item each, no shell), for the given inputs."""
+        out = []
+        for item in self.inputs:
+            if item.name in values:
+                value = values[item.name]
+                if item.type is bool:
+                    value = "true" if value else "false"
+                out.append(f"--{item.name}={value}")
+        return out
+
+
+def graph_function(name: str, summary: str, inputs: Sequence[Input], body: Callable[[Dict[str, Any]], None],
+                   defaults: Optional[Mapping[str, Any]] = None) -> Callable[..., None]:
+    """A function for `@dsl.pipeline` whose parameters are `inputs`: a pipeline's signature derived, not typed.
+
+    KFP builds a pipeline from its function's signature and docstring, and calls it with one channel per
+    parameter, in order; the function passes them to `body` as a mapping.
+
+    Args:
+        name: The function's name.
+        summary: The first line of its docstring (`Args:` come from each input's help).
+        inputs: The parameters, in order; required ones (no default in `defaults` either) first.
+        body: Called with `{name: channel}` while KFP traces the pipeline.
+        defaults: Pipeline-level defaults that replace the inputs' own (e.g. a task for the whole pipeline).
+
+    Returns:
+        The function.
+    """
+    import inspect
+
+    defaults = dict(defaults or {})
+    parameters = []
+    for item in inputs:
+        default = defaults.get(item.name, item.default)
+        parameters.append(inspect.Parameter(
+            item.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=item.type,
+            default=inspect.Parameter.empty if default is REQUIRED else default))
+    parameters.sort(key=lambda p: p.default is not inspect.Parameter.empty)
+    names = [p.name for p in parameters]
+
+    def pipeline(*channels: Any) -> None:
+        body(dict(zip(names, channels)))
+
+    pipeline.__name__ = pipeline.__qualname__ = name
+    pipeline.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    helps = {item.name: item.help for item in inputs}
+    pipeline.__doc__ = "\n".join([summary, "", "Args:", *(f"    {n}: {helps[n]}" for n in names)])
+    return pipeline
+
+
+def union(interfaces: Iterable[Interface], *, exclude: Sequence[str] = ()) -> List[Input]:
+    """The pipeline inputs of several components: each name once, first declaration wins.
+
+    Raises:
+        ValueError: If two components declare one name with different types (a pipeline parameter has one type).
+    """
+    found: Dict[str, Input] = {}
+    for interface in interfaces:
+        for item in interface.inputs:
+            if not item.pipeline or item.name in exclude:
+                continue
+            seen = found.setdefault(item.name, item)
+            if seen.type is not item.type:
+                raise ValueError(f"input {item.name!r} is {seen.type.__name__} in one component and "
+                                 f"{item.type.__name__} in {interface.name!r}.")
+    return list(found.values())

@@ -1,0 +1,94 @@
+"""The run config: which task and effective task config a run directory was trained with.
+
+Training records it once in `<model_dir>/run_config.json`, after every check passed
+and the task was built, so that a run with a bad config leaves nothing behind. Every
+later step compares its own task and effective config (defaults filled in) with it
+before any work: training refuses a different one (it would mix two models in one
+run directory), and the evaluators refuse one that differs in anything but the
+task's evaluation-only keys (e.g. another data split that may overlap the training
+data) unless `allow_different_config` is set. The file holds the task config as
+given: keep secrets out of it (see `tfpipe.components.tasks.config`).
+"""
+
+import json
+import os
+from typing import Any, Dict, Mapping, Optional
+
+from absl import logging
+import tensorflow as tf
+
+from tfpipe import checks
+from tfpipe.components.tasks import Task
+from tfpipe.controller_core import run_dir
+
+RUN_CONFIG = "run_config.json"
+
+
+def run_config(task_name: str, task: Task, given: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a run records: the task's name and its effective config (the given one when the task has none)."""
+    return {"task": task_name, "task_config": dict(task.config if task.config is not None else given)}
+
+
+def _differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Any) -> Dict[str, Any]:
+    differ: Dict[str, Any] = {}
+    if stored.get("task") != wanted["task"]:
+        differ["task"] = (stored.get("task"), wanted["task"])
+    stored_config, wanted_config = stored.get("task_config") or {}, wanted["task_config"]
+    for key in sorted(set(stored_config) | set(wanted_config)):
+        if key in ignore or key not in stored_config:  # Keys a run config of an older version did not record.
+            continue
+        if stored_config[key] != wanted_config.get(key, "<not set>"):
+            differ[f"task_config[{key!r}]"] = (stored_config[key], wanted_config.get(key, "<not set>"))
+    return differ
+
+
+def check_run_config(
+    model_dir: str, wanted: Mapping[str, Any], *, for_training: bool, eval_only_keys: Any = (),
+    allow_different: bool = False,
+) -> Optional[Dict[str, Any]]:
+    """Compares this step's run config with the one `model_dir` was trained with.
+
+    Args:
+        model_dir: The run directory.
+        wanted: This step's `run_config(...)`.
+        for_training: Training compares every key; evaluators skip `eval_only_keys`.
+        eval_only_keys: The task's evaluation-only config keys.
+        allow_different: Evaluators: warn instead of refusing.
+
+    Returns:
+        The stored run config, or None when the run has none yet.
+
+    Raises:
+        checks.InputError: If they differ (naming each difference, secrets redacted) and that is not allowed.
+    """
+    stored = run_dir.read_json(os.path.join(model_dir, RUN_CONFIG))
+    if stored is None:
+        return None
+    differ = _differences(stored, wanted, () if for_training else set(eval_only_keys))
+    if not differ:
+        return stored
+    described = "; ".join(f"{key}: {json.dumps(checks.redacted(key, a))} there, {json.dumps(checks.redacted(key, b))} "
+                          "here" for key, (a, b) in differ.items())
+    if for_training:
+        raise checks.InputError(
+            f"`model_dir` ({model_dir}) was trained with another task config ({checks.clipped(described)}). Use "
+            "a new `model_dir`, or the same `task` and `task_config`; nothing was changed."
+        )
+    if allow_different:
+        logging.warning("Evaluating %s with a task config that differs from training's: %s", model_dir, described)
+        print(f"warning | the task config differs from training's (allow_different_config): {described}", flush=True)
+        return stored
+    raise checks.InputError(
+        f"`task_config` differs from the one `model_dir` ({model_dir}) was trained with "
+        f"({checks.clipped(described)}); evaluating with it could use data the model was trained on. Use the "
+        "training config (only the task's evaluation-only keys may differ), or set `allow_different_config` to "
+        "evaluate with this one on purpose."
+    )
+
+
+def record_run_config(model_dir: str, config: Mapping[str, Any]) -> None:
+    """Writes `model_dir`'s run config once (an existing one is kept: `check_run_config` compared it)."""
+    try:
+        run_dir.write_json_atomic(os.path.join(model_dir, RUN_CONFIG), dict(config), overwrite=False)
+    except tf.errors.AlreadyExistsError:  # A retry (or the run before it) recorded it first.
+        pass

@@ -1,0 +1,138 @@
+"""One declaration per component input: everything that spells an input out agrees with `INTERFACE`.
+
+Each component's inputs are declared once (`tfpipe.components.definitions.<name>.INTERFACE`). The entry points'
+flags, the pipeline's parameters and a replica's argument list are derived from it; the KFP component functions'
+signatures, `run()`'s keywords and the rows of docs/inputs.md are written out and checked here, so an input added
+or changed in one place only fails.
+"""
+
+import inspect
+import pathlib
+import re
+
+import pytest
+from absl import flags
+from kfp.dsl.types import type_annotations
+
+from tfpipe.components import check_inputs, continuous_eval, definitions, evaluate, export, interface, train
+from tfpipe.components.definitions import check_inputs as check_inputs_definition
+from tfpipe.pipelines import train_eval_export
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RUNTIME = {"train": train, "evaluate": evaluate, "continuous_eval": continuous_eval, "export": export}
+FUNCTIONS = {fn.__name__: fn for fn in definitions.COMPONENT_FUNCTIONS}
+# run() keywords that are not component inputs: where the HTML report artifact goes.
+RUN_ONLY = {"html_path"}
+
+
+def _is_output(annotation) -> bool:
+    return type_annotations.is_artifact_wrapped_in_Output(annotation)
+
+
+@pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
+def test_kfp_function_signature_matches_the_declaration(name):
+    declared = definitions.INTERFACES[name]
+    parameters = {p.name: p for p in inspect.signature(FUNCTIONS[name]).parameters.values()
+                  if not _is_output(p.annotation)}
+    assert sorted(parameters) == sorted(declared.names(kfp_only=True))
+    for item in declared.inputs:
+        if not item.kfp:
+            continue
+        parameter = parameters[item.name]
+        assert parameter.annotation is item.type, item.name
+        expected = inspect.Parameter.empty if item.required else item.default
+        assert parameter.default == expected and type(parameter.default) is type(expected), item.name
+
+
+@pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
+def test_run_keywords_match_the_declaration(name):
+    declared = definitions.INTERFACES[name]
+    parameters = inspect.signature(inspect.unwrap(RUNTIME[name].run)).parameters
+    assert sorted(set(parameters) - RUN_ONLY) == sorted(declared.names())
+    for item in declared.inputs:
+        expected = inspect.Parameter.empty if item.required else item.default
+        assert parameters[item.name].default == expected, item.name
+
+
+def test_check_inputs_step_matches_its_declaration():
+    parameters = inspect.signature(check_inputs_definition.check_inputs).parameters
+    assert list(parameters) == check_inputs_definition.INTERFACE.names()
+    assert list(inspect.signature(inspect.unwrap(check_inputs.run)).parameters) == list(parameters)
+
+
+@pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
+def test_entry_point_flags_come_from_the_declaration(name):
+    declared = definitions.INTERFACES[name]
+    values = flags.FlagValues()
+    declared.define_flags(values)
+    assert sorted(values) == sorted(declared.names())
+    for item in declared.inputs:
+        assert values[item.name].default == (None if item.required else item.default), item.name
+        assert values[item.name].help.endswith(item.help)
+
+
+def test_pipeline_parameters_are_every_declared_pipeline_input(tmp_path):
+    pipeline = train_eval_export.build_pipeline(backend="gke", image="registry.example.com/t/tfpipe:1")
+    parameters = pipeline.component_spec.inputs
+    declared = {item.name for interface_ in (definitions.TRAIN, definitions.CONTINUOUS_EVAL, definitions.EXPORT)
+                for item in interface_.inputs if item.pipeline}
+    assert set(parameters) == declared | {"baseline_model_uri", "final_evaluate"}
+    # Every train input reaches the train task (the drift of deterministic & co. is gone).
+    tasks = pipeline.pipeline_spec.root.dag.tasks
+    assert set(tasks["train"].inputs.parameters) == set(definitions.TRAIN.names(kfp_only=True))
+
+
+def test_argv_and_flags_round_trip():
+    values = {"task": "digits", "model_dir": "gs://bucket/run", "train_steps": 7, "deterministic": False,
+              "loss_upper_bound": 2.5, "task_config": '{"seed": 1}'}
+    argv = definitions.TRAIN.argv(values)
+    assert argv[:3] == ["--task=digits", "--model_dir=gs://bucket/run", "--train_steps=7"]
+    parsed = flags.FlagValues()
+    definitions.TRAIN.define_flags(parsed)
+    parsed(["train", *argv])
+    assert {k: v for k, v in definitions.TRAIN.flag_values(parsed).items() if k in values} == values
+
+
+def _doc_rows():
+    rows = set()
+    for line in (ROOT / "docs" / "inputs.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("where", "---"):
+            where = [n for n, i in definitions.INTERFACES.items() if cells[1] in i.names()] if cells[0] == "all" else [
+                cells[0]]
+            rows.update((w, cells[1]) for w in where)
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
+def test_every_declared_input_has_a_row_in_docs_inputs(name):
+    rows = _doc_rows()
+    missing = [item.name for item in definitions.INTERFACES[name].inputs if (name, item.name) not in rows]
+    assert not missing, f"docs/inputs.md has no row for {name} input(s) {missing}"
+
+
+def test_every_row_of_docs_inputs_names_a_declared_input():
+    declared = {(n, i.name) for n, interface_ in definitions.INTERFACES.items() for i in interface_.inputs}
+    pipeline = {("pipelines", name) for name in inspect.signature(train_eval_export.build_pipeline).parameters}
+    local = {("run-local", item.name) for item in train_eval_export.PIPELINE_INPUTS} | {("run-local", "pipeline_root")}
+    unknown = _doc_rows() - declared - pipeline - local
+    assert not unknown, f"docs/inputs.md rows name no declared input: {sorted(unknown)}"
+
+
+def test_an_input_declared_twice_is_refused():
+    item = interface.Input("x", int, "An x.")
+    with pytest.raises(ValueError, match=r"declares input\(s\) \['x'\] twice"):
+        interface.Interface("c", (item, item))
+
+
+def test_pipeline_types_agree_across_components():
+    mismatched = interface.Interface("a", (interface.Input("n", int, "n"),)), interface.Interface(
+        "b", (interface.Input("n", float, "n"),))
+    with pytest.raises(ValueError, match=r"input 'n' is int in one component and float in 'b'"):
+        interface.union(mismatched)
+
+
+def test_the_docstring_of_each_component_lists_its_inputs():
+    for name, fn in FUNCTIONS.items():
+        documented = re.findall(r"^    (\w+): ", fn.__doc__, re.M)
+        assert documented == list(inspect.signature(fn).parameters), name

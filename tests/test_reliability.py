@@ -1,0 +1,259 @@
+"""Nothing lost, nothing wrong: faults and mistakes injected for real.
+
+A full disk (a small tmpfs, remounted larger for the retry), a deleted or corrupt checkpoint state file, an empty
+`.index`, a save killed mid-way, two trainers on one run directory (local and gs://), secrets in task configs.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import tensorflow as tf
+
+from tfpipe import checks
+from tfpipe.components import checkpoints, commits, export, lease, run_config, tasks, train
+from tfpipe.controller_core import checkpoint_watcher, run_dir
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FAST = {"batch_size": 32}
+
+
+def _train(model_dir, steps, **kwargs):
+    return train.run(task="digits", task_config=FAST, model_dir=str(model_dir), train_steps=steps, steps_per_loop=10,
+                     checkpoint_interval=10, **kwargs)
+
+
+def _contents(model_dir):
+    return {p.name: p.read_bytes() for p in pathlib.Path(model_dir).glob("ckpt-*")}
+
+
+# -- the checkpoint state file ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["deleted", "unparsable", "names an older checkpoint"])
+def test_train_never_trains_over_checkpoints_when_the_state_file_is_damaged(tmp_path, damage, capsys):
+    _train(tmp_path, 30)
+    before = _contents(tmp_path)
+    state = tmp_path / "checkpoint"
+    if damage == "deleted":
+        state.unlink()
+    elif damage == "unparsable":
+        state.write_text("model_checkpoint_path: <<< not a text proto")
+    else:
+        state.write_text('model_checkpoint_path: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-10"\n')
+    result = _train(tmp_path, 50)
+    assert result.final_step == 50
+    after = _contents(tmp_path)
+    assert {name: after[name] for name in before} == before  # ckpt-10/20/30 untouched...
+    assert sorted(checkpoint_watcher.list_checkpoints(str(tmp_path))) == [10, 20, 30, 40, 50]  # ...training went on.
+    assert "recovered ckpt-30 from the checkpoint files" in capsys.readouterr().out
+
+
+def test_an_empty_index_is_not_a_checkpoint_and_dead_save_temporaries_are_removed(tmp_path):
+    _train(tmp_path, 20)
+    (tmp_path / "ckpt-30.index").write_bytes(b"")  # A merge that failed on a full disk.
+    (tmp_path / "ckpt-30.data-00000-of-00001").write_bytes(b"partial")
+    (tmp_path / "ckpt-30_temp").mkdir()  # A save killed mid-way (kill -9).
+    (tmp_path / "ckpt-30_temp" / "part-00000-of-00001.index").write_bytes(b"x")
+    assert sorted(checkpoint_watcher.list_checkpoints(str(tmp_path))) == [10, 20]
+    assert checkpoints.resolve_checkpoint(str(tmp_path), "latest", "validation").endswith("ckpt-20")
+    assert _train(tmp_path, 40).final_step == 40
+    assert not (tmp_path / "ckpt-30_temp").exists()
+    assert sorted(checkpoint_watcher.list_checkpoints(str(tmp_path))) == [10, 20, 30, 40]
+
+
+# -- a full disk, for real: a small tmpfs -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs; `resize(kib)` remounts it with another size (root only; CI runs as root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {out.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {out.stderr.strip()}")
+
+    def resize(kib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={kib}k", str(mount)], check=True, capture_output=True)
+
+    try:
+        yield mount, resize
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("trained") / "run"
+    _train(model_dir, 20)
+    return str(model_dir)
+
+
+def test_an_export_cut_short_by_a_full_disk_is_completed_by_the_retry(small_disk, trained_dir):
+    mount, resize = small_disk
+    output = mount / "model"
+    with pytest.raises((tf.errors.ResourceExhaustedError, OSError, tf.errors.OpError)):
+        export.run(task="digits", task_config=FAST, model_dir=trained_dir, output_path=str(output),
+                   checkpoint="latest")
+    assert not (output / export.EXPORT_INFO).exists()  # Never marked committed.
+    resize(16 * 1024)
+    result = export.run(task="digits", task_config=FAST, model_dir=trained_dir, output_path=str(output),
+                        checkpoint="latest")
+    marker = json.loads((output / export.EXPORT_INFO).read_text())
+    assert marker["step"] == result.step == 20 and marker["checkpoint_fingerprint"]
+    tf.saved_model.load(str(output))
+
+
+def test_training_cut_short_by_a_full_disk_resumes_without_losing_a_checkpoint(small_disk):
+    mount, resize = small_disk
+    resize(64 * 1024)
+    model_dir = mount / "run"
+    _train(model_dir, 20)
+    before = _contents(model_dir)
+    used = sum(len(b) for b in before.values())
+    free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+    resize(int((64 * 1024 * 1024 - free + used // 2) / 1024))  # Room for about half a checkpoint more.
+    with pytest.raises(Exception):
+        _train(model_dir, 40)
+    resize(64 * 1024)
+    assert _train(model_dir, 40).final_step == 40
+    after = _contents(model_dir)
+    assert {name: after[name] for name in before} == before
+    assert sorted(checkpoint_watcher.list_checkpoints(str(model_dir))) == [10, 20, 30, 40]
+
+
+# -- one trainer per run directory --------------------------------------------------------------------------------
+
+
+def _start_trainer(model_dir, steps, env, tag):
+    flags = ["--task=digits", '--task_config={"batch_size": 32}', f"--model_dir={model_dir}",
+             f"--train_steps={steps}", "--steps_per_loop=10", "--checkpoint_interval=10"]
+    return subprocess.Popen([sys.executable, "-m", "tfpipe.components.train", *flags], cwd=ROOT,
+                            env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_two_trainers_on_one_model_dir(where, tmp_path, request):
+    if where == "gcs":
+        emulator = request.getfixturevalue("gcs_emulator")
+        model_dir, env = f"{request.getfixturevalue('gcs_bucket')}/run", {**os.environ, **emulator.env}
+    else:
+        model_dir, env = str(tmp_path / "run"), dict(os.environ)
+    env[lease.TTL_ENV] = "6"  # The second trainer waits ttl + 30 s = 36 s, then gives up.
+    first = _start_trainer(model_dir, 100000, env, "first")
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint_watcher.list_checkpoints(model_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        second = _start_trainer(model_dir, 100000, env, "second")
+        log, _ = second.communicate(timeout=240)
+        assert second.returncode != 0
+        assert "waiting for the writer lease" in log and "Another trainer holds the run directory" in log, log[-2000:]
+        assert "no checkpoint to restore" not in log and "restoring model" not in log  # It never touched them.
+    finally:
+        first.terminate()
+        out, _ = first.communicate(timeout=120)
+    assert first.returncode == 143, out[-2000:]  # Preempted: saved at its step and released the lease.
+    steps = sorted(checkpoint_watcher.list_checkpoints(model_dir))
+    assert steps and steps == sorted(set(steps))
+    # The lease is free again: a retry takes it at once and resumes.
+    again = _start_trainer(model_dir, steps[-1] + 10, env, "retry")
+    log, _ = again.communicate(timeout=240)
+    assert again.returncode == 0 and "waiting for the writer lease" not in log, log[-2000:]
+
+
+def test_a_lapsed_gcs_lease_is_taken_over_and_its_holder_stops(gcs_emulator, gcs_bucket):
+    now = [1000.0]
+    model_dir = f"{gcs_bucket}/lease-{uuid.uuid4().hex[:6]}"
+    holder = lease.WriterLease(model_dir, ttl=30, wait=0, clock=lambda: now[0])
+    assert holder._try_acquire() is None  # Held, then never renewed (a pod that froze).
+    contender = lease.WriterLease(model_dir, ttl=30, wait=0, clock=lambda: now[0])
+    with pytest.raises(lease.LeaseHeldError, match=r"Another trainer holds the run directory .*nothing was written"):
+        contender.acquire()
+    now[0] += 31  # The holder's lease lapses: the contender takes it over.
+    contender.acquire()
+    assert holder.renew() is False  # Its renewal fails the generation precondition...
+    with pytest.raises(lease.LeaseLostError, match=r"stopping before the next checkpoint"):
+        holder.check()  # ...and its next train loop stops before saving.
+    assert contender.renew() is True
+    contender.release()
+    holder.release()
+
+
+def test_create_only_commits_exactly_one_of_two_writers(tmp_path, gcs_bucket):
+    for base in (str(tmp_path), gcs_bucket):
+        path = f"{base}/commit-{uuid.uuid4().hex[:6]}/marker.json"
+        assert commits.create_only(path, {"writer": 1}) is True
+        assert commits.create_only(path, {"writer": 2}) is False
+        assert run_dir.read_json(path) == {"writer": 1}
+
+
+# -- run config: effective values, evaluation against training's, secrets -----------------------------------------
+
+
+def test_run_config_compares_effective_values(tmp_path):
+    _train(tmp_path, 10)
+    train.run(task="digits", task_config={"batch_size": 32, "seed": 0}, model_dir=str(tmp_path), train_steps=20,
+              steps_per_loop=10, checkpoint_interval=10)  # seed 0 is the default: the same config.
+    with pytest.raises(checks.InputError, match=r"task_config\['seed'\]: 0 there, 1 here"):
+        train.run(task="digits", task_config={"batch_size": 32, "seed": 1}, model_dir=str(tmp_path),
+                  train_steps=30, steps_per_loop=10, checkpoint_interval=10)
+
+
+def test_an_invalid_config_writes_no_run_config(tmp_path):
+    with pytest.raises(checks.InputError):
+        train.run(task="digits", task_config={"hidden_units": 0}, model_dir=str(tmp_path / "run"), train_steps=10)
+    assert not (tmp_path / "run").exists()
+    assert _train(tmp_path / "run", 10).final_step == 10  # The corrected rerun is not refused.
+
+
+def test_evaluators_refuse_another_split_unless_told(tmp_path, capsys):
+    from tfpipe.components import evaluate
+
+    _train(tmp_path, 10)
+    other_split = {**FAST, "eval_fraction": 0.5}
+    with pytest.raises(checks.InputError, match=r"`task_config` differs from the one `model_dir`.*eval_fraction"):
+        evaluate.run(task="digits", task_config=other_split, model_dir=str(tmp_path))
+    assert evaluate.run(task="digits", task_config={**FAST, "batch_size": 8}, model_dir=str(tmp_path),
+                        eval_name="small-batches").step == 10  # An evaluation-only key may differ.
+    result = evaluate.run(task="digits", task_config=other_split, model_dir=str(tmp_path), eval_name="other",
+                          allow_different_config=True)
+    assert result.step == 10 and "the task config differs from training's" in capsys.readouterr().out
+
+
+def test_secrets_are_redacted_and_can_come_from_the_environment(tmp_path, monkeypatch):
+    wanted = {"task": "t", "task_config": {"api_token": "s3cr3t-new", "n": 1}}
+    run_config.record_run_config(str(tmp_path), {"task": "t", "task_config": {"api_token": "s3cr3t-old", "n": 1}})
+    with pytest.raises(checks.InputError) as raised:
+        run_config.check_run_config(str(tmp_path), wanted, for_training=True)
+    assert "api_token" in str(raised.value) and "s3cr3t" not in str(raised.value)
+    assert checks.redacted("password", "x") == "<redacted>" and checks.redacted("batch", 3) == 3
+
+    monkeypatch.setenv("DATA_URI_FROM_SECRET", str(tmp_path / "data"))
+    from tfpipe.components.tasks import digits
+
+    digits.write_tfrecords(str(tmp_path / "data"))
+    task = tasks.build_task("digits", {"data_uri": {"from_env": "DATA_URI_FROM_SECRET"}})
+    assert task.config["data_uri"] == str(tmp_path / "data")
+    with pytest.raises(checks.InputError, match=r"takes its value from the environment variable 'NOT_SET_HERE'"):
+        tasks.build_task("digits", {"data_uri": {"from_env": "NOT_SET_HERE"}})
+
+
+def test_entry_points_print_one_line_for_bad_input(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "tfpipe.components.train", "--task=subprocess:run", "--model_dir=" + str(tmp_path),
+         "--train_steps=10", '--task_config={"touch": 1}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("train: `task` ('subprocess:run') is not declared")
+    assert "Traceback" not in out.stderr and not list(tmp_path.iterdir())
