@@ -1,10 +1,11 @@
-"""`python -m components.<name>`: the four entry points end to end with model_dir on gs:// (GCS emulator)."""
+"""`python -m tfpipe.components.<name>`: the four entry points end to end with model_dir on gs:// (GCS emulator)."""
 
 import json
 import os
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 from tfpipe.controller_core import eval_records, run_dir
@@ -57,10 +58,11 @@ def test_entry_point_bad_input_exits_non_zero_with_message(tmp_path):
         [sys.executable, "-m", "tfpipe.components.train", "--task=digits", f"--model_dir={tmp_path}/r", "--train_steps=-5"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    assert out.returncode != 0 and "`train_steps` must be a positive integer, got -5" in out.stderr
+    assert out.returncode != 0 and "`train_steps` must be a positive integer (at most 9007199254740992), got -5" in out.stderr
     assert not os.path.exists(tmp_path / "r")
 
 
+@pytest.mark.timeout(600)  # Four trainer processes and two evaluators, one after another on 2 cores.
 def test_continuous_eval_entry_point_beside_a_trainer_killed_and_restarted(gcs_emulator, gcs_bucket):
     """Train in stages (each run resumes) while the evaluator watches; kill -9 it mid-way; restart it."""
     import signal
