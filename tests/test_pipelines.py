@@ -69,8 +69,9 @@ def test_invalid_profiles_fail_before_compiling(kwargs, message):
         build_pipeline(**kwargs)
 
 
-def test_vertex_tpu_takes_the_custom_job_route():
+def test_vertex_tpu_takes_the_custom_job_route(monkeypatch):
     # TPUs on Vertex need a CustomJob (google-cloud-pipeline-components, an optional extra).
+    monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components", None)  # The extra is not installed.
     with pytest.raises(ImportError, match=r"pip install 'tfpipe\[vertex-custom-job\]'"):
         build_pipeline(backend="vertex", profiles={"train": "tpu=v5e:2x2"})
 
