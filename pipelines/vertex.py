@@ -45,6 +45,9 @@ _MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
 # `create_custom_training_job_from_component` arguments that the profile sets (`strategy` is the scheduling
 # strategy: SPOT or STANDARD).
 _RESOURCE_OPTIONS = ("machine_type", "accelerator_type", "accelerator_count", "replica_count", "strategy")
+# GCPC options whose default (None) removes the job input's default value: the launcher's payload would then hold
+# a placeholder that nothing fills. Their empty values are the custom job's own defaults.
+_EMPTY_OPTIONS = {"labels": {}, "reserved_ip_ranges": [], "psc_interface_config": {}}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ def vertex_custom_job_component(
     topology = spec.pop("tpu_topology", None)
     if not spec["accelerator_type"]:
         spec.pop("accelerator_count")  # GCPC ignores the count without a type; keep its default.
-    job = create_job(component, **spec, **custom_job_options)
+    job = create_job(component, **spec, **{**_EMPTY_OPTIONS, **custom_job_options})
     if topology is not None:
         set_tpu_topology(job, topology)
     return job
