@@ -11,7 +11,7 @@ from kfp import compiler, dsl
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from tfpipe.pipelines import accelerators, profiles
+from tfpipe.pipelines import accelerators, placement, profiles
 from tfpipe.pipelines.backends import apply_profile, validate_for_backend
 from tfpipe.pipelines.profiles import GpuRequest, ResourceProfile, ResourceProfileError, TpuRequest, parse_profile
 from tfpipe.pipelines.vertex import vertex_custom_job_component, vertex_custom_job_spec
@@ -367,6 +367,21 @@ def test_gke_profiles_compile_to_kubernetes_resources_selectors_and_tolerations(
     export = _resources(docs, "export-step")
     assert export.resource_cpu_limit == "500m" and not export.HasField("accelerator")
     assert _executor(docs, "export-step") not in docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_gke_tasks_and_tfjob_pods_get_the_same_placement(tmp_path: Path):
+    profile = "cpu=8,memory=32G,gpu=a100-80gb:8,spot"
+    docs = _compile(tmp_path, "gke", {"train": profile, "eval": "", "export": ""})
+    task = _kubernetes(docs, "train-step")
+    pod = placement.tfjob_placement(parse_profile(profile, step="train")).pod_json()
+    assert dict(task.node_selector.labels) == pod["nodeSelector"]
+    assert _tolerations(task) == [(t["key"], t["operator"], t.get("value", ""), t["effect"]) for t in pod["tolerations"]]
+    resources = _resources(docs, "train-step")
+    assert pod["resources"] == {
+        "requests": {"cpu": resources.resource_cpu_request, "memory": resources.resource_memory_request},
+        "limits": {"cpu": resources.resource_cpu_limit, "memory": resources.resource_memory_limit,
+                   resources.accelerator.resource_type: resources.accelerator.resource_count},
+    }
 
 
 @pytest.mark.parametrize(
