@@ -7,7 +7,6 @@ Start it from a shell (or a container) with::
 Its inputs are declared in `tfpipe.components.definitions.train.INTERFACE`.
 """
 
-import dataclasses
 import os
 from typing import Any, Dict, Optional
 
@@ -20,25 +19,11 @@ from tfpipe.components import lease
 from tfpipe.components import run_config
 from tfpipe.components import strategy as strategy_lib
 from tfpipe.components import tasks
+from tfpipe.components import train_outputs
 from tfpipe.components.definitions.train import INTERFACE
 from tfpipe.components.tasks.keras_runners import KerasTrainer
+from tfpipe.components.train_outputs import TrainResult
 from tfpipe.controller_core import preemption
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What a train run leaves behind.
-
-    Every worker of a multi-worker run reports the same values: the chief's
-    checkpoint path in `model_dir` and the loop metrics reduced over all
-    replicas. Only the chief (`is_chief`) should publish them (KFP outputs).
-    """
-
-    model_dir: str
-    final_step: int
-    checkpoint: Optional[str]
-    metrics: Dict[str, float]
-    is_chief: bool = True
 
 
 def run(
@@ -188,36 +173,10 @@ def _restore_chief_checkpoint(controller: orbit.Controller, model_dir: str) -> N
         controller.restore_checkpoint(latest)
 
 
-def publish(result: TrainResult, *, model: Any, metrics: Any) -> None:
-    """Fills the train step's KFP outputs from `result` (the chief's; other workers publish nothing).
-
-    Args:
-        result: What `run` returned.
-        model: The `Output[Model]` artifact: it points at `model_dir` (a `run.json` in it names the run).
-        metrics: The `Output[Metrics]` artifact: the last train loop's finite scalars, and `step`.
-    """
-    import json
-    import math
-
-    if not result.is_chief:
-        return
-    pointer = {"model_dir": result.model_dir, "final_step": result.final_step, "checkpoint": result.checkpoint or ""}
-    model.metadata.update({**pointer, "framework": "tensorflow"})
-    os.makedirs(model.path, exist_ok=True)
-    with open(os.path.join(model.path, "run.json"), "w") as f:
-        json.dump(pointer, f)
-    for name, value in sorted(result.metrics.items()):
-        if math.isfinite(value):
-            metrics.log_metric(name, value)
-    metrics.log_metric("step", float(result.final_step))
-
-
 @entry_point.exit_on_input_error("train")
 def run_for_kfp(*, model: Any, metrics: Any, **inputs: Any) -> tuple:
     """The KFP component's body: `run(**inputs)`, then its outputs (see `definitions.train`)."""
-    result = run(**inputs)
-    publish(result, model=model, metrics=metrics)
-    return result.final_step, result.checkpoint or ""
+    return train_outputs.publish(run(**inputs), model=model, metrics=metrics)
 
 
 def main(values: Dict[str, Any]) -> None:

@@ -27,12 +27,13 @@ from tfpipe import checks
 from tfpipe.components import definitions
 from tfpipe.components import interface
 from tfpipe.components import kfp_components
+from tfpipe.components import tfjob_train
 from tfpipe.components.definitions import baseline as baseline_definition
 from tfpipe.components.definitions import check_inputs as check_inputs_definition
 from tfpipe.components.definitions import gated_export
 from tfpipe.components.definitions import model_dir as model_dir_definition
-from tfpipe.pipelines import multi_worker
-from tfpipe.pipelines import resources
+from tfpipe.pipelines import backends, placement, vertex
+from tfpipe.pipelines.profiles import parse_profile
 
 BACKENDS = ("local", "gke", "vertex")
 STEPS = ("train", "eval", "export")
@@ -123,7 +124,7 @@ def build_pipeline(
             of the train profile's machine (restarted together); on `gke` a
             launcher task that runs a Kubeflow TFJob of one chief and
             `train_replicas - 1` workers, each with the train profile
-            (`tfpipe.pipelines.multi_worker`). Not available on `local`.
+            (`tfpipe.components.tfjob_train`). Not available on `local`.
         secret_env: GKE only: Kubernetes secrets to expose to every step as
             environment variables, `{secret_name: {secret_key: ENV_VAR}}`
             (kfp-kubernetes `use_secret_as_env`); the YAML holds only the names.
@@ -141,17 +142,17 @@ def build_pipeline(
     unknown = sorted(set(profiles or {}) - set(STEPS))
     if unknown:
         raise ValueError(f"resource profiles for unknown step(s) {unknown}; steps are {list(STEPS)}.")
-    parsed = {step: resources.parse_profile((profiles or {}).get(step), step=step) for step in STEPS}
+    parsed = {step: parse_profile((profiles or {}).get(step), step=step) for step in STEPS}
     custom_job = {step: backend == "vertex" and (p.tpu is not None or p.spot) for step, p in parsed.items()}
     if backend != "local":
         for step, profile in parsed.items():
-            resources.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
+            backends.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
     checks.check_non_negative_int("train_retries", train_retries)
     replicas = _check_train_replicas(train_replicas, backend)
     custom_job["train"] = custom_job["train"] or (backend == "vertex" and replicas > 1)
     tfjob = backend == "gke" and replicas > 1
-    if tfjob:
-        multi_worker.pod_placement(parsed["train"])  # Refuses what TFJob replicas cannot be given, now.
+    # Each TFJob replica's pod placement, now: refuses what TFJob replicas cannot be given before compiling.
+    replica_placement = placement.tfjob_placement(parsed["train"]) if tfjob else None
     secrets = _check_secret_env(secret_env, backend)
 
     ops = kfp_components.components_for_image(image)
@@ -162,11 +163,11 @@ def build_pipeline(
 
     def place(component, step, **options):
         if custom_job[step]:
-            return resources.vertex_custom_job_component(component, parsed[step], **options)
+            return vertex.vertex_custom_job_component(component, parsed[step], **options)
         return component
 
     if tfjob:
-        train_op = multi_worker.tfjob_train_component(image)
+        train_op = tfjob_train.component(image)
     elif replicas > 1:  # Vertex: every replica runs the train component; a lost one restarts them all.
         train_op = place(ops.train, "train", replica_count=replicas, restart_job_on_worker_restart=True)
     else:
@@ -181,7 +182,7 @@ def build_pipeline(
     def configure(task, step):
         # A TFJob launcher is light: the train profile goes to the TFJob's replicas instead.
         if backend != "local" and not custom_job[step] and not (tfjob and step == "train"):
-            resources.apply_profile(task, parsed[step], backend=backend)
+            backends.apply_profile(task, parsed[step], backend=backend)
         return with_secrets(task)
 
     export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval"), configure=configure)
@@ -197,7 +198,7 @@ def build_pipeline(
         train_args = _arguments(definitions.TRAIN, values)
         if tfjob:
             trained = configure(train_op(
-                **train_args, image=image, replicas=replicas, resource_profile=parsed["train"].to_spec(),
+                **train_args, image=image, replicas=replicas, placement=replica_placement.to_json(),
                 secret_env=json.dumps(secrets, sort_keys=True), run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "train")
             trained.set_display_name("train")
         else:

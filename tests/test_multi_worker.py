@@ -197,30 +197,29 @@ def test_a_rerun_of_both_workers_resumes_from_the_chiefs_checkpoint(tmp_path, tw
     assert resumed["accuracy"] == pytest.approx(uninterrupted["accuracy"], abs=ACCURACY_TOLERANCE)
 
 
-def test_vertex_train_replicas_take_the_custom_job_route_with_one_pool_per_role(tmp_path, monkeypatch):
+def test_vertex_train_replicas_take_the_custom_job_route_with_one_pool_per_role(tmp_path):
+    """Compiled with the real google-cloud-pipeline-components; `tests/test_vertex_custom_job.py` runs the request."""
     import yaml
     from kfp import compiler
 
     from tfpipe.pipelines.train_eval_export import build_pipeline
-    from tests.support import mw_fake_gcpc
 
-    fake = mw_fake_gcpc.install(monkeypatch)
     pipeline = build_pipeline(backend="vertex", train_replicas=3, profiles={"train": "gpu=l4:1,spot",
                                                                              "eval": "cpu=4"})
-    assert len(fake.calls) == 1  # Only the train step is a custom job; eval keeps the task setters.
-    call = fake.calls[0]
-    assert {k: call[k] for k in ("replica_count", "machine_type", "accelerator_type", "accelerator_count",
-                                 "strategy", "restart_job_on_worker_restart")} == {
-        "replica_count": 3, "machine_type": "g2-standard-4", "accelerator_type": "NVIDIA_L4",
-        "accelerator_count": 1, "strategy": "SPOT", "restart_job_on_worker_restart": True}
-
     path = tmp_path / "vertex.yaml"
     compiler.Compiler().compile(pipeline, str(path))
     spec = yaml.safe_load(path.read_text())
     train = spec["root"]["dag"]["tasks"]["train"]
     assert train["inputs"]["parameters"]["distribution_strategy"] == {"runtimeValue": {"constant": "multi_worker_mirrored"}}
     assert train["retryPolicy"]["maxRetryCount"] == 3
-    pools = spec["components"][train["componentRef"]["name"]]["inputDefinitions"]["parameters"][
-        "worker_pool_specs"]["defaultValue"]
+    job = spec["components"][train["componentRef"]["name"]]["inputDefinitions"]["parameters"]
+    pools = job["worker_pool_specs"]["defaultValue"]
     assert [p["replica_count"] for p in pools] == [1, 2]  # The chief's pool, then the workers'.
-    assert {p["machine_spec"]["accelerator_type"] for p in pools} == {"NVIDIA_L4"}
+    assert {(p["machine_spec"]["machine_type"], p["machine_spec"]["accelerator_type"],
+             p["machine_spec"]["accelerator_count"]) for p in pools} == {("g2-standard-4", "NVIDIA_L4", 1)}
+    assert job["strategy"]["defaultValue"] == "SPOT" and job["restart_job_on_worker_restart"]["defaultValue"] is True
+    # Only the train step is a custom job; eval keeps the task setters.
+    executors = spec["deploymentSpec"]["executors"]
+    launchers = [name for name, e in executors.items() if "google_cloud_pipeline_components" in str(e)]
+    assert launchers == ["exec-train"]
+    assert executors["exec-continuous-eval"]["container"]["resources"]["cpuLimit"] == 4

@@ -69,8 +69,10 @@ def test_invalid_profiles_fail_before_compiling(kwargs, message):
         build_pipeline(**kwargs)
 
 
-def test_vertex_tpu_takes_the_custom_job_route():
+def test_vertex_tpu_takes_the_custom_job_route(monkeypatch):
     # TPUs on Vertex need a CustomJob (google-cloud-pipeline-components, an optional extra).
+    monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components", None)  # The extra is not installed.
+    monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components.v1.custom_job", None)
     with pytest.raises(ImportError, match=r"pip install 'tfpipe\[vertex-custom-job\]'"):
         build_pipeline(backend="vertex", profiles={"train": "tpu=v5e:2x2"})
 
@@ -99,6 +101,7 @@ def test_cli_compile_and_errors(tmp_path, capsys):
 )
 def test_cli_user_errors_are_one_line_and_status_2(argv, says, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components", None)  # The extra is not installed.
+    monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components.v1.custom_job", None)
     monkeypatch.chdir(tmp_path)
     if "-o" not in argv and argv[0] == "compile":
         argv = [*argv, "-o", "p.yaml"]

@@ -13,7 +13,8 @@ from kfp import compiler, dsl
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from tfpipe.pipelines import submit
-from tfpipe.pipelines.resources import apply_profile, parse_profile
+from tfpipe.pipelines.backends import apply_profile
+from tfpipe.pipelines.profiles import parse_profile
 from tfpipe.pipelines.submit import SubmitError, SubmitResult, submit_to_kfp, submit_to_vertex
 from tests.support.kfp_fake_server import FakeKfpServer, FakeVertexServer
 

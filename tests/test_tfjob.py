@@ -1,37 +1,60 @@
 """Multi-worker training on GKE as a Kubeflow TFJob: the manifest, the launcher's wait, the compiled pipeline.
 
-No cluster: the manifest is checked as data, the launcher's create/adopt/replace/wait against an in-memory
-stand-in of `CustomObjectsApi` with a fake clock, and the pipeline as compiled IR.
+No cluster: the manifest is checked as data and against the Training Operator SDK's schema, and the launcher's
+create/adopt/replace/wait runs through the SDK's `TrainingClient` against a loopback Kubernetes API
+(`tests/support/k8s_fake_server.py`, which checks every request body against the SDK's OpenAPI types) on a fake
+clock. The pipeline is checked as compiled IR.
 """
 
-import copy
 import json
-from typing import Any, Dict, List, Optional
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List
 
 import pytest
 import yaml
 from google.protobuf import json_format
 from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
-from kubernetes.client.exceptions import ApiException
+from kubeflow.training import ApiClient
 
-from tfpipe.pipelines import multi_worker
-from tfpipe.pipelines.resources import ResourceProfileError
+from tfpipe.components import tfjob_train
+from tfpipe.components.definitions import TRAIN
+from tfpipe.components.train_outputs import TrainResult
+from tfpipe.pipelines import placement
+from tfpipe.pipelines.profiles import ResourceProfileError, parse_profile
 from tfpipe.pipelines.train_eval_export import build_pipeline
+from tests.support import k8s_fake_server
+from tests.support.k8s_fake_server import FakeKubernetesApi
 
 NASTY_CONFIG = '{"batch_size": 64, "note": "a b; $(rm -rf /) \'q\' \\"dq\\""}'
+PROFILE = "cpu=8,memory=32G,gpu=l4:2,spot"
+
+
+def pods(profile: Any) -> str:
+    """The placement JSON the compiled pipeline hands the launcher for `profile`."""
+    return placement.tfjob_placement(parse_profile(profile, step="train")).to_json()
+
+
+TRAIN_INPUTS = dict(task="digits", model_dir="gs://bucket/runs/1", train_steps=1000, task_config=NASTY_CONFIG,
+                    steps_per_loop=50, checkpoint_interval=200, max_to_keep=3)
+
+
+def manifest_object(**overrides: Any):
+    train_inputs = {**TRAIN_INPUTS, **{k: v for k, v in overrides.items() if k in TRAIN.names()}}
+    kwargs = dict(
+        name="tfpipe-train-run-1", namespace="team-a", image="reg.example/tfpipe:1", train_inputs=train_inputs,
+        replicas=4, placement=pods(PROFILE), backoff_limit=5, active_deadline_seconds=7200,
+        service_account="trainer", secret_env={"wandb": {"api-key": "WANDB_API_KEY"}},
+    )
+    kwargs.update({k: v for k, v in overrides.items() if k not in TRAIN.names()})
+    return tfjob_train.tfjob_manifest(**kwargs)
 
 
 def manifest(**overrides: Any) -> Dict[str, Any]:
-    kwargs = dict(
-        name="tfpipe-train-run-1", namespace="team-a", image="reg.example/tfpipe:1", task="digits",
-        model_dir="gs://bucket/runs/1", train_steps=1000, task_config=NASTY_CONFIG, steps_per_loop=50,
-        checkpoint_interval=200, max_to_keep=3, replicas=4, profile="cpu=8,memory=32G,gpu=l4:2,spot",
-        backoff_limit=5, active_deadline_seconds=7200, service_account="trainer",
-        secret_env={"wandb": {"api-key": "WANDB_API_KEY"}},
-    )
-    kwargs.update(overrides)
-    return multi_worker.tfjob_manifest(**kwargs)
+    """The TFJob as the Kubernetes API receives it (the SDK's serialisation of its typed model)."""
+    return ApiClient().sanitize_for_serialization(manifest_object(**overrides))
 
 
 def test_manifest_has_a_chief_and_workers_with_exit_code_restarts_and_a_run_policy():
@@ -46,10 +69,23 @@ def test_manifest_has_a_chief_and_workers_with_exit_code_restarts_and_a_run_poli
     for spec in replicas.values():
         assert spec["template"]["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
         assert spec["template"]["metadata"]["labels"]["tfpipe/job"] == "tfpipe-train-run-1"
-    # Chief and workers run the same pod; each replica spec holds its own copy.
-    assert replicas["Chief"]["template"]["spec"] == replicas["Worker"]["template"]["spec"]
-    assert replicas["Chief"]["template"]["spec"] is not replicas["Worker"]["template"]["spec"]
-    json.dumps(job)  # Plain data, ready for the Kubernetes API.
+    assert replicas["Chief"]["template"]["spec"] == replicas["Worker"]["template"]["spec"]  # The same pod.
+    assert k8s_fake_server.schema_errors(job, "KubeflowOrgV1TFJob") == []  # Fits the Training Operator's schema.
+    json.dumps(job)
+
+
+def test_the_schema_check_finds_unknown_fields_wrong_types_and_missing_required_ones():
+    job = manifest()
+    job["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]["resource"] = {}
+    job["spec"]["runPolicy"]["backoffLimit"] = "5"
+    assert k8s_fake_server.schema_errors(job, "KubeflowOrgV1TFJob") == [
+        "$.spec.runPolicy.backoffLimit: expected int, got '5'",
+        "$.spec.tfReplicaSpecs.Chief.template.spec.containers[0].resource: not a field of V1Container",
+    ]
+    job = manifest()
+    del job["spec"]["runPolicy"]
+    (error,) = k8s_fake_server.schema_errors(job, "KubeflowOrgV1TFJob")
+    assert "run_policy" in error and "must not be `None`" in error
 
 
 def test_every_replica_runs_the_train_entry_point_with_an_argument_list():
@@ -60,9 +96,9 @@ def test_every_replica_runs_the_train_entry_point_with_an_argument_list():
     assert container["command"] == ["python", "-m", "tfpipe.components.train"]
     assert container["args"] == [
         "--task=digits",
-        f"--task_config={NASTY_CONFIG}",  # One argument, byte for byte: no shell ever parses it.
         "--model_dir=gs://bucket/runs/1",
         "--train_steps=1000",
+        f"--task_config={NASTY_CONFIG}",  # One argument, byte for byte: no shell ever parses it.
         "--steps_per_loop=50",
         "--checkpoint_interval=200",
         "--max_to_keep=3",
@@ -86,48 +122,62 @@ def test_the_resource_profile_applies_to_each_replica_pod():
         {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
     ]
 
-    cpu_only = manifest(profile={"cpu": "4"}, secret_env=None, service_account="")
+    cpu_only = manifest(placement=pods({"cpu": "4"}), secret_env=None, service_account="")
     pod = cpu_only["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]
     assert pod["containers"][0]["resources"] == {"requests": {"cpu": "4"}, "limits": {"cpu": "4"}}
     assert "nodeSelector" not in pod and "tolerations" not in pod and "serviceAccountName" not in pod
     assert "env" not in pod["containers"][0]
-    bare = manifest(profile=None)["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]
+    bare = manifest(placement=pods(None))["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]
     assert "resources" not in bare["containers"][0]
 
 
 @pytest.mark.parametrize(
-    "overrides, error, fragments",
+    "overrides, fragments",
     [
-        (dict(replicas=1), ValueError, ["`replicas` must be an integer >= 2, got 1"]),
-        (dict(replicas=True), ValueError, ["`replicas`", "True"]),
-        (dict(train_steps=0), ValueError, ["`train_steps` must be an integer >= 1, got 0"]),
-        (dict(backoff_limit=-1), ValueError, ["`backoff_limit`", "-1"]),
-        (dict(active_deadline_seconds=0), ValueError, ["`active_deadline_seconds`", "got 0"]),
-        (dict(name="Train_1"), ValueError, ["`job_name`", "'Train_1'", "lower-case"]),
-        (dict(name="x" * 51), ValueError, ["at most 50 characters"]),
-        (dict(image=""), ValueError, ["`image` must be a non-empty string, got ''"]),
-        (dict(profile="tpu=v5e:2x2"), ResourceProfileError, ["tpu=v5e:2x2 cannot run as TFJob replicas",
-                                                             "accepted: cpu, memory, gpu, spot"]),
-        (dict(profile="gpu=l4:3"), ResourceProfileError, ["gpu count 3 for l4", "accepted counts"]),
-        (dict(secret_env={"wandb": {}}), ValueError, ["`secret_env['wandb']`", "got {}"]),
+        (dict(replicas=1), ["`replicas` must be an integer >= 2, got 1"]),
+        (dict(replicas=True), ["`replicas`", "True"]),
+        (dict(train_steps=0), ["`train_steps` must be a positive integer (at most 9007199254740992), got 0"]),
+        (dict(model_dir="s3://bucket/run"), ["`model_dir` ('s3://bucket/run') has an unsupported scheme"]),
+        (dict(backoff_limit=-1), ["`backoff_limit`", "-1"]),
+        (dict(active_deadline_seconds=0), ["`active_deadline_seconds`", "got 0"]),
+        (dict(name="Train_1"), ["`job_name`", "'Train_1'", "lower-case"]),
+        (dict(name="x" * 51), ["at most 50 characters"]),
+        (dict(image=""), ["`image` must be a non-empty string, got ''"]),
+        (dict(secret_env={"wandb": {}}), ["`secret_env['wandb']`", "got {}"]),
+        (dict(placement="{oops"), ["`placement` must be a JSON object, got '{oops'"]),
+        (dict(placement={"affinity": {}}), ["`placement`", "keys among ['resources', 'nodeSelector', 'tolerations']"]),
     ],
 )
-def test_manifest_rejects_bad_inputs(overrides: Dict[str, Any], error: type, fragments: List[str]):
-    with pytest.raises(error) as caught:
-        manifest(**overrides)
+def test_manifest_rejects_bad_inputs(overrides: Dict[str, Any], fragments: List[str]):
+    with pytest.raises(ValueError) as caught:
+        manifest_object(**overrides)
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "profile, fragments",
+    [
+        ("tpu=v5e:2x2", ["tpu=v5e:2x2 cannot run as TFJob replicas", "accepted: cpu, memory, gpu, spot"]),
+        ("gpu=l4:3", ["gpu count 3 for l4", "accepted counts"]),
+    ],
+)
+def test_replica_placement_rejects_what_tfjob_replicas_cannot_be_given(profile: str, fragments: List[str]):
+    with pytest.raises(ResourceProfileError) as caught:
+        pods(profile)
     for fragment in fragments:
         assert fragment in str(caught.value)
 
 
 def test_job_names_are_stable_dns_labels():
     run_id = "0F3C2A9E-1111-2222-3333-444455556666"
-    name = multi_worker.job_name(run_id)
-    assert name == "tfpipe-train-0f3c2a9e-1111-2222-3333-444455556666" == multi_worker.job_name(run_id)
-    long_a, long_b = (multi_worker.job_name("r" * 80 + suffix) for suffix in ("a", "b"))
+    name = tfjob_train.default_job_name(run_id)
+    assert name == "tfpipe-train-0f3c2a9e-1111-2222-3333-444455556666" == tfjob_train.default_job_name(run_id)
+    long_a, long_b = (tfjob_train.default_job_name("r" * 80 + suffix) for suffix in ("a", "b"))
     assert len(long_a) == len(long_b) == 50 and long_a != long_b
-    assert multi_worker.job_name("run/7 (retry)") == "tfpipe-train-run-7-retry"
+    assert tfjob_train.default_job_name("run/7 (retry)") == "tfpipe-train-run-7-retry"
     with pytest.raises(ValueError, match=r"`prefix` must start with a lower-case letter, got '9x'"):
-        multi_worker.job_name("r", prefix="9x")
+        tfjob_train.default_job_name("r", prefix="9x")
 
 
 class FakeClock:
@@ -145,82 +195,51 @@ class FakeClock:
         self.now += seconds
 
 
-class FakeCustomObjects:
-    """`CustomObjectsApi` for one namespace: the job's status follows a script, one entry per `get`."""
-
-    def __init__(self, existing: Optional[Dict[str, Any]] = None, script: Optional[List[Optional[str]]] = None):
-        self.jobs: Dict[str, Dict[str, Any]] = {}
-        if existing is not None:
-            self.jobs[existing["metadata"]["name"]] = existing
-        self.script = list(script or [])
-        self.calls: List[str] = []
-
-    @staticmethod
-    def with_state(job: Dict[str, Any], state: Optional[str]) -> Dict[str, Any]:
-        job = copy.deepcopy(job)
-        conditions = [{"type": "Created", "status": "True"}]
-        if state:
-            conditions.append({"type": state, "status": "True", "reason": f"TFJob{state}", "message": f"it {state}"})
-        job["status"] = {"conditions": conditions}
-        return job
-
-    def _check(self, group: str, version: str, plural: str) -> None:
-        assert (group, version, plural) == ("kubeflow.org", "v1", "tfjobs")
-
-    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
-        self._check(group, version, plural)
-        self.calls.append("get")
-        if name not in self.jobs:
-            raise ApiException(status=404, reason="Not Found")
-        if self.script:
-            self.jobs[name] = self.with_state(self.jobs[name], self.script.pop(0))
-        return copy.deepcopy(self.jobs[name])
-
-    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
-        self._check(group, version, plural)
-        self.calls.append("create")
-        assert namespace == body["metadata"]["namespace"]
-        self.jobs[body["metadata"]["name"]] = copy.deepcopy(body)
-        return body
-
-    def delete_namespaced_custom_object(self, group, version, namespace, plural, name, body=None):
-        self._check(group, version, plural)
-        self.calls.append("delete")
-        assert body == {"propagationPolicy": "Foreground"}
-        self.jobs.pop(name, None)
+@pytest.fixture
+def api():
+    with FakeKubernetesApi() as server:
+        yield server
+    assert server.schema_errors == []  # Every request the launcher sent fits the Training Operator's schema.
 
 
-def run(api: FakeCustomObjects, clock: FakeClock, timeout: float = 600.0) -> Dict[str, Any]:
+def run(api: FakeKubernetesApi, clock: FakeClock, timeout: float = 600.0) -> Any:
     lines: List[str] = []
-    result = multi_worker.run_tfjob(api, manifest(), timeout_seconds=timeout, poll_interval=10, clock=clock,
-                                    sleep=clock.sleep, log=lines.append)
-    api.log = lines
-    return result
+    try:
+        return tfjob_train.run_tfjob(api.training_client("team-a"), manifest_object(), timeout_seconds=timeout,
+                                     poll_interval=10, clock=clock, sleep=clock.sleep, log=lines.append)
+    finally:
+        api.log = lines
 
 
-def test_the_launcher_creates_the_job_and_waits_until_it_succeeds():
-    api, clock = FakeCustomObjects(script=[None, "Running", "Running", "Succeeded"]), FakeClock()
+def test_the_launcher_creates_the_job_and_waits_until_it_succeeds(api):
+    api.script = [None, "Running", "Running", "Succeeded"]
+    clock = FakeClock()
     job = run(api, clock)
-    assert multi_worker.job_state(job) == "Succeeded"
+    assert tfjob_train.job_state(job) == "Succeeded"
     assert api.calls == ["get", "create", "get", "get", "get", "get"] and clock.sleeps == 3
-    assert api.jobs["tfpipe-train-run-1"]["spec"] == manifest()["spec"]
+    assert api.jobs[("team-a", "tfpipe-train-run-1")]["spec"] == manifest()["spec"]
+    (create,) = [r for r in api.requests if r.method == "POST"]
+    assert create.path == "/apis/kubeflow.org/v1/namespaces/team-a/tfjobs" and create.body == manifest()
     assert api.log[0] == "tfjob | team-a/tfpipe-train-run-1 | created"
     assert api.log[-1] == "tfjob | team-a/tfpipe-train-run-1 | Succeeded: TFJobSucceeded it Succeeded"
 
 
-def test_a_failed_job_fails_the_launcher_with_its_condition():
-    api, clock = FakeCustomObjects(script=[None, "Failed"]), FakeClock()
-    with pytest.raises(multi_worker.TfJobError, match=r"failed \(Failed: TFJobFailed it Failed\); see `kubectl logs "
-                                                      r"-n team-a tfpipe-train-run-1-chief-0`"):
-        run(api, clock)
+def test_a_failed_job_fails_the_launcher_with_its_condition(api):
+    api.script = [None, "Failed"]
+    with pytest.raises(tfjob_train.TfJobError, match=r"failed \(Failed: TFJobFailed it Failed\); see `kubectl logs "
+                                                     r"-n team-a tfpipe-train-run-1-chief-0`"):
+        run(api, FakeClock())
     assert "delete" not in api.calls  # Left for its logs; a retried launcher replaces it.
 
 
-def test_a_job_that_runs_past_the_timeout_is_deleted():
-    api, clock = FakeCustomObjects(script=["Running"] * 100), FakeClock()
+def test_a_job_that_runs_past_the_timeout_is_deleted(api):
+    api.script = ["Running"] * 100
+    clock = FakeClock()
     with pytest.raises(TimeoutError, match=r"did not finish within `timeout_seconds`; last state: Running"):
         run(api, clock, timeout=55)
-    assert api.calls[-2:] == ["delete", "get"] and "tfpipe-train-run-1" not in api.jobs
+    assert api.calls[-2:] == ["delete", "get"] and api.jobs == {}
+    (delete,) = [r for r in api.requests if r.method == "DELETE"]
+    assert delete.path.endswith("/tfjobs/tfpipe-train-run-1") and delete.body["propagationPolicy"] == "Foreground"
     assert clock.now <= 70  # Bounded: the wait stops at the first look past the deadline.
 
 
@@ -232,22 +251,80 @@ def test_a_job_that_runs_past_the_timeout_is_deleted():
         ("Succeeded", ["get"]),  # Already done.
     ],
 )
-def test_a_retried_launcher_adopts_replaces_or_accepts_the_job_of_its_earlier_attempt(state, calls):
-    earlier = FakeCustomObjects.with_state(manifest(), state)
-    api, clock = FakeCustomObjects(existing=earlier, script=[state, "Running", "Succeeded"]), FakeClock()
-    job = run(api, clock)
-    assert multi_worker.job_state(job) == "Succeeded" and api.calls == calls
+def test_a_retried_launcher_adopts_replaces_or_accepts_the_job_of_its_earlier_attempt(api, state, calls):
+    api.add_job(FakeKubernetesApi.with_state(manifest(), state))
+    api.script = [state, "Running", "Succeeded"]
+    job = run(api, FakeClock())
+    assert tfjob_train.job_state(job) == "Succeeded" and api.calls == calls
+
+
+def test_errors_other_than_not_found_reach_the_launcher(api):
+    api.fail_next("GET", 403, "Forbidden", 'tfjobs.kubeflow.org "tfpipe-train-run-1" is forbidden')
+    with pytest.raises(RuntimeError, match=r"Failed to get TFJob: team-a/tfpipe-train-run-1.*403"):
+        run(api, FakeClock())
+    assert api.calls == ["get"]  # Not taken for an absent job: nothing was created.
 
 
 def test_read_result_needs_the_chiefs_completion_marker(tmp_path):
     from tfpipe.controller_core import run_dir
 
-    with pytest.raises(multi_worker.TfJobError, match=r"holds no completion marker at step 100"):
-        multi_worker.read_result(str(tmp_path), 100)
+    with pytest.raises(tfjob_train.TfJobError, match=r"holds no completion marker at step 100"):
+        tfjob_train.read_result(str(tmp_path), 100)
     run_dir.write_json_atomic(str(tmp_path / run_dir.TRAINING_COMPLETE), {
         "step": 100, "checkpoint": f"{tmp_path}/ckpt-100", "train_output": {"loss": 0.25, "accuracy": 0.9}})
-    expected = (100, f"{tmp_path}/ckpt-100", {"loss": 0.25, "accuracy": 0.9})
-    assert multi_worker.read_result(str(tmp_path), 100) == expected
+    expected = TrainResult(model_dir=str(tmp_path), final_step=100, checkpoint=f"{tmp_path}/ckpt-100",
+                           metrics={"loss": 0.25, "accuracy": 0.9})
+    assert tfjob_train.read_result(str(tmp_path), 100) == expected
+
+
+LAUNCHER = """
+import json, sys
+from kfp.dsl import Metrics, Model
+from tfpipe.components import tfjob_train
+
+kwargs = json.loads(sys.argv[1])
+model, metrics = Model(uri=kwargs.pop("model")), Metrics(uri=kwargs.pop("metrics"))
+outputs = tfjob_train.train_with_tfjob(model=model, metrics=metrics, **kwargs)
+print("RESULT " + json.dumps({"outputs": list(outputs), "model": model.metadata, "metrics": metrics.metadata}))
+"""
+
+
+def test_the_launcher_step_end_to_end_against_the_loopback_api(api, tmp_path):
+    """The KFP component's function in a process of its own, as in the launcher pod: kubeconfig, TFJob, wait,
+    outputs from the chief's completion marker."""
+    from tfpipe.controller_core import run_dir
+
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    run_dir.write_json_atomic(str(model_dir / run_dir.TRAINING_COMPLETE), {  # What the chief writes at the end.
+        "step": 300, "checkpoint": f"{model_dir}/ckpt-300", "train_output": {"loss": 0.5, "accuracy": float("nan")}})
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": api.url}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "team-a"}}],
+        "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
+    }))
+    api.script = [None, "Running", "Succeeded"]
+    kwargs = dict(
+        task="digits", model_dir=str(model_dir), train_steps=300, image="reg.example/tfpipe:1",
+        model=str(tmp_path / "model"), metrics=str(tmp_path / "metrics"), replicas=3, placement=pods(PROFILE),
+        run_id="RUN-7", secret_env='{"wandb": {"api-key": "WANDB_API_KEY"}}', poll_interval=0.01,
+    )
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, json.dumps(kwargs)], capture_output=True, text=True,
+                          timeout=180, env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert result["outputs"] == [300, f"{model_dir}/ckpt-300"]
+    assert api.calls == ["get", "create", "get", "get", "get"]
+    created = api.jobs[("team-a", "tfpipe-train-run-7")]  # The kubeconfig context's namespace.
+    assert created["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
+    assert created["spec"]["runPolicy"]["activeDeadlineSeconds"] == 604800
+    assert created["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["nodeSelector"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4", "cloud.google.com/gke-spot": "true"}
+    assert result["model"]["final_step"] == 300 and json.loads((tmp_path / "model" / "run.json").read_text()) == {
+        "model_dir": str(model_dir), "final_step": 300, "checkpoint": f"{model_dir}/ckpt-300"}
+    assert result["metrics"] == {"loss": 0.5, "step": 300.0}  # Non-finite metrics are left out.
 
 
 def compile_docs(tmp_path, **kwargs) -> List[Dict[str, Any]]:
@@ -261,7 +338,7 @@ def compile_docs(tmp_path, **kwargs) -> List[Dict[str, Any]]:
 def test_gke_train_replicas_compile_to_a_tfjob_launcher_whose_inputs_build_the_manifest(tmp_path):
     spec, platform = compile_docs(
         tmp_path, backend="gke", image="reg.example/tfpipe:2", train_replicas=3,
-        profiles={"train": "cpu=8,memory=32G,gpu=l4:2,spot", "eval": "cpu=2,memory=8G"},
+        profiles={"train": PROFILE, "eval": "cpu=2,memory=8G"},
         secret_env={"wandb": {"api-key": "WANDB_API_KEY"}},
     )
     tasks = spec["root"]["dag"]["tasks"]
@@ -271,7 +348,7 @@ def test_gke_train_replicas_compile_to_a_tfjob_launcher_whose_inputs_build_the_m
     inputs = launcher["inputs"]["parameters"]
     constants = {k: v["runtimeValue"]["constant"] for k, v in inputs.items() if "runtimeValue" in v}
     assert constants == {
-        "image": "reg.example/tfpipe:2", "replicas": 3, "resource_profile": "cpu=8,memory=32G,gpu=l4:2,spot",
+        "image": "reg.example/tfpipe:2", "replicas": 3, "placement": pods(PROFILE),
         "run_id": "{{$.pipeline_job_uuid}}", "secret_env": '{"wandb": {"api-key": "WANDB_API_KEY"}}',
     }
     container = spec["deploymentSpec"]["executors"]["exec-train-with-tfjob"]["container"]
@@ -282,11 +359,12 @@ def test_gke_train_replicas_compile_to_a_tfjob_launcher_whose_inputs_build_the_m
     assert spec["deploymentSpec"]["executors"]["exec-continuous-eval"]["container"]["resources"]["cpuLimit"] == 2
 
     # What the launcher builds at run time from these inputs.
-    job = multi_worker.tfjob_manifest(
-        name=multi_worker.job_name("0f3c2a9e-run"), namespace="team-a", image=constants["image"], task="digits",
-        model_dir="gs://bucket/runs/1", train_steps=1000, replicas=int(constants["replicas"]),
-        profile=constants["resource_profile"], secret_env=json.loads(constants["secret_env"]),
-    )
+    job = ApiClient().sanitize_for_serialization(tfjob_train.tfjob_manifest(
+        name=tfjob_train.default_job_name("0f3c2a9e-run"), namespace="team-a", image=constants["image"],
+        train_inputs=dict(task="digits", model_dir="gs://bucket/runs/1", train_steps=1000),
+        replicas=int(constants["replicas"]),
+        placement=constants["placement"], secret_env=json.loads(constants["secret_env"]),
+    ))
     replicas = job["spec"]["tfReplicaSpecs"]
     assert (replicas["Chief"]["replicas"], replicas["Worker"]["replicas"]) == (1, 2)
     pod = replicas["Worker"]["template"]["spec"]

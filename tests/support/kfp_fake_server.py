@@ -44,7 +44,7 @@ class RecordedRequest:
     body: Any
 
 
-class _JsonServer:
+class JsonServer:
     """A threaded loopback HTTP server that records JSON requests and answers from `_answer`."""
 
     def __init__(self) -> None:
@@ -123,7 +123,7 @@ class _JsonServer:
         return Handler
 
 
-class FakeKfpServer(_JsonServer):
+class FakeKfpServer(JsonServer):
     """The fake KFP API server. Use as a context manager; `url` is its base URL."""
 
     def __init__(self, *, multi_user: bool = False) -> None:
@@ -175,7 +175,7 @@ class FakeKfpServer(_JsonServer):
         return 404, {"error": f"{method} {path} is not served by the fake KFP API", "code": 5}
 
 
-class FakeVertexServer(_JsonServer):
+class FakeVertexServer(JsonServer):
     """The fake Vertex AI pipeline-job API (REST v1). Use as a context manager; `url` is its base URL."""
 
     def __init__(self) -> None:

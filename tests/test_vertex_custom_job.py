@@ -1,0 +1,218 @@
+"""The Vertex custom-job route with the real google-cloud-pipeline-components (GCPC).
+
+Pipelines are compiled as users compile them (`tfpipe compile --backend vertex ...`, `build_pipeline`); each
+custom-job step is then run the way a Vertex run runs it: its placeholders resolved, GCPC's own launcher code
+building the request, the real `aiplatform_v1.JobServiceClient` sending it to a loopback JobService that parses
+it strictly into `aiplatform_v1.CustomJob` (`tests/support/vertex_custom_jobs.py`). What a custom job must get
+right is asserted on that parsed request: the scheduling strategy (SPOT), the machine, the accelerator type and
+count, the TPU topology, the replicas per pool, and the wrapped component's inputs reaching its container.
+"""
+
+import json
+from typing import Any, Dict
+
+import google_cloud_pipeline_components
+import pytest
+import yaml
+from google.cloud import aiplatform_v1
+from google.protobuf import json_format
+from google_cloud_pipeline_components.v1 import custom_job as gcpc_custom_job
+from kfp import compiler, dsl
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from tfpipe.components import kfp_components
+from tfpipe.pipelines import cli, vertex
+from tfpipe.pipelines.profiles import parse_profile
+from tfpipe.pipelines.train_eval_export import build_pipeline
+from tests.support.vertex_custom_jobs import FakeJobService, find_task, launch
+
+IMAGE = "us-docker.pkg.dev/proj/ml/tfpipe:7"
+Strategy = aiplatform_v1.Scheduling.Strategy
+Accelerator = aiplatform_v1.AcceleratorType
+# Values of the steps' inputs that come from the pipeline's inputs or from other steps at run time.
+RUNTIME = {
+    "task": "digits", "task_config": '{"batch_size": 32}', "model_dir": "gs://bucket/runs/7", "train_steps": 500,
+    "steps_per_loop": 50, "checkpoint_interval": 100, "max_to_keep": 3, "policy": "all", "idle_timeout": 600,
+    "poll_interval": 1.0, "best_metric": "accuracy", "best_mode": "higher", "eval_name": "validation",
+    "best_eval_name": "validation",
+    "thresholds": '{"accuracy": ">= 0.9"}', "export_dir": "gs://bucket/serving", "distribution_strategy": "default",
+}
+
+
+@pytest.fixture
+def service():
+    with FakeJobService() as server:
+        yield server
+
+
+def compile_with_cli(tmp_path, *options: str) -> Dict[str, Any]:
+    path = tmp_path / "vertex.yaml"
+    assert cli.main(["compile", "--backend", "vertex", "--image", IMAGE, *options, "-o", str(path)]) == 0
+    spec = yaml.safe_load(path.read_text())
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    return spec
+
+
+def compile_pipeline(tmp_path, **kwargs: Any) -> Dict[str, Any]:
+    path = tmp_path / "vertex.yaml"
+    compiler.Compiler().compile(build_pipeline(backend="vertex", image=IMAGE, **kwargs), str(path))
+    return yaml.safe_load(path.read_text())
+
+
+def worker_inputs(pool: aiplatform_v1.WorkerPoolSpec) -> Dict[str, Any]:
+    """The parameter values the wrapped component's container reads (its `--executor_input`)."""
+    args = list(pool.container_spec.args)
+    executor_input = args[args.index("--executor_input") + 1]
+    message = json_format.Parse(executor_input, pipeline_spec_pb2.ExecutorInput())
+    return json_format.MessageToDict(message)["inputs"]["parameterValues"]
+
+
+def test_a_spot_gpu_train_step_on_three_replicas(tmp_path, service):
+    spec = compile_with_cli(tmp_path, "--train-resources", "cpu=8,memory=32G,gpu=l4:1,spot", "--train-replicas", "3")
+    job = launch(spec, "train", service, tmp_path, runtime=RUNTIME)
+
+    assert job.display_name == "train"
+    assert job.job_spec.scheduling.strategy == Strategy.SPOT
+    assert job.job_spec.scheduling.restart_job_on_worker_restart  # A lost replica restarts them all.
+    pools = job.job_spec.worker_pool_specs
+    assert [p.replica_count for p in pools] == [1, 2]  # The chief's pool, then the workers'.
+    for pool in pools:
+        assert pool.machine_spec.machine_type == "g2-standard-8"
+        assert (pool.machine_spec.accelerator_type, pool.machine_spec.accelerator_count) == (Accelerator.NVIDIA_L4, 1)
+        assert pool.machine_spec.tpu_topology == ""
+        assert pool.container_spec.image_uri == IMAGE
+        inputs = worker_inputs(pool)
+        assert inputs["distribution_strategy"] == "multi_worker_mirrored"  # Not GCPC's scheduling `strategy`.
+        assert {k: inputs[k] for k in ("task", "task_config", "model_dir")} == {
+            "task": "digits", "task_config": '{"batch_size": 32}', "model_dir": "gs://bucket/runs/7"}
+        assert "strategy" not in inputs and "worker_pool_specs" not in inputs
+    gcp_resources = json.loads((tmp_path / "train-gcp_resources.json").read_text())
+    assert gcp_resources["resources"][0]["resourceUri"].endswith("/v1/projects/proj/locations/us-central1/customJobs/1")
+
+
+def test_tpu_steps_carry_machine_type_accelerator_and_topology(tmp_path, service):
+    spec = compile_pipeline(tmp_path, profiles={"train": "tpu=v5e:2x4", "eval": "tpu=v5e:2x2,spot",
+                                                "export": "tpu=v4:2x2x1"})
+    expected = {
+        ("train", None): ("ct5lp-hightpu-8t", Accelerator.TPU_V5_LITEPOD, 8, "2x4", Strategy.STANDARD),
+        ("continuous-eval", None): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
+        ("export", "comp-export-stage"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
+        ("export", "comp-export-stage-2"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
+        ("evaluate", "comp-condition-1"): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
+    }
+    for (task, within), (machine, accelerator, count, topology, strategy) in expected.items():
+        job = launch(spec, task, service, tmp_path, runtime=RUNTIME, within=within)
+        (pool,) = job.job_spec.worker_pool_specs
+        assert pool.replica_count == 1, task
+        machine_spec = pool.machine_spec
+        assert (machine_spec.machine_type, machine_spec.accelerator_type, machine_spec.accelerator_count,
+                machine_spec.tpu_topology, job.job_spec.scheduling.strategy) == (
+            machine, accelerator, count, topology, strategy), task
+        assert worker_inputs(pool)["model_dir"] == "gs://bucket/runs/7"
+
+
+def test_a_cpu_only_spot_step_keeps_gcpc_defaults_for_what_the_profile_leaves_out(tmp_path, service):
+    spec = compile_with_cli(tmp_path, "--export-resources", "cpu=8,spot")
+    job = launch(spec, "export", service, tmp_path, runtime=RUNTIME, within="comp-export-stage")
+    (pool,) = job.job_spec.worker_pool_specs
+    assert pool.machine_spec.machine_type == "n1-standard-8"
+    assert pool.machine_spec.accelerator_type == Accelerator.ACCELERATOR_TYPE_UNSPECIFIED
+    assert job.job_spec.scheduling.strategy == Strategy.SPOT
+    assert job.job_spec.scheduling.timeout.total_seconds() == 604800  # GCPC's default: 7 days.
+    assert (pool.disk_spec.boot_disk_type, pool.disk_spec.boot_disk_size_gb) == ("pd-ssd", 100)
+    # Steps without spot or TPUs keep the task setters: no custom job.
+    _, _, train = find_task(spec, "train")
+    assert train["image"] == IMAGE
+
+
+def test_the_request_is_refused_when_a_component_input_replaces_the_jobs_own(tmp_path, service):
+    """What happened when the components had an input named `strategy`: the component's value replaced GCPC's
+    scheduling strategy, and the launcher's client cannot even build the request."""
+
+    @dsl.component(base_image=IMAGE)
+    def clashing(strategy: str = "mirrored") -> str:
+        return strategy
+
+    job = gcpc_custom_job.create_custom_training_job_from_component(
+        clashing, strategy="SPOT", labels={}, reserved_ip_ranges=[], psc_interface_config={})
+
+    @dsl.pipeline(name="clash")
+    def pipeline():
+        job(strategy="mirrored")
+
+    path = tmp_path / "clash.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    with pytest.raises(KeyError, match=r"'mirrored'"):  # Not a member of aiplatform_v1.Scheduling.Strategy.
+        launch(yaml.safe_load(path.read_text()), "clashing", service, tmp_path)
+    assert service.jobs == []
+    # tfpipe refuses such a component before compiling.
+    with pytest.raises(ValueError, match=r"component 'clashing' has input\(s\)/output\(s\) \['strategy'\] that "
+                                         r"GCPC's custom job also has"):
+        vertex.vertex_custom_job_component(clashing, parse_profile("spot", step="train"))
+
+
+@pytest.mark.parametrize("function", kfp_components.COMPONENT_FUNCTIONS, ids=lambda f: f.__name__)
+def test_no_component_input_or_output_is_named_as_one_of_gcpcs_custom_job(function):
+    component = dsl.component(function, base_image=IMAGE, install_kfp_package=False)
+    names = set(component.component_spec.inputs or {}) | set(component.component_spec.outputs or {})
+    # The job's own interface, read from the real GCPC: the job it makes of a component without inputs.
+    @dsl.container_component
+    def nothing():
+        return dsl.ContainerSpec(image=IMAGE)
+
+    job = gcpc_custom_job.create_custom_training_job_from_component(nothing)
+    gcpc_names = set(job.component_spec.inputs) | set(job.component_spec.outputs or {})
+    assert {"strategy", "worker_pool_specs", "project", "location", "gcp_resources"} <= gcpc_names
+    assert names & gcpc_names == set()
+    vertex.check_no_gcpc_collision(component)
+
+
+def test_gcpc_internals_are_pinned_to_the_checked_gcpc_version(tmp_path):
+    """`vertex.set_tpu_topology`, `vertex.gcpc_job_interface` and the empty options rely on how GCPC builds its
+    job component. A new GCPC release fails here until they are checked against it (then add it to
+    `vertex.GCPC_CHECKED_VERSIONS`)."""
+    installed = ".".join(google_cloud_pipeline_components.__version__.split(".")[:2])
+    assert installed in vertex.GCPC_CHECKED_VERSIONS, (
+        f"GCPC {google_cloud_pipeline_components.__version__} is installed; tfpipe's use of its internals was "
+        f"checked against {vertex.GCPC_CHECKED_VERSIONS} only")
+
+    # gcpc_job_interface: the custom job's own inputs and outputs, as GCPC's public CustomTrainingJobOp has them.
+    op = gcpc_custom_job.CustomTrainingJobOp.component_spec
+    assert vertex.gcpc_job_interface() == set(op.inputs) | set(op.outputs)
+
+    # set_tpu_topology: the topology lands in the compiled worker pools.
+    job = vertex.vertex_custom_job_component(kfp_components.train_op, parse_profile("tpu=v5e:2x2", step="train"))
+    assert [pool["machine_spec"]["tpu_topology"] for pool in job.component_spec.inputs["worker_pool_specs"].default] \
+        == ["2x2"]
+
+    # The empty options: every optional input of the job has a default, so no placeholder is left unfilled.
+    @dsl.pipeline(name="one-job")
+    def pipeline(model_dir: str):
+        job(task="digits", model_dir=model_dir, train_steps=1)
+
+    path = tmp_path / "job.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
+    (component,) = yaml.safe_load(path.read_text())["components"].values()
+    parameters = component["inputDefinitions"]["parameters"]
+    assert [n for n, p in parameters.items() if p.get("isOptional") and "defaultValue" not in p] == []
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ({"displayName": "x", "jobSpec": {"workerPoolSpecs": [{"machineSpec": {"machineTyp": "n1"}}]}}, "machineTyp"),
+        ({"displayName": "x", "jobSpec": {"scheduling": {"strategy": "CHEAP"}}}, "CHEAP"),
+        ({"displayName": "x", "jobSpec": {"workerPoolSpecs": [{"replicaCount": "two"}]}}, "two"),
+    ],
+)
+def test_the_fake_job_service_refuses_what_vertex_would(service, body, says):
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{service.url}/v1/projects/p/locations/l/customJobs", method="POST",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    error = json.loads(caught.value.read())["error"]
+    assert caught.value.code == 400 and error["status"] == "INVALID_ARGUMENT" and says in error["message"]
+    assert service.jobs == []
