@@ -40,6 +40,8 @@ class TrainingCurves:
         """
         self.train_dir = train_dir.rstrip("/")
         self._accumulators: Dict[str, plugin_event_accumulator.EventAccumulator] = {}
+        # (sub-directory, tag) -> (events converted so far, value by step): each event is converted once.
+        self._values: Dict[Tuple[str, str], Tuple[int, Dict[int, float]]] = {}
 
     @classmethod
     def for_eval_dir(cls, eval_dir: str) -> "TrainingCurves":
@@ -60,7 +62,7 @@ class TrainingCurves:
             for relative, tag_there in [("", name)] + ([(folder, tag)] if folder else []):
                 if relative not in reloaded:
                     reloaded[relative] = self._reload(relative)
-                curve = _scalar_curve(reloaded[relative], tag_there)
+                curve = self._scalar_curve(relative, reloaded[relative], tag_there)
                 if curve:
                     curves[name] = curve
                     break
@@ -83,12 +85,15 @@ class TrainingCurves:
             pass  # No such directory (yet): nothing was written there.
         return accumulator
 
-
-def _scalar_curve(accumulator: plugin_event_accumulator.EventAccumulator, tag: str) -> Curve:
-    """The scalar summary `tag` as (step, value) pairs sorted by step, the last write of a step kept."""
-    if tag not in accumulator.summary_metadata:
-        return []
-    if accumulator.SummaryMetadata(tag).plugin_data.plugin_name != scalar_metadata.PLUGIN_NAME:
-        return []
-    by_step = {event.step: float(tensor_util.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)}
-    return sorted(by_step.items())
+    def _scalar_curve(self, relative: str, accumulator: plugin_event_accumulator.EventAccumulator, tag: str) -> Curve:
+        """The scalar summary `tag` as (step, value) pairs sorted by step, the last write of a step kept."""
+        if tag not in accumulator.summary_metadata:
+            return []
+        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name != scalar_metadata.PLUGIN_NAME:
+            return []
+        events = accumulator.Tensors(tag)  # Every event so far, in the order written (none are dropped).
+        converted, by_step = self._values.get((relative, tag), (0, {}))
+        for event in events[converted:]:
+            by_step[event.step] = float(tensor_util.make_ndarray(event.tensor_proto))
+        self._values[(relative, tag)] = (len(events), by_step)
+        return sorted(by_step.items())
