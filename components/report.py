@@ -10,6 +10,8 @@ are in the table. NaN and ±inf are shown as text, never plotted.
 Charts are inline SVG drawn by matplotlib on a `Figure` with its own `FigureCanvasSVG`: no pyplot, no
 backend selected, no figure left behind in the caller's process. The same input gives the same bytes
 (fixed SVG id salt per chart, no date or creator metadata, nothing from the clock, locale or dict hashing).
+matplotlib takes that salt only from its global settings: they are swapped for the time a chart is drawn
+(`matplotlib.style.context`, from the defaults, so a user's matplotlibrc changes nothing) and restored.
 Importing this module imports neither TensorFlow nor matplotlib (loaded by the first chart or matrix).
 
 Example::
@@ -36,7 +38,6 @@ import markupsafe
 
 from tfpipe.components import report_inputs
 from tfpipe.components import report_template
-from tfpipe.components.report_inputs import Row
 
 __all__ = ["BEST_COLOR", "LINE_COLOR", "TRAIN_COLOR", "render_report"]
 
@@ -165,7 +166,8 @@ def _column_decimals(values: Sequence[int | float | None]) -> int | None:
     return max((len(text.partition(".")[2]) for text in texts), default=0)
 
 
-def _facts(rows: Sequence[Row], best: Row | None, best_metric: str | None, higher_is_better: bool) -> list:
+def _facts(rows: Sequence[report_inputs.Row], best: report_inputs.Row | None, best_metric: str | None,
+           higher_is_better: bool) -> list[tuple[str, str]]:
     """The header's (label, value) boxes."""
     facts = [("Checkpoints evaluated", str(len(rows)))]
     if rows:
@@ -179,7 +181,8 @@ def _facts(rows: Sequence[Row], best: Row | None, best_metric: str | None, highe
     return facts
 
 
-def _table(rows: Sequence[Row], names: Sequence[str], best: int | None, best_metric: str | None) -> dict:
+def _table(rows: Sequence[report_inputs.Row], names: Sequence[str], best: int | None,
+           best_metric: str | None) -> dict[str, Any]:
     """The checkpoints table: head cells, one row per checkpoint (the best one starred), notes."""
     directories = {posixpath.dirname(row.checkpoint.rstrip("/")) for row in rows}
     directory = next(iter(directories)) if len(directories) == 1 else None  # Then rows show base names.
@@ -227,7 +230,7 @@ def _format_time(seconds: float) -> str:
 # ------------------------------------------------------------------------------------------------ charts
 
 
-def _charts(rows: Sequence[Row], names: Sequence[str], best: int | None,
+def _charts(rows: Sequence[report_inputs.Row], names: Sequence[str], best: int | None,
             curves: Mapping[str, Sequence[tuple[int, float]]]) -> tuple[list[dict], list[str]]:
     """One chart per metric with two or more finite values; notes on the metrics left uncharted."""
     charts, too_few, too_wide = [], [], []

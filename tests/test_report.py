@@ -504,15 +504,20 @@ def test_nested_training_outputs_match_flattened_eval_names(tmp_path):
     check_overlay(model_dir, eval_dir, eval_loss, "metrics/loss", f"{model_dir}/train/metrics")
 
 
-def test_no_training_summaries_means_no_training_line(tmp_path):
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_no_training_summaries_means_no_training_line(where, tmp_path, request):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     from tfpipe.components import artifacts, training_curves  # pylint: disable=import-outside-toplevel
 
-    model_dir = str(tmp_path / "evaluate-only")
+    root = str(tmp_path) if where == "local" else request.getfixturevalue("gcs_bucket")
+    model_dir = f"{root}/evaluate-only"
     eval_dir = evaluate_at(model_dir, {100: 0.7, 200: 0.4})
     action = artifacts.ReportAction(eval_dir, title="no train")
     action()
     action()  # Still no train/ directory: still fine.
-    parsed = parse((pathlib.Path(eval_dir) / "report.html").read_text())
+    with tf.io.gfile.GFile(f"{eval_dir}/report.html") as f:
+        parsed = parse(f.read())
     assert set(parsed.charts["loss"].series) == {"eval"}
     assert training_curves.TrainingCurves(f"{model_dir}/train").read(["loss"]) == {}
 
