@@ -9,6 +9,7 @@ valid `Metrics` values: they appear in the HTML report as text instead.
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfpipe.components import report
+from tfpipe.components import training_curves
 from tfpipe.components.tasks.keras_runners import CONFUSION_MATRIX, ROC
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import run_dir
@@ -66,8 +67,12 @@ def render(
     title: str,
     best: Optional[Mapping[str, Any]] = None,
     class_names: Optional[Sequence[str]] = None,
+    train_curves: Optional[Mapping[str, Sequence[Tuple[int, float]]]] = None,
 ) -> str:
-    """Renders the HTML report of `records` (every evaluated checkpoint), marking `best`."""
+    """Renders the HTML report of `records` (every evaluated checkpoint), marking `best`.
+
+    `train_curves` (metric name -> (step, value) pairs) are drawn under the eval points of the same metric.
+    """
     rows = [{**r, "metrics": split_metrics(r["metrics"])[0]} for r in records]
     shown = best or (records[-1] if records else None)
     matrix = split_metrics(shown["metrics"])[1] if shown else None
@@ -79,16 +84,20 @@ def render(
         higher_is_better=(best.get("best_mode", "higher") == "higher") if best else True,
         class_names=list(class_names) if class_names and matrix else None,
         confusion_matrix=matrix if class_names else None,
+        train_curves=train_curves,
     )
 
 
 class ReportAction:
     """An eval action that rewrites the evaluator's HTML report after each evaluation.
 
-    The report (every record so far, the best marked, a chart per metric) goes
-    to `<eval dir>/report.html` in the run directory and to each extra path
-    (e.g. a KFP `HTML` artifact's path), each replaced atomically, so a UI or a
-    retried step always finds a complete report. Records are read once each.
+    The report (every record so far, the best marked, a chart per metric with
+    the training curve of the same metric under the eval points) goes to
+    `<eval dir>/report.html` in the run directory and to each extra path (e.g.
+    a KFP `HTML` artifact's path), each replaced atomically, so a UI or a
+    retried step always finds a complete report. Records are read once each;
+    the training curves come from the run's `train/` TensorBoard events, read
+    from where the previous report left off.
     """
 
     def __init__(self, directory: str, *, title: str, class_names: Optional[Sequence[str]] = None,
@@ -107,6 +116,7 @@ class ReportAction:
         self._class_names = class_names
         self._paths = [f"{directory}/{REPORT}", *extra_paths]
         self._cache: Dict[int, Dict[str, Any]] = {}
+        self._curves = training_curves.TrainingCurves.for_eval_dir(directory)
 
     def records(self) -> List[Dict[str, Any]]:
         """Every record so far, ascending by step (new ones read from the run directory)."""
@@ -118,7 +128,9 @@ class ReportAction:
         return [self._cache[s] for s in sorted(self._cache)]
 
     def __call__(self, output: runner.Output = None) -> None:
-        html = render(self.records(), title=self._title, best=eval_records.read_best_record(self._directory),
-                      class_names=self._class_names)
+        records = self.records()
+        names = dict.fromkeys(name for record in records for name in split_metrics(record["metrics"])[0])
+        html = render(records, title=self._title, best=eval_records.read_best_record(self._directory),
+                      class_names=self._class_names, train_curves=self._curves.read(list(names)))
         for path in self._paths:
             run_dir.write_text_atomic(path, html)

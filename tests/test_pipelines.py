@@ -3,7 +3,6 @@
 import contextlib
 import os
 import sys
-import re
 
 import pytest
 import yaml
@@ -178,17 +177,16 @@ def test_run_local_report_draws_a_chart_per_metric_in_chromium(local_summary, tm
     from PIL import Image
 
     from tfpipe.components import report
-    from tests.support import browser
+    from tests.support import browser, report_page
 
     chromium = browser.require_chromium()
     page = tmp_path / "report.html"  # The artifact file has no extension; file:// would show it as text.
     page.write_bytes(open(local_summary.report, "rb").read())
-    dom = browser.dump_dom(page, executable=chromium)
-    charts = re.findall(r'<figure class="chart" data-metric="([^"]+)"(.*?)</figure>', dom, flags=re.S)
-    assert {name for name, _ in charts} == {"accuracy", "loss"}  # One chart per scalar metric.
-    for name, body in charts:
-        points = re.findall(r'<polyline class="series" points="([^"]+)"', body)
-        assert points and len(points[0].split()) == local_summary.evaluated, name
+    charts = report_page.parse(browser.dump_dom(page, executable=chromium)).charts
+    assert set(charts) == {"accuracy", "loss"}  # One chart per scalar metric.
+    for name, chart in charts.items():
+        assert len(chart.series["eval"].points) == local_summary.evaluated, name
+        assert "train" in chart.series, name  # Training reports both: its curve is drawn under the eval points.
     png = browser.screenshot(page, tmp_path / "report.png", executable=chromium)
     pixels = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)
     target = np.array([int(report.LINE_COLOR[i:i + 2], 16) for i in (1, 3, 5)])

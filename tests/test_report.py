@@ -1,13 +1,13 @@
-"""tfpipe.components.report: the self-contained HTML evaluation report, checked as text and in headless Chromium."""
+"""The HTML evaluation report (tfpipe.components.report) and its training curves, as text and in headless Chromium."""
 
 from __future__ import annotations
 
-import dataclasses
-import html.parser
+import json
 import math
 import os
 import pathlib
 import random
+import re
 import subprocess
 import sys
 
@@ -15,6 +15,7 @@ import pytest
 
 from tfpipe.components import report
 from tests.support import browser
+from tests.support.report_page import Chart, parse, vertices
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
@@ -46,101 +47,45 @@ def make_records(steps=(100, 200, 300, 400, 500, 600), overrides: dict | None = 
     return records
 
 
-@dataclasses.dataclass
-class Chart:
-    """What one `.chart` element holds."""
-
-    svg: dict = dataclasses.field(default_factory=dict)
-    polylines: list = dataclasses.field(default_factory=list)
-    circles: list = dataclasses.field(default_factory=list)
-    titles: list = dataclasses.field(default_factory=list)
-    notes: list = dataclasses.field(default_factory=list)
+def values_of(records, name):
+    first, _, second = name.partition("/")
+    return {r["step"]: (r["metrics"][first][second] if second else r["metrics"][first]) for r in records}
 
 
-class ReportParser(html.parser.HTMLParser):
-    """Collects the tags, charts (by data-metric) and table rows of a report or of Chromium's DOM dump."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: set[str] = set()
-        self.charts: dict[str, Chart] = {}
-        self.rows: list[tuple[dict, list[str]]] = []
-        self.cells: list[str] = []  # Texts of all td/th cells, in order.
-        self.text: list[str] = []
-        self._chart: Chart | None = None
-        self._capture: list[str] | None = None
-        self._capture_tag = ""
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.add(tag)
-        attributes = {name: value or "" for name, value in attrs}
-        classes = attributes.get("class", "").split()
-        if tag == "figure" and "chart" in classes:
-            self._chart = self.charts.setdefault(attributes["data-metric"], Chart())
-        elif self._chart is not None and tag == "svg":
-            self._chart.svg = attributes
-        elif self._chart is not None and tag == "polyline":
-            self._chart.polylines.append(attributes)
-        elif self._chart is not None and tag == "circle":
-            self._chart.circles.append(attributes)
-        elif tag == "tr" and "data-step" in attributes:
-            self.rows.append((attributes, []))
-        if tag in ("td", "th", "title", "p") and self._capture is None:
-            self._capture, self._capture_tag = [], tag
-
-    def handle_endtag(self, tag):
-        if tag == self._capture_tag and self._capture is not None:
-            text = "".join(self._capture).strip()
-            if tag in ("td", "th"):
-                self.cells.append(text)
-                if self.rows and tag == "td":
-                    self.rows[-1][1].append(text)
-            elif tag == "title" and self._chart is not None:
-                self._chart.titles.append(text)
-            elif tag == "p" and self._chart is not None:
-                self._chart.notes.append(text)
-            self._capture = None
-        if tag == "figure":
-            self._chart = None
-
-    def handle_data(self, data):
-        self.text.append(data)
-        if self._capture is not None:
-            self._capture.append(data)
-
-
-def parse(document: str) -> ReportParser:
-    parser = ReportParser()
-    parser.feed(document)
-    parser.close()
-    return parser
-
-
-def points_of(polyline: dict) -> list[tuple[float, float]]:
-    return [tuple(float(v) for v in pair.split(",")) for pair in polyline["points"].split()]
-
-
-def check_chart_geometry(chart: Chart, values_by_step: dict[int, float], best_step: int | None) -> None:
-    """The chart plots exactly the finite values, inside the plot area, in step order, higher values higher."""
+def check_chart(chart: Chart, values_by_step: dict[int, float], best_step: int | None) -> None:
+    """The chart plots exactly the finite values, inside the picture, in step order, higher values higher."""
     finite = sorted((step, value) for step, value in values_by_step.items() if math.isfinite(value))
-    assert chart.svg.get("viewbox", chart.svg.get("viewBox")) == "0 0 560 260"
-    assert len(chart.circles) == len(finite)
-    assert len(chart.polylines) == 1
-    centres = [(float(c["cx"]), float(c["cy"])) for c in chart.circles]
-    assert points_of(chart.polylines[0]) == centres
-    for x, y in centres:
-        assert 64 <= x <= 540 and 14 <= y <= 216, (x, y)
-    xs = [x for x, _ in centres]
+    _, _, width, height = (float(v) for v in chart.svg["viewbox"].split())
+    points = [(x, y) for x, y, _ in chart.series["eval"].points]
+    assert len(points) == len(finite)
+    for x, y in points:
+        assert 0 < x < width and 0 < y < height, (x, y)
+    xs = [x for x, _ in points]
     assert xs == sorted(xs) and len(set(xs)) == len(xs)
-    for (_, a), (_, b), (_, ya), (_, yb) in zip(finite, finite[1:], centres, centres[1:]):
+    for (_, a), (_, b), (_, ya), (_, yb) in zip(finite, finite[1:], points, points[1:]):
         assert (a < b) == (ya > yb) or a == b  # SVG y grows downwards.
-    best = [c for c in chart.circles if "best" in c.get("class", "").split()]
-    expected_best = 1 if best_step in dict(finite) else 0
-    assert len(best) == expected_best
-    if expected_best:
-        index = [step for step, _ in finite].index(best_step)
-        assert chart.circles[index] is best[0]
-    assert all(title.startswith("step ") for title in chart.titles) and len(chart.titles) == len(finite)
+    (line,) = chart.series["eval"].paths  # The line through the points.
+    ends = vertices(line)
+    assert ends[0] == pytest.approx(points[0], abs=0.01) and ends[-1] == pytest.approx(points[-1], abs=0.01)
+    if best_step in dict(finite):
+        ((x, y, style),) = chart.series["best"].points
+        assert (x, y) == pytest.approx(points[[s for s, _ in finite].index(best_step)], abs=0.01)
+        assert f"fill: {report.BEST_COLOR}" in style
+    else:
+        assert "best" not in chart.series
+    assert "step" in chart.texts  # The x axis is labelled.
+
+
+def step_to_x(chart: Chart, steps: list[int]):
+    """The chart's linear map from step to SVG x, read off two evaluation points at `steps`."""
+    (x0, _, _), (x1, _, _) = chart.series["eval"].points[0], chart.series["eval"].points[-1]
+    return lambda step: x0 + (step - steps[0]) * (x1 - x0) / (steps[-1] - steps[0])
+
+
+def value_to_y(chart: Chart, values: list[float]):
+    """The chart's linear map from value to SVG y, read off the first and last evaluation points."""
+    (_, y0, _), (_, y1, _) = chart.series["eval"].points[0], chart.series["eval"].points[-1]
+    return lambda value: y0 + (value - values[0]) * (y1 - y0) / (values[-1] - values[0])
 
 
 # ------------------------------------------------------------------------------------------- unit tests
@@ -148,19 +93,25 @@ def check_chart_geometry(chart: Chart, values_by_step: dict[int, float], best_st
 
 def test_document_is_self_contained():
     document = report.render_report(
-        make_records(), title="digits", best_metric="accuracy",
-        class_names=["a", "b"], confusion_matrix=[[3, 1], [0, 4]],
+        make_records(), title="digits", best_metric="accuracy", class_names=["a", "b"],
+        confusion_matrix=[[3, 1], [0, 4]], train_curves={"loss": [(s, 1.0 / s) for s in range(10, 600, 10)]},
     )
     assert document.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
     assert document.rstrip().endswith("</html>")
     lowered = document.lower()
-    for forbidden in ("<script", "http://", "https://", "<link", "<img", "<iframe", "@import", "url(", "xmlns"):
+    for forbidden in ("<script", "<link", "<img", "<iframe", "@import", "src=", "<?xml", "<!doctype svg"):
         assert forbidden not in lowered, forbidden
+    # Every reference points inside the page (`#id`); the only URLs are the SVG namespace names.
+    assert re.findall(r"(?:href=\"|url\()([^#])", lowered) == []
+    namespaces = {"http://www.w3.org/1999/xlink", "http://www.w3.org/2000/svg"}
+    assert set(re.findall(r"https?://[^\"]*", lowered)) == namespaces
     assert parse(document).tags <= {
         "html", "head", "meta", "title", "style", "body", "main", "header", "h1", "h2", "dl", "div", "dt", "dd",
-        "p", "section", "figure", "figcaption", "span", "svg", "line", "text", "polyline", "circle", "table",
-        "thead", "tbody", "tr", "th", "td",
+        "p", "section", "figure", "figcaption", "span", "table", "thead", "tbody", "tr", "th", "td",
+        "svg", "defs", "g", "path", "use", "text", "clippath", "rect",
     }
+    ids = re.findall(r' id="([^"]+)"', document)
+    assert len(ids) == len(set(ids)), "ids repeat on the page"
 
 
 def test_text_is_escaped():
@@ -170,61 +121,66 @@ def test_text_is_escaped():
         {"step": 2, "checkpoint": 'ck"<pt>&2', "metrics": {evil: 0.7, "a&b": {"<i>": 2.0}}},
     ]
     document = report.render_report(
-        records, title="<b>run</b> & \"co\"", best_metric=evil,
-        class_names=["<u>cat</u>", "dog"], confusion_matrix=[[1, 0], [0, 1]],
+        records, title="<b>run</b> & \"co\"", best_metric=evil, class_names=["<u>cat</u>", "dog"],
+        confusion_matrix=[[1, 0], [0, 1]], train_curves={evil: [(0, 0.1), (2, 0.6)], "$x^$": [(1, 2.0)]},
     )
     assert "<script" not in document.lower()
     assert "<b>" not in document and "<u>" not in document and "<i>" not in document
     parsed = parse(document)
     assert "script" not in parsed.tags and "b" not in parsed.tags and "u" not in parsed.tags
     assert set(parsed.charts) == {evil, "a&b/<i>"}  # Attribute values round-trip exactly.
+    assert "train" in parsed.charts[evil].series  # The overlay of a hostile name is drawn too.
     assert evil in parsed.cells and "<u>cat</u>" in parsed.cells and 'ck"<pt>&2' in parsed.cells
     assert "<b>run</b> & \"co\"" in "".join(parsed.text)
-    assert "&lt;script&gt;" in document and "&quot;" in document
+    assert "&lt;script&gt;" in document and "&#34;" in document
 
 
 def test_nan_and_inf_are_text_in_the_table_and_skipped_in_charts():
     records = make_records(overrides={200: {"loss": NAN}, 300: {"accuracy": INF}, 400: {"loss": -INF}})
-    document = report.render_report(records, title="t")
+    document = report.render_report(records, title="t", train_curves={"loss": [(50, 2.0), (150, NAN), (250, 1.0)]})
     parsed = parse(document)
     by_step = {int(attrs["data-step"]): cells for attrs, cells in parsed.rows}
     assert "NaN" in by_step[200] and "inf" in by_step[300] and "-inf" in by_step[400]
     assert '<td class="num nonfinite">NaN</td>' in document
-    assert len(parsed.charts["loss"].circles) == 4 and len(parsed.charts["accuracy"].circles) == 5
-    assert len(parsed.charts["examples"].circles) == 6
-    assert parsed.charts["loss"].notes == ["Not plotted (non-finite): step 200 (NaN), step 400 (-inf)."]
+    assert len(parsed.charts["loss"].series["eval"].points) == 4
+    assert len(parsed.charts["accuracy"].series["eval"].points) == 5
+    assert len(parsed.charts["examples"].series["eval"].points) == 6
+    assert parsed.charts["loss"].notes == [
+        "Not plotted (non-finite): step 200 (NaN), step 400 (-inf).",
+        "Training curve: 1 non-finite value not plotted.",
+    ]
     assert parsed.charts["accuracy"].notes == ["Not plotted (non-finite): step 300 (inf)."]
-    assert "Non-finite values (NaN, inf) are shown as text" in document
-    assert all(math.isfinite(v) for point in points_of(parsed.charts["loss"].polylines[0]) for v in point)
+    assert len(vertices(parsed.charts["loss"].series["train"].paths[0])) == 2
+    assert "Non-finite values (NaN, inf) are shown as text and left out of the charts." in parsed.notes
+    for chart in parsed.charts.values():  # Every coordinate is a finite number (`vertices` rejects "nan").
+        for series in chart.series.values():
+            assert all(math.isfinite(v) for d in series.paths for point in vertices(d) for v in point)
+            assert all(math.isfinite(x) and math.isfinite(y) for x, y, _ in series.points)
 
 
-def test_one_chart_per_metric_with_one_circle_per_plotted_point():
-    document = report.render_report(make_records(), title="t", best_step=400)
+def test_one_chart_per_metric():
+    records = make_records()
+    document = report.render_report(records, title="t", best_step=400)
     parsed = parse(document)
     assert list(parsed.charts) == ["accuracy", "loss", "per_class/recall", "examples"]  # Nested names flattened.
     assert document.count('class="chart"') == 4
-    assert "Checkpoints evaluated</dt><dd>6</dd>" in document and "Best step</dt><dd>400</dd>" in document
+    assert "<dt>Checkpoints evaluated</dt><dd>6</dd>" in document and "<dt>Best step</dt><dd>400</dd>" in document
     for name, chart in parsed.charts.items():
-        assert document.count(f'data-metric="{name}"') == 1
-        check_chart_geometry(chart, _values(make_records(), name), best_step=400)
-    # Counting `<circle` in each chart's slice of the text gives the same answer.
-    for slice_ in document.split('<figure class="chart"')[1:]:
-        assert slice_.split("</figure>")[0].count("<circle") == 6
-
-
-def _values(records, name):
-    first, _, second = name.partition("/")
-    return {r["step"]: (r["metrics"][first][second] if second else r["metrics"][first]) for r in records}
+        check_chart(chart, values_of(records, name), best_step=400)
+        assert set(chart.series) == {"eval", "best"}  # No training curve was given.
 
 
 def test_records_are_sorted_by_step_and_axes_are_labelled():
     document = report.render_report(make_records(), title="t")
     parsed = parse(document)
     assert [int(attrs["data-step"]) for attrs, _ in parsed.rows] == [100, 200, 300, 400, 500, 600]
-    check_chart_geometry(parsed.charts["accuracy"], _values(make_records(), "accuracy"), best_step=None)
-    svg_text = document.split('data-metric="accuracy"')[1].split("</svg>")[0]
-    labels = [text.split(">")[-1] for text in svg_text.split("</text>")[:-1]]
-    assert labels == ["0.6", "0.7", "0.8", "0.9", "1.0", "100", "200", "300", "400", "500", "600", "step"]
+    chart = parsed.charts["accuracy"]
+    check_chart(chart, values_of(make_records(), "accuracy"), best_step=None)
+    labels = [text.replace("\u2212", "-") for text in chart.texts]
+    steps = [int(text) for text in labels[: labels.index("step")]]  # x tick labels come first: whole steps.
+    assert steps == sorted(steps) and len(steps) >= 3 and 50 <= steps[0] and steps[-1] <= 650
+    values = [float(text) for text in labels[labels.index("step") + 1:]]  # Then the y tick labels.
+    assert values == sorted(values) and len(values) >= 3 and 0.6 <= values[0] and values[-1] <= 1.0
 
 
 @pytest.mark.parametrize(
@@ -245,12 +201,12 @@ def test_best_row_and_point_are_marked(kwargs, best):
     assert len(best_rows) == 1 and int(best_rows[0][0]["data-step"]) == best
     assert best_rows[0][1][0] == "\u2605"
     assert [cells[0] for _, cells in parsed.rows].count("\u2605") == 1
-    assert f"gs://bucket/run/ckpt-{best}" in document
-    for chart in parsed.charts.values():
-        (point,) = [c for c in chart.circles if "best" in c["class"]]
-        assert point["fill"] == report.BEST_COLOR
+    assert f"Best checkpoint: gs://bucket/run/ckpt-{best}" in parsed.notes
+    for name, chart in parsed.charts.items():
+        check_chart(chart, values_of(make_records(), name), best_step=best)
+        assert f"best (step {best})" in chart.texts  # The legend names it.
     if "best_metric" in kwargs:
-        assert f"Best {kwargs['best_metric']}" in document
+        assert f"<dt>Best {kwargs['best_metric']} (" in document
 
 
 def test_best_metric_ignores_non_finite_values():
@@ -260,14 +216,45 @@ def test_best_metric_ignores_non_finite_values():
     assert best["data-step"] == "400"
 
 
-def test_a_single_record_still_draws_a_chart():
+def test_a_single_evaluation_is_a_table_without_charts():
     records = [{"step": 7, "checkpoint": "/tmp/run/ckpt-7", "metrics": {"accuracy": 0.25, "loss": 0.0}}]
     document = report.render_report(records, title="one", best_metric="accuracy")
     parsed = parse(document)
-    assert set(parsed.charts) == {"accuracy", "loss"}
-    for name, chart in parsed.charts.items():
-        check_chart_geometry(chart, {7: records[0]["metrics"][name]}, best_step=7)
-    assert "1</dd>" in document  # Checkpoints evaluated.
+    assert parsed.charts == {} and "<svg" not in document
+    assert any(note.startswith("One checkpoint evaluated: its values are in the table below.") for note in parsed.notes)
+    assert [cells[1:4] for _, cells in parsed.rows] == [["7", "0.25", "0"]]
+    assert "<dt>Checkpoints evaluated</dt><dd>1</dd>" in document
+
+
+def test_a_single_evaluation_with_a_training_curve_gets_that_chart():
+    records = [{"step": 30, "checkpoint": "/tmp/run/ckpt-30", "metrics": {"accuracy": 0.5, "loss": 0.4}}]
+    curves = {"loss": [(10, 0.9), (20, 0.6), (30, 0.45)]}
+    parsed = parse(report.render_report(records, title="one", train_curves=curves))
+    assert list(parsed.charts) == ["loss"]  # `accuracy` has one value: the table only.
+    chart = parsed.charts["loss"]
+    assert len(chart.series["eval"].points) == 1 and len(vertices(chart.series["train"].paths[0])) == 3
+    assert any(note.startswith("One checkpoint evaluated") for note in parsed.notes)
+
+
+def test_training_curves_are_drawn_under_the_eval_points_of_the_same_metric():
+    records = make_records()
+    curve = [(step, 2.5 * math.exp(-step / 280) + 0.1) for step in range(0, 650, 25)]
+    parsed = parse(report.render_report(
+        records, title="t", best_metric="loss", higher_is_better=False,
+        train_curves={"loss": curve, "learning_rate": [(0, 0.1), (600, 0.01)]},
+    ))
+    assert set(parsed.charts["loss"].series) == {"train", "eval", "best"}
+    assert all("train" not in chart.series for name, chart in parsed.charts.items() if name != "loss")
+    assert "learning_rate" not in parsed.charts  # Training-only scalars have no eval points to compare.
+    chart = parsed.charts["loss"]
+    check_chart(chart, values_of(records, "loss"), best_step=600)
+    (train_line,) = chart.series["train"].paths
+    line = vertices(train_line)
+    eval_values = [values_of(records, "loss")[s] for s in (100, 600)]
+    x_of, y_of = step_to_x(chart, [100, 600]), value_to_y(chart, eval_values)
+    for (step, value), (x, y) in ((curve[0], line[0]), (curve[-1], line[-1])):
+        assert (x, y) == pytest.approx((x_of(step), y_of(value)), abs=0.05)
+    assert ["train", "eval", "best (step 600)"] == [t for t in chart.texts if t in ("train", "eval") or "best" in t]
 
 
 def test_metrics_that_are_not_one_number_are_listed_not_shown():
@@ -283,11 +270,11 @@ def test_metrics_that_are_not_one_number_are_listed_not_shown():
         report.render_report(records, title="t", best_metric="ok")
 
 
-def test_metric_with_only_non_finite_values_gets_an_empty_chart():
-    records = [{"step": s, "checkpoint": f"c{s}", "metrics": {"loss": NAN, "acc": 0.5}} for s in (1, 2)]
+def test_metric_with_fewer_than_two_finite_values_is_not_charted():
+    records = [{"step": s, "checkpoint": f"c{s}", "metrics": {"loss": NAN, "acc": 0.5 + s}} for s in (1, 2)]
     parsed = parse(report.render_report(records, title="t"))
-    assert parsed.charts["loss"].circles == [] and parsed.charts["loss"].polylines == []
-    assert "No finite values to plot" in "".join(parsed.text)
+    assert list(parsed.charts) == ["acc"]
+    assert "Not charted (fewer than two finite values): loss." in parsed.notes
 
 
 def test_extreme_and_numpy_values_render():
@@ -300,12 +287,16 @@ def test_extreme_and_numpy_values_render():
     document = report.render_report(
         records, title="t", best_metric="neg", higher_is_better=False,
         class_names=np.array(["a", "b"]), confusion_matrix=np.array([[1, 2], [3, 4]]),
+        train_curves={"tiny": [(np.int64(0), np.float64(3e-12))]},
     )
     parsed = parse(document)
+    assert list(parsed.charts) == ["tiny", "neg", "flat", "big"]
+    assert "Not charted (values too far apart for one axis): huge." in parsed.notes
     for name, chart in parsed.charts.items():
-        check_chart_geometry(chart, _values(records, name), best_step=3)
+        check_chart(chart, {int(r["step"]): float(r["metrics"][name]) for r in records}, best_step=3)
     assert "<th scope=\"row\">b</th>" in document
     assert [cells[6] for _, cells in parsed.rows] == ["10", "100", "1000"]  # Integers stay integers.
+    assert [cells[2] for _, cells in parsed.rows] == ["1e+308", "-1.5e+308", "1.7e+308"]  # In the table, as text.
 
 
 def test_no_records():
@@ -314,27 +305,37 @@ def test_no_records():
     assert "<table" not in document
 
 
-def test_output_is_deterministic():
-    kwargs = dict(title="t", best_metric="loss", higher_is_better=False, class_names=["a", "b"],
-                  confusion_matrix=[[5, 1], [2, 7]])
-    first = report.render_report(make_records(overrides={300: {"loss": NAN}}), **kwargs)
-    again = report.render_report(make_records(overrides={300: {"loss": NAN}}), **kwargs)
-    reordered = sorted(make_records(overrides={300: {"loss": NAN}}), key=lambda r: -r["step"])
-    assert first == again == report.render_report(reordered, **kwargs)
-    script = (
-        "import json, sys; from components import report; "
-        "records = json.loads(sys.stdin.read()); "
-        "sys.stdout.write(report.render_report(records, title='t', best_metric='loss', higher_is_better=False, "
-        "class_names=['a', 'b'], confusion_matrix=[[5, 1], [2, 7]]))"
-    )
-    import json  # pylint: disable=import-outside-toplevel
+DETERMINISM_KWARGS = dict(title="t", best_metric="loss", higher_is_better=False, class_names=["a", "b"],
+                          confusion_matrix=[[5, 1], [2, 7]])
+DETERMINISM_CURVES = {"loss": [[s, 2.4 * math.exp(-s / 300)] for s in range(0, 601, 20)]}
 
-    # Another process (other hash seed, other timezone and locale) writes the same bytes.
-    env = {**os.environ, "PYTHONHASHSEED": "123", "TZ": "Asia/Kolkata", "LC_ALL": "C"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], input=json.dumps(make_records(overrides={300: {"loss": NAN}})),
-        capture_output=True, text=True, check=True, cwd=ROOT, env=env, timeout=60,
+
+def test_output_is_byte_stable_across_calls_orders_and_processes(tmp_path):
+    records = make_records(overrides={300: {"loss": NAN}})
+    first = report.render_report(records, **DETERMINISM_KWARGS, train_curves=DETERMINISM_CURVES)
+    again = report.render_report(make_records(overrides={300: {"loss": NAN}}), **DETERMINISM_KWARGS,
+                                 train_curves=DETERMINISM_CURVES)
+    reordered = sorted(records, key=lambda r: -r["step"])
+    assert first == again == report.render_report(reordered, **DETERMINISM_KWARGS, train_curves=DETERMINISM_CURVES)
+    # Another process, with another hash seed, timezone and locale, and a matplotlibrc that restyles everything
+    # the report draws, writes the same bytes and leaves no trace in matplotlib's global state.
+    (tmp_path / "matplotlibrc").write_text(
+        "lines.linewidth: 9\naxes.facecolor: black\nfont.size: 30\nsvg.fonttype: path\nsvg.hashsalt: other\n"
+        "axes.prop_cycle: cycler('color', ['r'])\nlines.marker: x\n")
+    script = (
+        "import json, sys, matplotlib\n"
+        "from tfpipe.components import report\n"
+        "before = matplotlib.rcParams.copy()\n"
+        "data = json.loads(sys.stdin.read())\n"
+        "sys.stdout.write(report.render_report(data['records'], train_curves=data['curves'], **data['kwargs']))\n"
+        "assert matplotlib.rcParams.copy() == before, 'rcParams changed'\n"
+        "assert 'matplotlib.pyplot' not in sys.modules and 'tensorflow' not in sys.modules\n"
     )
+    env = {**os.environ, "PYTHONHASHSEED": "123", "TZ": "Asia/Kolkata", "LC_ALL": "C", "MATPLOTLIBRC": str(tmp_path)}
+    payload = json.dumps({"records": records, "curves": DETERMINISM_CURVES, "kwargs": DETERMINISM_KWARGS})
+    out = subprocess.run([sys.executable, "-c", script], input=payload, capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
     assert out.stdout == first
 
 
@@ -349,15 +350,17 @@ def test_numbers_line_up_in_table_columns():
 
 
 def test_confusion_matrix_is_a_shaded_table():
+    from matplotlib import colormaps, colors  # pylint: disable=import-outside-toplevel
+
     document = report.render_report(
         make_records(), title="t", class_names=["cat", "dog", "eel"], confusion_matrix=[[8, 1, 0], [2, 6, 0], [0, 0, 0]]
     )
     section = document.split("<h2>Confusion matrix</h2>")[1]
     assert section.count("<td style=\"background-color:#") == 9
-    assert 'style="background-color:#ffffff;color:#1f2937" title="true cat, predicted eel: 0 (0.0% of cat)"' in section
+    blank, peak = (colors.to_hex(colormaps["Blues"](f)) for f in (0.0, 0.85))
+    assert f'style="background-color:{blank};color:#1f2937" title="true cat, predicted eel: 0 (0.0% of cat)"' in section
     assert 'title="true eel, predicted eel: 0 (0.0% of eel)"' in section  # An empty row divides by nothing.
-    peak = report._mix("#ffffff", report.LINE_COLOR, 0.85)  # pylint: disable=protected-access
-    assert f'background-color:{peak};color:#ffffff" title="true cat, predicted cat: 8 (88.9% of cat)"' in section
+    assert f'background-color:{peak};color:#ffffff" title="true cat, predicted cat: 8 (88.9% of cat)">8<' in section
     numbered = report.render_report([], title="t", confusion_matrix=[[1, 0], [0, 1]])
     assert '<th scope="row">1</th>' in numbered
 
@@ -390,6 +393,14 @@ def test_confusion_matrix_is_a_shaded_table():
          r"`confusion_matrix\[0\]\[1\]` must be a non-negative integer, got -1"),
         ([], {"confusion_matrix": [[1]], "class_names": ["a", "b"]},
          r"`class_names` has 2 names \(\['a', 'b'\]\) but `confusion_matrix` is 1x1"),
+        ([], {"train_curves": [("loss", [])]},
+         r"`train_curves` must be a mapping of metric name to \(step, value\) pairs, got \[\('loss', \[\]\)\]"),
+        ([], {"train_curves": {"loss": "0.5"}},
+         r"`train_curves\['loss'\]` must be a sequence of \(step, value\) pairs, got '0.5'"),
+        ([], {"train_curves": {"loss": [(1, 0.5), (2.5, 0.4)]}},
+         r"`train_curves\['loss'\]\[1\]` must be a \(step, number\) pair, got \(2.5, 0.4\)"),
+        ([], {"train_curves": {"loss": [(1, "0.5")]}},
+         r"`train_curves\['loss'\]\[0\]` must be a \(step, number\) pair, got \(1, '0.5'\)"),
     ],
 )
 def test_malformed_input_is_rejected_by_name(records, kwargs, message):
@@ -397,12 +408,118 @@ def test_malformed_input_is_rejected_by_name(records, kwargs, message):
         report.render_report(records, **{"title": "t", **kwargs})
 
 
-def test_importable_without_tensorflow():
+def test_importable_without_tensorflow_or_matplotlib():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys, tfpipe.components.report; print('tensorflow' in sys.modules)"],
+        [sys.executable, "-c", "import sys, tfpipe.components.report; "
+         "print('tensorflow' in sys.modules, 'matplotlib' in sys.modules)"],
         capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
     )
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
+
+
+# ------------------------------------------------------------------ training curves from real TensorBoard events
+
+
+def train_run(model_dir: str, steps: int, runner=None):
+    """Trains a tiny model with a real Controller, its summaries in `<model_dir>/train`; returns the controller."""
+    import tfpipe.controller_core as orbit  # pylint: disable=import-outside-toplevel
+    from tests.support.tiny_runners import TinyRunner  # pylint: disable=import-outside-toplevel
+
+    runner = runner or TinyRunner()
+    controller = orbit.Controller(global_step=runner.global_step, trainer=runner, steps_per_loop=10,
+                                  summary_dir=f"{model_dir}/train")
+    controller.train(steps)
+    return controller
+
+
+def evaluate_at(model_dir: str, eval_loss: dict[int, float], *, key=("loss",)) -> str:
+    """Writes eval records (like the evaluators do) with `loss` (or a nested key) per step; returns the eval dir."""
+    from tfpipe.controller_core import eval_records  # pylint: disable=import-outside-toplevel
+
+    directory = eval_records.eval_dir(model_dir, "validation")
+    for step, value in eval_loss.items():
+        metrics = {"examples": 10}
+        target = metrics
+        for part in key[:-1]:
+            target = target.setdefault(part, {})
+        target[key[-1]] = value
+        eval_records.EvalRecords(directory).write(step, f"{model_dir}/ckpt-{step}", metrics)
+    return directory
+
+
+def check_overlay(model_dir: str, eval_dir: str, eval_loss: dict[int, float], name: str, logdir: str) -> Chart:
+    """The report in `eval_dir` draws the training curve written in `logdir` under the eval points of `name`."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tests.support.tiny_runners import read_scalars  # pylint: disable=import-outside-toplevel
+
+    with tf.io.gfile.GFile(f"{eval_dir}/report.html") as f:
+        parsed = parse(f.read())
+    written = sorted(read_scalars(logdir)["loss"])  # What training wrote, read independently of TensorBoard.
+    chart = parsed.charts[name]
+    assert "train" not in parsed.charts["examples"].series
+    steps = sorted(eval_loss)
+    assert len(chart.series["eval"].points) == len(steps)
+    x_of, y_of = step_to_x(chart, steps), value_to_y(chart, [eval_loss[s] for s in steps])
+    line = vertices(chart.series["train"].paths[0])
+    for (step, value), (x, y) in ((written[0], line[0]), (written[-1], line[-1])):
+        assert (x, y) == pytest.approx((x_of(step), y_of(value)), abs=0.05)
+    return chart
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_report_action_overlays_the_training_curve_read_incrementally(where, tmp_path, request):
+    from tfpipe.components import artifacts, training_curves  # pylint: disable=import-outside-toplevel
+
+    model_dir = str(tmp_path / "run") if where == "local" else request.getfixturevalue("gcs_bucket") + "/run"
+    controller = train_run(model_dir, 40)
+    eval_loss = {20: 0.9, 40: 0.5}
+    eval_dir = evaluate_at(model_dir, eval_loss)
+    action = artifacts.ReportAction(eval_dir, title="tiny")
+    action()
+    check_overlay(model_dir, eval_dir, eval_loss, "loss", f"{model_dir}/train")
+    curves = training_curves.TrainingCurves.for_eval_dir(eval_dir)
+    assert curves.train_dir == f"{model_dir}/train"
+    first = curves.read(["loss", "examples"])
+    assert list(first) == ["loss"] and [step for step, _ in first["loss"]] == [10, 20, 30, 40]
+
+    # Training goes on, appending to the same event file; the same action (and reader) picks up the new events.
+    controller.train(80)
+    eval_loss[80] = 0.2
+    evaluate_at(model_dir, {80: 0.2})
+    action()
+    chart = check_overlay(model_dir, eval_dir, eval_loss, "loss", f"{model_dir}/train")
+    assert len(chart.series["eval"].points) == 3
+    assert [step for step, _ in curves.read(["loss"])["loss"]] == [10, 20, 30, 40, 50, 60, 70, 80]
+
+
+def test_nested_training_outputs_match_flattened_eval_names(tmp_path):
+    from tfpipe.components import artifacts  # pylint: disable=import-outside-toplevel
+    from tests.support.tiny_runners import TinyRunner  # pylint: disable=import-outside-toplevel
+
+    model_dir = str(tmp_path / "run")
+    train_run(model_dir, 30, TinyRunner(nested_output=True))  # Writes `loss` into train/metrics/.
+    eval_loss = {10: 0.8, 30: 0.3}
+    eval_dir = evaluate_at(model_dir, eval_loss, key=("metrics", "loss"))
+    artifacts.ReportAction(eval_dir, title="nested")()
+    check_overlay(model_dir, eval_dir, eval_loss, "metrics/loss", f"{model_dir}/train/metrics")
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_no_training_summaries_means_no_training_line(where, tmp_path, request):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    from tfpipe.components import artifacts, training_curves  # pylint: disable=import-outside-toplevel
+
+    root = str(tmp_path) if where == "local" else request.getfixturevalue("gcs_bucket")
+    model_dir = f"{root}/evaluate-only"
+    eval_dir = evaluate_at(model_dir, {100: 0.7, 200: 0.4})
+    action = artifacts.ReportAction(eval_dir, title="no train")
+    action()
+    action()  # Still no train/ directory: still fine.
+    with tf.io.gfile.GFile(f"{eval_dir}/report.html") as f:
+        parsed = parse(f.read())
+    assert set(parsed.charts["loss"].series) == {"eval"}
+    assert training_curves.TrainingCurves(f"{model_dir}/train").read(["loss"]) == {}
 
 
 # ----------------------------------------------------------------------------------------- browser test
@@ -422,12 +539,15 @@ def test_report_renders_in_headless_chromium(tmp_path):
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
     records = make_records(steps=range(100, 1300, 100), overrides={700: {"loss": NAN}})
-    document = report.render_report(records, title="digits \u2014 continuous eval", best_metric="accuracy")
+    curve = [(step, 2.5 * math.exp(-step / 300) + 0.1) for step in range(0, 1210, 10)]
+    document = report.render_report(records, title="digits \u2014 continuous eval", best_metric="accuracy",
+                                    train_curves={"loss": curve})
     page = tmp_path / "report.html"
     page.write_text(document, encoding="utf-8")
 
-    # (a) The screenshot shows the charts: their line colour, across most of the page width (a polyline
-    # covers every pixel column between its first and last point; the points alone would cover few).
+    # (a) The screenshot shows the charts: the eval lines across most of the page width (a line covers every
+    # pixel column between its first and last point; the points alone would cover few), the training curve,
+    # the best points, and dark text.
     png = browser.screenshot(page, tmp_path / "report.png", window=(1200, 2000), executable=chromium)
     with Image.open(png) as image:
         assert image.size == (1200, 2000)
@@ -436,16 +556,20 @@ def test_report_renders_in_headless_chromium(tmp_path):
     columns = np.flatnonzero(line.any(axis=0))
     assert line.sum() > 1500, f"only {line.sum()} pixels of the line colour in {png}"
     assert len(columns) > 600, f"the line colour covers only {len(columns)} pixel columns in {png}"
+    train = colour_mask(pixels, report.TRAIN_COLOR, tolerance=12)
+    assert len(np.flatnonzero(train.any(axis=0))) > 300, f"no training curve in {png}"
     assert colour_mask(pixels, report.BEST_COLOR, tolerance=24).sum() > 4 * 20, f"no best points in {png}"
     assert (pixels < 100).all(axis=-1).sum() > 2000, f"no dark text in {png}"
 
-    # (b) Chromium's DOM has every chart's SVG with its line and points where the report put them.
+    # (b) Chromium's DOM has every chart's SVG with its series where the report put them, and its text as text.
     parsed = parse(browser.dump_dom(page, executable=chromium))
     assert "script" not in parsed.tags
     assert list(parsed.charts) == ["accuracy", "loss", "per_class/recall", "examples"]
     for name, chart in parsed.charts.items():
-        check_chart_geometry(chart, _values(records, name), best_step=1200)
-    assert len(parsed.charts["loss"].circles) == 11
+        check_chart(chart, values_of(records, name), best_step=1200)
+        assert {"step", "eval", "best (step 1200)"} <= set(chart.texts)
+    assert len(parsed.charts["loss"].series["eval"].points) == 11
+    assert len(vertices(parsed.charts["loss"].series["train"].paths[0])) > 2
     assert [int(attrs["data-step"]) for attrs, _ in parsed.rows] == list(range(100, 1300, 100))
 
 
