@@ -12,7 +12,6 @@ import pathlib
 import re
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import zipfile
 
@@ -80,7 +79,9 @@ def installed(wheel, tmp_path_factory) -> pathlib.Path:
     python = venv / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
-    (pathlib.Path(site) / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Every site-packages folder this interpreter sees (a venv may itself borrow another's through a .pth line).
+    borrowed = [p for p in sys.path if p.rstrip("/").endswith("site-packages")]
+    (pathlib.Path(site) / "borrowed.pth").write_text("\n".join(borrowed) + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)],
                    check=True, capture_output=True, timeout=300)
     return python
