@@ -9,22 +9,13 @@ from tfpipe.components.definitions.check_inputs import INTERFACE
 
 
 @entry_point.exit_on_input_error("check_inputs")
-def run(
-    *,
-    task: str,
-    model_dir: str,
-    task_config: Any = "{}",
-    task_package: str = "",
-    best_metric: str = "",
-    best_mode: str = "",
-    thresholds: Any = "{}",
-) -> Tuple[str, str]:
+@INTERFACE.takes_inputs()
+def run(args: Any) -> Tuple[str, str]:
     """Checks the inputs (see `INTERFACE`) and returns the effective best metric and mode.
 
     Raises:
         checks.InputError: For the first bad input, naming it.
     """
-    args = INTERFACE.check(locals())
     metrics = [m for m in [args.best_metric, *args.thresholds] if m]
     built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=metrics,
                                  for_training=True)

@@ -45,25 +45,8 @@ class ContinuousEvalResult:
 
 
 @preemption.exits_on_termination
-def run(
-    *,
-    task: str,
-    model_dir: str,
-    task_config: Any = "{}",
-    task_package: str = "",
-    policy: Any = "all",
-    target_step: Optional[int] = 0,
-    idle_timeout: Optional[float] = 3600.0,
-    poll_interval: float = 1.0,
-    best_metric: str = "",
-    best_mode: str = "",
-    eval_name: str = "validation",
-    eval_steps: int = -1,
-    distribution_strategy: str = "default",
-    thresholds: Any = "{}",
-    allow_different_config: bool = False,
-    html_path: Optional[str] = None,
-) -> ContinuousEvalResult:
+@INTERFACE.takes_inputs(html_path=None)
+def run(args: Any, *, html_path: Optional[str] = None) -> ContinuousEvalResult:
     """Evaluates the checkpoints of `model_dir` as they appear, until training is over (inputs: see `INTERFACE`).
 
     Args:
@@ -77,7 +60,6 @@ def run(
         checks.InputError: For a bad input, naming it (a metric name the task lacks included).
         TimeoutError: When `idle_timeout` passes with no new checkpoint.
     """
-    args = INTERFACE.check(locals())
     setup = evaluation.build(
         args=args, eval_name=args.eval_name, html_paths=[html_path] if html_path else [],
         title=f"{args.task}: continuous evaluation ({args.eval_name})",

@@ -47,20 +47,8 @@ def resolve_own_checkpoint(args: Any, best_eval_name: str) -> str:
 
 
 @preemption.exits_on_termination
-def run(
-    *,
-    task: str,
-    model_dir: str,
-    task_config: Any = "{}",
-    task_package: str = "",
-    checkpoint: Any = "latest",
-    eval_steps: int = -1,
-    eval_name: str = "evaluate",
-    best_eval_name: str = "validation",
-    distribution_strategy: str = "default",
-    allow_different_config: bool = False,
-    html_path: Optional[str] = None,
-) -> EvaluateResult:
+@INTERFACE.takes_inputs(html_path=None)
+def run(args: Any, *, html_path: Optional[str] = None) -> EvaluateResult:
     """Evaluates one checkpoint of `model_dir` (inputs: see `INTERFACE`).
 
     Args:
@@ -73,7 +61,6 @@ def run(
     Raises:
         checks.InputError: For a bad input, naming it.
     """
-    args = INTERFACE.check(locals())
     path = resolve_own_checkpoint(args, args.best_eval_name)
     step = run_dir.checkpoint_step(path)
     records = eval_records.EvalRecords(eval_records.eval_dir(args.model_dir, args.eval_name))

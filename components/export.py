@@ -109,19 +109,8 @@ def commit_export(task: Any, source: str, destination: str, info: Mapping[str, A
 
 
 @preemption.exits_on_termination
-def run(
-    *,
-    task: str,
-    model_dir: str,
-    output_path: str,
-    task_config: Any = "{}",
-    task_package: str = "",
-    checkpoint: Any = "auto",
-    eval_name: str = "validation",
-    thresholds: Any = "{}",
-    export_dir: Optional[str] = "",
-    allow_different_config: bool = False,
-) -> ExportResult:
+@INTERFACE.takes_inputs()
+def run(args: Any) -> ExportResult:
     """Exports a checkpoint of `model_dir` as a SavedModel with the task's serving signature (inputs: `INTERFACE`).
 
     Returns:
@@ -131,7 +120,6 @@ def run(
         checks.InputError: For a bad input, naming it; a threshold on a metric the task lacks included.
         thresholds_lib.ThresholdNotMetError: If a threshold is missed (nothing is written).
     """
-    args = INTERFACE.check(locals())
     path = resolve_own_checkpoint(args, args.eval_name)
     step = run_dir.checkpoint_step(path)
     built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=args.thresholds)

@@ -6,25 +6,29 @@ help and the rule that checks it (from `tfpipe.checks`). A component's
 against it:
 
 * the entry point's absl flags (`Interface.define_flags`, `Interface.flag_values`);
-* the checks `run(...)` starts with (`Interface.check`), before any work;
+* the signature of each component's `run(...)` and the checks it starts with, before any work
+  (`Interface.takes_inputs`);
 * the pipeline's parameters (`tfpipe.pipelines.train_eval_export`) and a
   replica's argument list (`Interface.argv`);
-* the KFP component functions' signatures, `run()`'s keywords and the rows of
-  `docs/inputs.md`, which `tests/test_interfaces.py` compares with the declarations
+* the KFP component functions' signatures and the rows of `docs/inputs.md`, which
+  `tests/test_interfaces.py` compares with the declarations
   (a new input declared in one place only fails that test).
 
 No TensorFlow and no kfp here: the pipeline builder and the `tfpipe` command use it.
 """
 
 import dataclasses
+import functools
+import inspect
 import types
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from tfpipe import checks
 
 REQUIRED = object()  # The default of an input that has none.
 
 Check = Callable[[str, Any], Any]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,25 +93,63 @@ class Interface:
         """The input names, in order (only KFP parameters with `kfp_only`)."""
         return [i.name for i in self.inputs if i.kfp or not kfp_only]
 
-    def check(self, values: Mapping[str, Any]) -> types.SimpleNamespace:
-        """Checks every declared input in `values` (e.g. `run()`'s `locals()`), in declaration order.
+    def check(self, values: Mapping[str, Any], *, fill_defaults: bool = False) -> types.SimpleNamespace:
+        """Checks every declared input in `values`, in declaration order.
 
         Args:
             values: Input name -> value; names that are not inputs are passed through unchecked.
+            fill_defaults: Also check and include the declared default of every input `values` lacks.
 
         Returns:
             A namespace of the values in normal form (parsed JSON, URIs without `/`, None for "not set").
 
         Raises:
-            ValueError: For the first bad value, naming the input.
+            checks.InputError: For the first bad or missing required value, naming the input.
         """
         checked = dict(values)
         for item in self.inputs:
             if item.name in values:
                 checked[item.name] = item.validate(values[item.name])
             elif item.required:
-                raise ValueError(f"`{item.name}` is required: {item.help}")
+                raise checks.InputError(f"`{item.name}` is required: {item.help}")
+            elif fill_defaults:
+                checked[item.name] = item.validate(item.default)
         return types.SimpleNamespace(**checked)
+
+    def signature(self, **extra: Any) -> inspect.Signature:
+        """The keyword-only signature of a function taking these inputs (and `extra` keywords with defaults)."""
+        parameters = [inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, annotation=item.type,
+                                        default=inspect.Parameter.empty if item.required else item.default)
+                      for item in self.inputs]
+        parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                       for name, default in extra.items()]
+        return inspect.Signature(parameters)
+
+    def takes_inputs(self, **extra: Any) -> Callable[[F], F]:
+        """Decorator for a component's `run(**inputs)`: its signature is these inputs, checked and completed.
+
+        The decorated function is called with a namespace of every input, checked and in normal form (defaults
+        filled in), and the `extra` keywords (e.g. where an output artifact goes), before it does any work.
+        Unknown keywords are a `TypeError`, as for any Python function.
+
+        Args:
+            **extra: Keywords the function takes besides the inputs, with their defaults.
+        """
+        def decorate(fn: F) -> F:
+            @functools.wraps(fn)
+            def run(**kwargs: Any) -> Any:
+                unknown = sorted(set(kwargs) - set(self.names()) - set(extra))
+                if unknown:
+                    raise TypeError(f"{self.name}.run() got unexpected keyword(s) {unknown}; its inputs are "
+                                    f"{self.names()}.")
+                inputs = {k: v for k, v in kwargs.items() if k not in extra}
+                options = {k: kwargs.get(k, default) for k, default in extra.items()}
+                return fn(self.check(inputs, fill_defaults=True), **options)
+
+            run.__signature__ = self.signature(**extra)  # type: ignore[attr-defined]
+            return run  # type: ignore[return-value]
+
+        return decorate
 
     def define_flags(self, flag_values: Any = None) -> None:
         """Defines one absl flag per input (`--name`), typed, with its default and help."""
@@ -146,8 +188,6 @@ class Interface:
         Returns:
             `fn`, documented.
         """
-        import inspect
-
         lines = [inspect.cleandoc(fn.__doc__ or self.name), "", "Args:"]
         for parameter in inspect.signature(fn).parameters:
             help_text = outputs[parameter] if parameter in outputs else self[parameter].help
@@ -184,8 +224,6 @@ def graph_function(name: str, summary: str, inputs: Sequence[Input], body: Calla
     Returns:
         The function.
     """
-    import inspect
-
     defaults = dict(defaults or {})
     parameters = []
     for item in inputs:

@@ -26,22 +26,8 @@ from tfpipe.components.train_outputs import TrainResult
 from tfpipe.controller_core import preemption
 
 
-def run(
-    *,
-    task: str,
-    model_dir: str,
-    train_steps: int,
-    task_config: Any = "{}",
-    task_package: str = "",
-    steps_per_loop: int = 100,
-    checkpoint_interval: int = 100,
-    max_to_keep: int = 5,
-    distribution_strategy: str = "default",
-    enable_async_checkpointing: bool = False,
-    deterministic: bool = True,
-    max_divergence_recoveries: int = 3,
-    loss_upper_bound: float = 0.0,
-) -> TrainResult:
+@INTERFACE.takes_inputs()
+def run(args: Any) -> TrainResult:
     """Trains `task` in `model_dir` up to `train_steps`, resuming from the latest checkpoint.
 
     Every input is checked before any work starts (see `INTERFACE` for each
@@ -70,7 +56,6 @@ def run(
         checks.InputError: For a bad input (naming it), or a `model_dir` trained with another task or config.
         lease.LeaseHeldError: If another trainer holds `model_dir`.
     """
-    args = INTERFACE.check(locals())
     tasks.install_task_package(args.task_package)
     tasks.resolve_factory(args.task)
     if args.deterministic:

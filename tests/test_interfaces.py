@@ -47,17 +47,27 @@ def test_kfp_function_signature_matches_the_declaration(name):
 @pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
 def test_run_keywords_match_the_declaration(name):
     declared = definitions.INTERFACES[name]
-    parameters = inspect.signature(inspect.unwrap(RUNTIME[name].run)).parameters
+    parameters = inspect.signature(RUNTIME[name].run).parameters
     assert sorted(set(parameters) - RUN_ONLY) == sorted(declared.names())
     for item in declared.inputs:
         expected = inspect.Parameter.empty if item.required else item.default
         assert parameters[item.name].default == expected, item.name
 
 
+def test_the_tfjob_launcher_takes_every_train_input():
+    from tfpipe.components import tfjob_train
+
+    parameters = inspect.signature(tfjob_train.train_with_tfjob).parameters
+    for item in definitions.TRAIN.inputs:
+        if item.kfp:
+            expected = inspect.Parameter.empty if item.required else item.default
+            assert parameters[item.name].default == expected and parameters[item.name].annotation is item.type
+
+
 def test_check_inputs_step_matches_its_declaration():
     parameters = inspect.signature(check_inputs_definition.check_inputs).parameters
     assert list(parameters) == check_inputs_definition.INTERFACE.names()
-    assert list(inspect.signature(inspect.unwrap(check_inputs.run)).parameters) == list(parameters)
+    assert list(inspect.signature(check_inputs.run).parameters) == list(parameters)
 
 
 @pytest.mark.parametrize("name", sorted(definitions.INTERFACES))

@@ -387,8 +387,8 @@ def test_one_replica_keeps_the_plain_train_step(tmp_path):
     "kwargs, message",
     [
         (dict(backend="local", train_replicas=2), r"`train_replicas` is 2, but backend 'local' runs one process"),
-        (dict(backend="gke", train_replicas=0), r"`train_replicas` must be a positive integer, got 0"),
-        (dict(backend="gke", train_replicas="2"), r"`train_replicas` must be a positive integer, got '2'"),
+        (dict(backend="gke", train_replicas=0), r"`train_replicas` must be a positive integer \(at most 1000\), got 0"),
+        (dict(backend="gke", train_replicas="2"), r"`train_replicas` must be a positive integer \(at most 1000\), got '2'"),
         (dict(backend="gke", train_replicas=2, profiles={"train": "tpu=v5e:2x2"}),
          r"tpu=v5e:2x2 cannot run as TFJob replicas"),
     ],
