@@ -123,7 +123,7 @@ def recover_checkpoint_state(model_dir: str) -> Optional[str]:
     named = os.path.basename(state.model_checkpoint_path) if state is not None else None
     if named == os.path.basename(latest):
         return latest
-    tf.train.update_checkpoint_state(
+    tf.compat.v1.train.update_checkpoint_state(
         model_dir, latest, all_model_checkpoint_paths=[available[step] for step in sorted(available)])
     why = "missing or unreadable" if state is None else f"named {named}, not the newest complete checkpoint"
     print(f"train | the checkpoint state file of {model_dir} was {why}: recovered {os.path.basename(latest)} "
