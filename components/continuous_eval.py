@@ -17,6 +17,7 @@ from absl import flags
 from tfpipe.components import evaluation
 from tfpipe import checks
 from tfpipe.components import runtime
+from tfpipe.controller_core import continuous_eval
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption
 
@@ -106,14 +107,15 @@ def run(
         title=f"{inputs.task}: continuous evaluation ({eval_name})", html_paths=[html_path] if html_path else [],
     )
     evaluation.check_metric_name(setup.evaluator, best_metric, input_name="best_metric")
+    evaluator = continuous_eval.ContinuousEvaluator(
+        setup.controller, policy=policy, eval_name=eval_name, target_step=target_step, idle_timeout=idle_timeout,
+        poll_interval=poll_interval, best_metric=best_metric, best_mode=best_mode,
+        eval_identity={**inputs.as_json(), "eval_steps": eval_steps},
+    )
     try:
-        setup.controller.evaluate_continuously(
-            steps=eval_steps, policy=policy, eval_name=eval_name, target_step=target_step,
-            idle_timeout=idle_timeout, poll_interval=poll_interval, best_metric=best_metric, best_mode=best_mode,
-        )
+        stats = evaluator.run(steps=eval_steps)
     finally:
         setup.report()  # Whatever happened, the report shows every record there is.
-    stats = setup.controller.last_continuous_eval
     return ContinuousEvalResult(
         evaluated=stats.evaluated, skipped=stats.skipped, already_recorded=stats.already_recorded,
         stop_reason=stats.stop_reason, best=eval_records.read_best_record(setup.directory),
