@@ -244,8 +244,9 @@ class ContinuousEvaluator:
         message = (
             f"Evaluated nothing: every checkpoint to evaluate already has a record of evaluator "
             f"{self._eval_name!r} in {self.records.records_dir} (steps {shown}), written by an earlier run; "
-            "records are never rewritten. To evaluate these checkpoints again, pass a new `eval_name`: "
-            "its records start empty, and the old ones stay."
+            "records are never rewritten. To evaluate these checkpoints again, pass a new `eval_name` (its "
+            "records start empty; the old ones stay), or evaluate one checkpoint with `Controller.evaluate()` "
+            "(Model Garden: mode=eval), which keeps no records."
         )
         logging.warning(message)
         print(f" eval | WARNING | {message}", flush=True)

@@ -189,14 +189,17 @@ class Controller:
         self._require("trainer", for_method="train")
         if self.checkpoint_manager is not None:
             run_dir.clear_stale_training_complete(self.checkpoint_manager.directory, steps)
-        self._train_target = steps
         current_step = int(self.global_step.numpy())
         _log(f"train | step: {current_step: 6d} | training until step {steps}...")
-        while current_step < steps:
-            self._maybe_stop_for_termination(current_step)
-            self._train_n_steps(min(steps - current_step, self._loop_steps(current_step)))
-            self._maybe_save_checkpoint()
-            current_step = int(self.global_step.numpy())
+        self._train_target = steps  # For the log lines' target and ETA.
+        try:
+            while current_step < steps:
+                self._maybe_stop_for_termination(current_step)
+                self._train_n_steps(min(steps - current_step, self._loop_steps(current_step)))
+                self._maybe_save_checkpoint()
+                current_step = int(self.global_step.numpy())
+        finally:
+            self._train_target = None
         self._maybe_stop_for_termination(current_step)
         if checkpoint_at_completion:
             self._maybe_save_checkpoint(check_interval=False)
