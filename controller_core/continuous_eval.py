@@ -118,8 +118,11 @@ class ContinuousEvaluator:
                 with another identity make `run()` refuse to start.
 
         Raises:
-            ValueError: If an argument is invalid, naming it.
+            ValueError: If the controller has no evaluator or checkpoint manager,
+                or an argument is invalid, naming it.
         """
+        controller._require("evaluator", for_method="evaluate_continuously")
+        controller._require("checkpoint_manager", for_method="evaluate_continuously")
         self._policy = checks.parse_policy(policy)
         checks.check_seconds("idle_timeout", idle_timeout)
         checks.check_seconds("poll_interval", poll_interval, optional=False)

@@ -323,8 +323,6 @@ class Controller:
             ValueError: For a missing evaluator or manager, or a bad argument.
             TimeoutError: If `idle_timeout` passed with no new checkpoint.
         """
-        self._require("evaluator", for_method="evaluate_continuously")
-        self._require("checkpoint_manager", for_method="evaluate_continuously")
         evaluator = continuous_eval.ContinuousEvaluator(
             self, policy=policy, eval_name=eval_name, target_step=target_step, idle_timeout=idle_timeout,
             poll_interval=poll_interval, best_metric=best_metric, best_mode=best_mode, eval_identity=eval_identity,
