@@ -130,7 +130,8 @@ class ContinuousEvaluator:
             checks.check_positive_int("target_step", target_step)
         checks.check_eval_name(eval_name)
         if eval_identity is not None and not isinstance(eval_identity, Mapping):
-            raise ValueError(f"`eval_identity` must be a mapping or None, got {type(eval_identity).__name__}.")
+            raise ValueError(f"`eval_identity` must be a mapping of JSON values or None, got "
+                             f"{type(eval_identity).__name__}.")
         self._controller = controller
         self._manager = controller.checkpoint_manager
         self._eval_name = eval_name
@@ -140,8 +141,13 @@ class ContinuousEvaluator:
         self.directory = eval_records.eval_dir(self._manager.directory, eval_name)
         self.records = eval_records.EvalRecords(self.directory)
         self._best = eval_records.BestCheckpoint(self.directory, best_metric, best_mode) if best_metric else None
-        self._identity = None if eval_identity is None else eval_records.json_safe(dict(eval_identity))
-        self._fingerprint = None if eval_identity is None else fingerprint(eval_identity)
+        self._identity = self._fingerprint = None
+        if eval_identity is not None:
+            self._identity = eval_records.json_safe(dict(eval_identity))
+            try:
+                self._fingerprint = fingerprint(self._identity)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"`eval_identity` must hold JSON values only: {e}") from None
 
     def run(
         self,

@@ -316,7 +316,9 @@ def test_eval_identity_is_recorded_and_a_changed_one_is_refused(tmp_path):
         (dict(eval_name="a/b"), r"`eval_name` must be a non-empty name of letters, digits, '_', '-' or '.', got 'a/b'."),
         (dict(best_metric="loss", best_mode="max"), r"`best_mode` must be one of \['higher', 'lower'\]"),
         (dict(policy="every"), r"`policy` must be"),
-        (dict(eval_identity=["task"]), r"`eval_identity` must be a mapping or None, got list."),
+        (dict(eval_identity=["task"]), r"`eval_identity` must be a mapping of JSON values or None, got list."),
+        (dict(eval_identity={"data": object()}), r"`eval_identity` must hold JSON values only: Object of type "
+                                                 r"object is not JSON serializable"),
     ],
 )
 def test_evaluate_continuously_value_errors(tmp_path, kwargs, message):
