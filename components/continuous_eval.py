@@ -16,8 +16,10 @@ from typing import Any, Dict, List, Optional
 from tfpipe.components import artifacts
 from tfpipe.components import entry_point
 from tfpipe.components import evaluation
+from tfpipe.components import run_config
 from tfpipe.components import thresholds as thresholds_lib
 from tfpipe.components.definitions.continuous_eval import INTERFACE
+from tfpipe.controller_core import continuous_eval
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption
 
@@ -67,14 +69,16 @@ def run(args: Any, *, html_path: Optional[str] = None) -> ContinuousEvalResult:
     )
     metric = args.best_metric or setup.task.best_metric
     mode = args.best_mode or setup.task.best_mode
+    evaluator = continuous_eval.ContinuousEvaluator(
+        setup.controller, policy=args.policy, eval_name=args.eval_name, target_step=args.target_step,
+        idle_timeout=args.idle_timeout, poll_interval=args.poll_interval, best_metric=metric, best_mode=mode,
+        eval_identity={"task": args.task, "task_config": run_config.run_config(
+            args.task, setup.task, args.task_config)["task_config"], "eval_steps": args.eval_steps},
+    )
     try:
-        setup.controller.evaluate_continuously(
-            steps=args.eval_steps, policy=args.policy, eval_name=args.eval_name, target_step=args.target_step,
-            idle_timeout=args.idle_timeout, poll_interval=args.poll_interval, best_metric=metric, best_mode=mode,
-        )
+        stats = evaluator.run(steps=args.eval_steps)
     finally:
         setup.report()  # Whatever happened, the report shows every record there is.
-    stats = setup.controller.last_continuous_eval
     best = eval_records.read_best_record(setup.directory)
     missed = thresholds_lib.missed_thresholds(artifacts.kfp_metrics(best), args.thresholds) if best else ["no best"]
     if best is not None and missed:

@@ -1,13 +1,14 @@
 """controller_core: an Orbit-compatible outer loop for TensorFlow training.
 
 Code written against TensorFlow Orbit runs unchanged with
-`import controller_core as orbit`: the same `Controller`, runners, actions and
-utilities, with Orbit's silent failure modes fixed (see `controller.py`). This
+`import tfpipe.controller_core as orbit`: the same `Controller`, runners, actions and
+utilities, with Orbit's silent failure modes fixed (the README lists each difference). This
 package imports TensorFlow and never kfp; every path may be a `gs://`, `/gcs/`
 or local URI.
 """
 
 from tfpipe.controller_core import actions
+from tfpipe.controller_core import continuous_eval
 from tfpipe.controller_core import preemption
 from tfpipe.controller_core import utils
 from tfpipe.controller_core.controller import Action
@@ -33,6 +34,7 @@ __all__ = [
     "StandardTrainerOptions",
     "StepTimer",
     "actions",
+    "continuous_eval",
     "preemption",
     "utils",
 ]

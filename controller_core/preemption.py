@@ -15,9 +15,9 @@ import signal
 import threading
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 from absl import logging
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
 
@@ -108,6 +108,25 @@ class TerminationWatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.uninstall()
+
+
+def stop_if_requested(watcher: Optional[TerminationWatcher], step: int, save: Callable[[], None]) -> None:
+    """At a train-loop boundary: after a termination signal, saves and raises `Preempted`.
+
+    Args:
+        watcher: The watcher to ask; None means no signal handling.
+        step: The current global step.
+        save: Saves a checkpoint at `step` and waits until it is durable.
+
+    Raises:
+        Preempted: If `watcher` has seen a termination signal (after `save()`).
+    """
+    if watcher is None or not watcher.requested:
+        return
+    save()
+    stop = Preempted(step, watcher.signum)
+    print(f"train | step: {step: 6d} | {stop}; exiting with status {stop.code} for a retry to resume", flush=True)
+    raise stop
 
 
 def exits_on_termination(fn: F) -> F:

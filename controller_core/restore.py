@@ -1,8 +1,8 @@
 """Restoring a checkpoint and checking what it restored."""
 
-import re
-
 import tensorflow as tf
+
+from tfpipe.controller_core import tf_internals
 
 
 def restore_checked(checkpoint: tf.train.Checkpoint, path: str) -> None:
@@ -25,9 +25,13 @@ def restore_checked(checkpoint: tf.train.Checkpoint, path: str) -> None:
     try:
         status.assert_existing_objects_matched()
     except AssertionError as e:
-        missing = sorted(re.findall(r"<tf\.Variable '([^']+)'", str(e))) or [str(e)[:500]]
+        count, names = tf_internals.unmatched_variables(e)
+        if not names:
+            raise ValueError(f"Checkpoint {path} does not match the program: {str(e)[:500]}") from None
+        count = max(count or 0, len(names))
+        shown = ", ".join(names) + (f" (and {count - len(names)} more)" if count > len(names) else "")
         raise ValueError(
-            f"Checkpoint {path} does not match the program: it holds no value for "
-            f"{len(missing)} of its variables: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}."
+            f"Checkpoint {path} does not match the program: it holds no value for {count} of its "
+            f"variables: {shown}."
         ) from None
     status.expect_partial()

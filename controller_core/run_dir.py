@@ -7,6 +7,7 @@ copy of a complete object, so a reader never sees half a file).
 
 import json
 import os
+import time
 import uuid
 from typing import Any, Dict, Mapping, Optional
 
@@ -14,7 +15,8 @@ import numpy as np
 
 import tensorflow as tf
 
-# Written by `Controller.train` (next to the checkpoints) once it reaches its target step.
+# Written by `Controller.train` (next to the checkpoints) once it reaches its target step;
+# continuous evaluation stops once it has evaluated the step it names.
 TRAINING_COMPLETE = "training_complete.json"
 
 
@@ -75,6 +77,48 @@ def read_json(path: str) -> Optional[Any]:
             return json.loads(f.read())
     except tf.errors.NotFoundError:
         return None
+
+
+def training_complete_path(directory: str) -> str:
+    """The completion marker's path in the checkpoint directory `directory`."""
+    return f"{directory.rstrip('/')}/{TRAINING_COMPLETE}"
+
+
+def read_training_complete(directory: str) -> Optional[Dict[str, Any]]:
+    """The completion marker in the checkpoint directory `directory`, or None."""
+    return read_json(training_complete_path(directory))
+
+
+def write_training_complete(
+    directory: str, *, step: int, target_step: int, checkpoint: Optional[str], train_output: Mapping[str, Any]
+) -> None:
+    """Writes the completion marker: training reached `target_step`; a marker already at `step` is kept.
+
+    Args:
+        directory: The checkpoint directory.
+        step: The final global step (its checkpoint is saved and synced).
+        target_step: The step training was asked to reach.
+        checkpoint: The final checkpoint's path.
+        train_output: The last train loop's output; its scalar leaves are kept.
+    """
+    path = training_complete_path(directory)
+    previous = read_json(path)
+    if previous is not None and previous.get("step") == step:
+        return
+    write_json_atomic(path, {
+        "step": int(step),
+        "target_step": int(target_step),
+        "checkpoint": checkpoint,
+        "train_output": flatten_scalars(train_output),
+        "time": time.time(),
+    })
+
+
+def clear_stale_training_complete(directory: str, target_step: int) -> None:
+    """Removes a completion marker short of `target_step`: training towards it makes the marker stale."""
+    marker = read_training_complete(directory)
+    if marker is not None and int(marker.get("step", -1)) < target_step:
+        remove_if_present(training_complete_path(directory))
 
 
 def checkpoint_step(checkpoint_path: str) -> Optional[int]:

@@ -12,9 +12,12 @@
     state = eval_begin()
     for _ in range(num_steps):          # -1: until the dataset is exhausted
         step_outputs = eval_step(iterator)
-        if state is not None:
-            state = eval_reduce(state, step_outputs)
-    return eval_end(state)              # eval_end() when there is no state
+        state = eval_reduce(state, step_outputs)
+    return eval_end(state)              # eval_end() when the state is None
+
+As in Orbit, `eval_reduce` runs after every step even when `eval_begin`
+returned None (Model Garden's trainers aggregate logs there, starting from
+None), except in a `tf.while_loop` without a state.
 
 How the loop is compiled (a `tf.function` around a `tf.while_loop`, or a Python
 loop around a `tf.function` step) is set by the frozen options dataclasses.
@@ -194,7 +197,8 @@ class StandardEvaluator(runner.AbstractEvaluator, metaclass=abc.ABCMeta):
         """Builds the loop function; override to customise the loop.
 
         Args:
-            has_state: Whether `eval_begin` returned a state to reduce into.
+            has_state: Whether `eval_begin` returned a state (matters only for
+                a `tf.while_loop`, whose loop variables it becomes).
         """
         return _create_eval_loop_fn(self.eval_step, has_state, self._eval_options)
 
@@ -210,15 +214,20 @@ class StandardEvaluator(runner.AbstractEvaluator, metaclass=abc.ABCMeta):
                 "with `use_tf_while_loop=True`; pass a positive number of steps."
             )
         state = self.eval_begin()
+        has_state = state is not None
         if self._eval_loop_fn is None:
-            self._eval_loop_fn = self.create_eval_loop_fn(has_state=state is not None)
-        if self._eval_iter is None or self._eval_options.recreate_iterator_for_each_eval:
-            self._eval_iter = tf.nest.map_structure(iter, self.eval_dataset)
-        if state is None:
-            self._eval_loop_fn(self._eval_iter, num_steps)
-            return self.eval_end()
-        state = self._eval_loop_fn(self._eval_iter, num_steps, state=state, reduce_fn=self.eval_reduce)
-        return self.eval_end(state)
+            self._eval_loop_fn = self.create_eval_loop_fn(has_state=has_state)
+        if self._eval_iter is not None:
+            iterator = self._eval_iter
+        else:
+            iterator = tf.nest.map_structure(iter, self.eval_dataset)
+            if not self._eval_options.recreate_iterator_for_each_eval:
+                self._eval_iter = iterator
+        if self._eval_options.use_tf_while_loop and not has_state:
+            self._eval_loop_fn(iterator, num_steps)
+        else:
+            state = self._eval_loop_fn(iterator, num_steps, state=state, reduce_fn=self.eval_reduce)
+        return self.eval_end() if state is None else self.eval_end(state)
 
     def eval_begin(self) -> Any:
         """Called eagerly before each evaluation; may return an initial state."""
@@ -232,16 +241,21 @@ class StandardEvaluator(runner.AbstractEvaluator, metaclass=abc.ABCMeta):
             iterator: The iterator over `eval_dataset`.
 
         Returns:
-            Step outputs for `eval_reduce` (when `eval_begin` returned a state).
+            Step outputs for `eval_reduce`.
         """
 
     def eval_end(self, *args: Any) -> Optional[runner.Output]:
-        """Called eagerly after each evaluation (with the reduced state, if any)."""
+        """Called eagerly after each evaluation, with the reduced state unless it is None."""
         return None
 
     def eval_reduce(self, state: Any = None, step_outputs: Any = None) -> Any:
-        """Folds one step's outputs into the state."""
-        return state
+        """Folds one step's outputs into the state (eagerly, unless in a `tf.while_loop`).
+
+        Called after every step with the previous state (first: what
+        `eval_begin` returned, possibly None); what it returns after the last
+        step goes to `eval_end`. The default keeps nothing (returns None).
+        """
+        return None
 
     @property
     def eval_dataset(self) -> Any:

@@ -244,16 +244,81 @@ def test_orbit_timeout_and_timeout_fn(tmp_path):
     assert again.last_continuous_eval.evaluated == [5]
 
 
+def test_evaluator_returns_its_stats_and_the_controller_attribute_is_derived(tmp_path):
+    train_run(str(tmp_path), steps=10, interval=5)
+    controller, _ = evaluator(str(tmp_path))
+    stats = orbit.continuous_eval.ContinuousEvaluator(controller, poll_interval=0.05).run(steps=2)
+    assert stats.evaluated == [5, 10] and stats.stop_reason == "training complete at step 10"
+    assert "eval_loss" in stats.output
+    assert controller.last_continuous_eval is None  # Only Controller.evaluate_continuously sets it.
+    output = controller.evaluate_continuously(steps=2, poll_interval=0.05, eval_name="other")
+    assert controller.last_continuous_eval.output is output
+
+
+def test_rerun_over_recorded_checkpoints_says_so_and_how_to_reevaluate(tmp_path, capsys):
+    model_dir = str(tmp_path)
+    train_run(model_dir, steps=10, interval=5)
+    first, _ = evaluator(model_dir)
+    first.evaluate_continuously(steps=2, poll_interval=0.05)
+    capsys.readouterr()
+    records = eval_records.EvalRecords(eval_records.eval_dir(model_dir, "validation"))
+    before = {s: os.path.getmtime(records.path(s)) for s in records.steps()}
+
+    again, _ = evaluator(model_dir)
+    assert again.evaluate_continuously(steps=2, poll_interval=0.05) is None
+    out = capsys.readouterr().out
+    assert (f" eval | WARNING | Evaluated nothing: every checkpoint to evaluate already has a record of evaluator "
+            f"'validation' in {records.records_dir} (steps 5, 10), written by an earlier run") in out
+    assert "pass a new `eval_name`" in out
+
+    # A new eval_name evaluates everything again into new records; the old ones stay as they were.
+    third, _ = evaluator(model_dir)
+    third.evaluate_continuously(steps=2, poll_interval=0.05, eval_name="validation-2")
+    assert third.last_continuous_eval.evaluated == [5, 10]
+    assert eval_records.EvalRecords(eval_records.eval_dir(model_dir, "validation-2")).steps() == [5, 10]
+    assert {s: os.path.getmtime(records.path(s)) for s in records.steps()} == before
+
+
+def test_eval_identity_is_recorded_and_a_changed_one_is_refused(tmp_path):
+    model_dir = str(tmp_path)
+    train_run(model_dir, steps=10, interval=5)
+    identity = {"task": "tiny", "task_config": {"eval_split": "test"}, "eval_steps": 2}
+    controller, _ = evaluator(model_dir)
+    controller.evaluate_continuously(steps=2, poll_interval=0.05, target_step=5, eval_identity=identity)
+    records = eval_records.EvalRecords(eval_records.eval_dir(model_dir, "validation"))
+    record = records.read(5)
+    assert record["eval_identity"] == identity
+    assert record["eval_fingerprint"] == orbit.continuous_eval.fingerprint(identity)
+
+    changed = {**identity, "task_config": {"eval_split": "validation"}}
+    refused, _ = evaluator(model_dir)
+    with pytest.raises(ValueError, match=r"`eval_identity` differs from the one the records of evaluator "
+                                         r"'validation' were made with \(.*records, step 5\): changed "
+                                         r"\['task_config'\]; recorded " r'\{"task_config": \{"eval_split": '
+                                         r'"test"\}\}, now .*pass a new `eval_name`.*Nothing was evaluated.'):
+        refused.evaluate_continuously(steps=2, poll_interval=0.05, eval_identity=changed)
+    assert records.steps() == [5]  # Refused before any work.
+
+    # The same identity (keys in any order) continues the records; so does a caller that gives none.
+    same, _ = evaluator(model_dir)
+    same.evaluate_continuously(steps=2, poll_interval=0.05, eval_identity=dict(reversed(list(identity.items()))))
+    assert same.last_continuous_eval.evaluated == [10]
+    assert records.read(10)["eval_fingerprint"] == record["eval_fingerprint"]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         (dict(timeout=0), r"`timeout` \(0\) must be a positive number of seconds or None."),
         (dict(idle_timeout=-1), r"`idle_timeout` \(-1\) must be a positive number"),
         (dict(poll_interval=0), r"`poll_interval` \(0\) must be a positive number"),
-        (dict(target_step=0), r"`target_step` must be a positive integer, got 0."),
-        (dict(eval_name="a/b"), r"`eval_name` must be a non-empty name of letters, digits, '_', '-' or '.', got 'a/b'."),
+        (dict(target_step=0), r"`target_step` must be a positive integer \(at most \d+\), got 0."),
+        (dict(eval_name="a/b"), r"`eval_name` must be a non-empty name of letters, digits, '_', '-' or '.' \(at most 100 characters\), got 'a/b'."),
         (dict(best_metric="loss", best_mode="max"), r"`best_mode` must be one of \['higher', 'lower'\]"),
         (dict(policy="every"), r"`policy` must be"),
+        (dict(eval_identity=["task"]), r"`eval_identity` must be a mapping of JSON values or None, got list."),
+        (dict(eval_identity={"data": object()}), r"`eval_identity` must hold JSON values only: Object of type "
+                                                 r"object is not JSON serializable"),
     ],
 )
 def test_evaluate_continuously_value_errors(tmp_path, kwargs, message):

@@ -26,9 +26,9 @@ class ConditionalAction:
             action: One action or a sequence of actions.
         """
         self.condition = condition
-        self.action = tuple(action) if isinstance(action, (list, tuple)) else (action,)
+        self.action = action
 
     def __call__(self, output: runner.Output) -> None:
         if self.condition(output):
-            for action in self.action:
+            for action in self.action if isinstance(self.action, (list, tuple)) else (self.action,):
                 action(output)

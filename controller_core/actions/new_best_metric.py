@@ -45,27 +45,28 @@ def _flat_keys(output: Any, prefix: str = "") -> list:
 class JSONPersistedValue:
     """A value kept in a JSON file, so it survives process restarts.
 
-    The file is read once, at construction; each `write` replaces it atomically.
+    The file is read once, at construction: a missing or empty file (or one
+    holding `null`) means `initial_value`, which is then written (unless it is
+    None). Each `write` replaces the file atomically.
     """
 
-    def __init__(self, initial_value: Any, filename: str, write_value: bool = True) -> None:
+    def __init__(self, initial_value: Any, filename: Optional[str], write_value: bool = True) -> None:
         """Initializes the value.
 
         Args:
-            initial_value: The value when `filename` does not exist yet.
-            filename: The JSON file (any `tf.io.gfile` URI).
+            initial_value: The value when `filename` holds none yet; JSON-serialisable.
+            filename: The JSON file (any `tf.io.gfile` URI), or None to keep the
+                value in memory only.
             write_value: Whether `write` (and construction, for a new file)
                 writes the file; False keeps it read-only, e.g. on non-chief workers.
         """
         self._filename = filename
         self._write_value = write_value
-        stored = run_dir.read_json(filename)
-        if stored is None:
-            self._value = initial_value
-            if initial_value is not None:
-                self.write(initial_value)
-        else:
-            self._value = stored
+        self._value = None
+        if filename is not None and tf.io.gfile.exists(filename) and tf.io.gfile.stat(filename).length > 0:
+            self._value = run_dir.read_json(filename)
+        if self._value is None and initial_value is not None:
+            self.write(initial_value)
 
     def read(self) -> Any:
         """Returns the current value."""
@@ -74,19 +75,8 @@ class JSONPersistedValue:
     def write(self, value: Any) -> None:
         """Sets the value and (when writing is enabled) persists it."""
         self._value = value
-        if self._write_value:
+        if self._filename is not None and self._write_value:
             run_dir.write_json_atomic(self._filename, value)
-
-
-class _InMemoryValue:
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def read(self) -> Any:
-        return self._value
-
-    def write(self, value: Any) -> None:
-        self._value = value
 
 
 class NewBestMetric:
@@ -119,9 +109,7 @@ class NewBestMetric:
         self.metric = metric
         self.higher_is_better = higher_is_better
         self._better = operator.gt if higher_is_better else operator.lt
-        self._best_value = (
-            JSONPersistedValue(None, filename, write_value=write_metric) if filename else _InMemoryValue(None)
-        )
+        self._best_value = JSONPersistedValue(None, filename, write_value=write_metric)
 
     def metric_value(self, output: runner.Output) -> float:
         """Returns the metric's value in `output` as a Python float."""

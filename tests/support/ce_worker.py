@@ -3,7 +3,7 @@
     python -m tests.support.ce_worker train --model_dir=DIR --steps=40 --interval=4 ...
     python -m tests.support.ce_worker evaluate --model_dir=DIR --poll=0.2 ...
 
-The evaluator prints one JSON line `STATS {...}` (its ContinuousEvalStats) before it exits.
+The evaluator prints one JSON line `STATS {...}` (its ContinuousEvalStats, without the output) before it exits.
 """
 
 import argparse
@@ -60,17 +60,21 @@ def main(argv: list) -> int:
         controller.train(args.steps)
         return 0
     controller = orbit.Controller(global_step=runner.global_step, evaluator=runner, checkpoint_manager=manager,
-                                  eval_summary_dir=f"{args.model_dir}/eval/validation",
-                                  )
+                                  eval_summary_dir=f"{args.model_dir}/eval/validation")
+    evaluator = orbit.continuous_eval.ContinuousEvaluator(
+        controller, policy=args.policy, poll_interval=args.poll, idle_timeout=args.idle_timeout,
+        best_metric=args.best_metric, best_mode="lower",
+    )
+    stats = None
     try:
-        controller.evaluate_continuously(
-            steps=2, policy=args.policy, poll_interval=args.poll, idle_timeout=args.idle_timeout,
-            best_metric=args.best_metric, best_mode="lower",
-        )
+        stats = evaluator.run(steps=2)
+    except orbit.continuous_eval.IdleTimeoutError as error:
+        stats = error.stats
+        raise
     finally:
-        stats = controller.last_continuous_eval
         if stats is not None:
-            print("STATS " + json.dumps({**dataclasses.asdict(stats), "exit_time": time.time()}), flush=True)
+            fields = {k: v for k, v in dataclasses.asdict(stats).items() if k != "output"}
+            print("STATS " + json.dumps({**fields, "exit_time": time.time()}), flush=True)
     return 0
 
 

@@ -1,0 +1,53 @@
+"""The TensorFlow internals controller_core reads, each behind one function.
+
+TensorFlow has no public API for these three facts. Each function here is the
+only place that reads the internal, and `tests/test_tf_internals.py` checks it
+against the installed TensorFlow (and that this TensorFlow is one of
+`VERIFIED_TF_VERSIONS`), so an upgrade that moves an internal fails loudly in
+the tests instead of quietly in a run.
+"""
+
+import os
+import re
+from typing import Callable, List, Optional, Tuple
+
+import tensorflow as tf
+
+# TensorFlow versions (major.minor) these functions were checked against.
+VERIFIED_TF_VERSIONS = ("2.21",)
+
+_UNMATCHED_COUNT = re.compile(r"Found (\d+) Python objects that were not bound to checkpointed values")
+_UNMATCHED_VARIABLE = re.compile(r"<tf\.Variable '([^']+)'")
+
+
+def checkpoint_prefix(manager: tf.train.CheckpointManager) -> str:
+    """The path prefix a `CheckpointManager` saves under (`<directory>/<checkpoint_name>`).
+
+    Reads `CheckpointManager._checkpoint_prefix`; falls back to TensorFlow's
+    default name, `ckpt`, should the attribute be gone.
+    """
+    prefix = getattr(manager, "_checkpoint_prefix", None)
+    return prefix if prefix else os.path.join(manager.directory, "ckpt")
+
+
+def checkpoint_init_fn(manager: tf.train.CheckpointManager) -> Optional[Callable[[], None]]:
+    """The `init_fn` given to a `CheckpointManager` (run by `restore_or_initialize()`), or None.
+
+    Reads `CheckpointManager._init_fn`.
+    """
+    return getattr(manager, "_init_fn", None)
+
+
+def unmatched_variables(error: AssertionError) -> Tuple[Optional[int], List[str]]:
+    """Parses the error of `CheckpointLoadStatus.assert_existing_objects_matched()`.
+
+    TensorFlow's message counts the program's objects that got no value from
+    the checkpoint and shows up to ten of them.
+
+    Returns:
+        The number of unmatched objects (None when the message does not say)
+        and the names of the variables among those shown, sorted.
+    """
+    text = str(error)
+    count = _UNMATCHED_COUNT.search(text)
+    return (int(count.group(1)) if count else None), sorted(_UNMATCHED_VARIABLE.findall(text))
