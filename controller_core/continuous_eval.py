@@ -3,7 +3,9 @@
 `ContinuousEvaluator` drives a `Controller`: a `checkpoint_watcher.CheckpointIterator`
 says which checkpoint is next; the controller restores and evaluates it; an
 `eval_records.EvalRecords` file records it (before the controller's own eval
-actions run, so they see it); `eval_records.BestCheckpoint` pins the best one.
+actions run, so they see it); `eval_records.BestCheckpoint` stages each
+checkpoint before it is restored and pins the best one, so the trainer's
+`max_to_keep` can never take the best away, and repairs the pin on start.
 `run()` returns what it did as a `ContinuousEvalStats`::
 
     for step, path in CheckpointIterator(directory, recorded=records.steps(), ...):
@@ -174,6 +176,8 @@ class ContinuousEvaluator:
         checks.check_seconds("timeout", timeout)
         recorded = self.records.steps()
         self._check_identity(recorded)
+        if self._best is not None:
+            self._best.repair(self.records)
         checkpoints = checkpoint_watcher.CheckpointIterator(
             self._manager.directory, name=checkpoint_watcher.checkpoint_name(self._manager), recorded=recorded,
             policy=self._policy, target_step=self._target_step, timeout=timeout, timeout_fn=timeout_fn,
@@ -200,9 +204,16 @@ class ContinuousEvaluator:
         return stats
 
     def _evaluate_checkpoint(self, step: int, path: str, steps: int) -> Optional[runner.Output]:
-        """Restores and evaluates one checkpoint; None when it vanished before the restore."""
+        """Restores and evaluates one checkpoint; None when it vanished first.
+
+        With best tracking, the checkpoint is staged (copied) first and evaluated from the copy, so the best
+        one can still be pinned when the trainer's `max_to_keep` deletes the original meanwhile.
+        """
+        staged = path
         try:
-            self._controller.restore_checkpoint(path)
+            if self._best is not None:
+                staged = self._best.stage(path)
+            self._controller.restore_checkpoint(staged)
         except (tf.errors.NotFoundError, tf.errors.DataLossError):
             if tf.io.gfile.exists(f"{path}.index"):
                 raise
@@ -210,15 +221,13 @@ class ContinuousEvaluator:
         start = time.monotonic()
 
         def record(raw_output: runner.Output) -> None:
-            extra: Dict[str, Any] = {"duration": time.monotonic() - start}
+            extra: Dict[str, Any] = {"duration": time.monotonic() - start,
+                                     "checkpoint_fingerprint": eval_records.checkpoint_fingerprint(staged)}
             if self._identity is not None:
                 extra.update(eval_identity=self._identity, eval_fingerprint=self._fingerprint)
             written = self.records.write(step, path, raw_output, **extra)
             if self._best is not None:
-                try:
-                    self._best.consider(written)
-                except tf.errors.NotFoundError:
-                    logging.warning("Checkpoint %s vanished before it could be pinned as best.", path)
+                self._best.consider(written, staged)
 
         with _first_eval_action(self._controller, record):
             return self._controller.evaluate(steps)

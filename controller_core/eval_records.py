@@ -142,11 +142,19 @@ def checkpoint_files(checkpoint: str) -> List[str]:
 
 
 class BestCheckpoint:
-    """Tracks the best evaluated checkpoint by one metric and pins a copy of it.
+    """Tracks the best evaluated checkpoint by one metric and pins a copy of it, so that it is never lost.
 
-    NaN never wins; ties keep the earlier checkpoint. The state survives restarts
-    (it is read back from `best/best.json`).
+    Every checkpoint is staged before it is restored (`stage`: its files copied to
+    `<directory>/best/.candidate/`, `.index` last), so the trainer's `max_to_keep`
+    can delete the original while it is evaluated. After its record is written,
+    `consider` moves a winning candidate into `best/` and writes `best.json` last,
+    and drops a losing one. On start the tracker re-derives the best from the
+    records (`repair`): a crash between a record and its pin is completed from the
+    staged candidate (or the original, while it exists), and partial copies are
+    removed. NaN never wins; ties keep the earlier checkpoint.
     """
+
+    CANDIDATES = ".candidate"
 
     def __init__(self, directory: str, metric: str, mode: str = "higher") -> None:
         """Initializes the tracker.
@@ -163,6 +171,7 @@ class BestCheckpoint:
             raise ValueError(f"`best_metric` must be a metric name (nested keys as 'a/b'), got {metric!r}.")
         checks.check_choice("best_mode", mode, checks.BEST_MODES)
         self.directory = f"{directory.rstrip('/')}/{BEST}"
+        self.candidates = f"{self.directory}/{self.CANDIDATES}"
         self.metric = metric
         self.mode = mode
         self._comparator = NewBestMetric(metric, higher_is_better=(mode == "higher"))
@@ -179,30 +188,92 @@ class BestCheckpoint:
         """The tracked metric's value in `metrics`."""
         return float(lookup_metric(metrics, self.metric))
 
-    def consider(self, record: Mapping[str, Any]) -> bool:
-        """Pins `record`'s checkpoint when its metric beats the best so far.
+    def stage(self, checkpoint: str) -> str:
+        """Copies `checkpoint` (data files first, `.index` last) as a candidate; returns the copy's prefix.
+
+        Raises:
+            tf.errors.NotFoundError: If the checkpoint vanished before it was copied whole (nothing is left).
+        """
+        staged = f"{self.candidates}/{os.path.basename(checkpoint)}"
+        files = checkpoint_files(checkpoint)
+        if not any(f.endswith(".index") for f in files):
+            raise tf.errors.NotFoundError(None, None, f"checkpoint {checkpoint} has no .index file")
+        tf.io.gfile.makedirs(self.candidates)
+        try:
+            for f in sorted(files, key=lambda name: name.endswith(".index")):
+                tf.io.gfile.copy(f, f"{self.candidates}/{os.path.basename(f)}", overwrite=True)
+        except tf.errors.NotFoundError:
+            self._drop(staged)
+            raise
+        return staged
+
+    def consider(self, record: Mapping[str, Any], staged: str) -> bool:
+        """Pins the staged copy of `record`'s checkpoint when its metric beats the best so far; drops it if not.
 
         Args:
-            record: An evaluation record (`step`, `checkpoint`, `metrics`).
+            record: The checkpoint's evaluation record (`step`, `checkpoint`, `metrics`), already written.
+            staged: Its staged copy (`stage`).
 
         Returns:
             Whether it became the new best.
 
         Raises:
             KeyError: If the metric is not in the record's metrics.
-            tf.errors.NotFoundError: If the checkpoint vanished before it was copied.
         """
         if not self._comparator.test(record["metrics"]):
+            self._drop(staged)
             return False
-        step = int(record["step"])
-        source = record["checkpoint"]
-        files = checkpoint_files(source)
-        if not any(f.endswith(".index") for f in files):
-            raise tf.errors.NotFoundError(None, None, f"checkpoint {source} has no .index file")
-        tf.io.gfile.makedirs(self.directory)
-        pinned = f"{self.directory}/{os.path.basename(source)}"
-        for f in files:
-            tf.io.gfile.copy(f, f"{self.directory}/{os.path.basename(f)}", overwrite=True)
+        self._pin(record, staged)
+        return True
+
+    def repair(self, records: "EvalRecords") -> None:
+        """Makes `best/` agree with the records: the best recorded checkpoint pinned, nothing partial left.
+
+        A record whose pin was cut short (a crash, a full disk) is pinned from its complete staged candidate,
+        or from the original checkpoint while it exists; when neither is left, the best pinned one stays and
+        a warning names the lost step.
+        """
+        best, comparator = None, NewBestMetric(self.metric, higher_is_better=(self.mode == "higher"))
+        for step in records.steps():  # The same choice the live run makes: in step order, strictly better wins.
+            record = records.read(step)
+            try:
+                if record is not None and comparator.test(record["metrics"]):
+                    comparator.commit(record["metrics"])
+                    best = record
+            except KeyError:
+                continue
+        current = self._record
+        if best is not None and (current is None or int(current["step"]) != int(best["step"])):
+            source = self._complete(f"{self.candidates}/{os.path.basename(best['checkpoint'])}") or (
+                best["checkpoint"] if self._complete(best["checkpoint"]) else None)
+            if source is None:
+                logging.warning("The best recorded checkpoint (step %d) is gone; %s stays pinned.", best["step"],
+                                f"step {current['step']}" if current else "nothing")
+            else:
+                if not source.startswith(self.candidates):
+                    source = self.stage(source)
+                print(f" eval | repaired the best checkpoint: step {best['step']} (recorded, not pinned yet)",
+                      flush=True)
+                self._pin(best, source)
+        for leftover in tf.io.gfile.glob(f"{self.candidates}/*"):
+            run_dir.remove_if_present(leftover)
+        if self._record is not None:
+            self._remove_stale_copies(keep=self._record["best_checkpoint"])
+
+    # -------------------------------------------------------------------------------------------------- internals
+
+    def _complete(self, prefix: str) -> Optional[str]:
+        """`prefix` when its `.index` exists and is not empty (copied last), else None."""
+        try:
+            return prefix if tf.io.gfile.stat(f"{prefix}.index").length > 0 else None
+        except tf.errors.NotFoundError:
+            return None
+
+    def _pin(self, record: Mapping[str, Any], staged: str) -> None:
+        name = os.path.basename(staged)
+        pinned = f"{self.directory}/{name}"
+        for f in sorted(checkpoint_files(staged), key=lambda f: f.endswith(".index")):
+            tf.io.gfile.rename(f, f"{self.directory}/{os.path.basename(f)}", overwrite=True)
         best = {
             **dict(record),
             "best_checkpoint": pinned,
@@ -214,16 +285,20 @@ class BestCheckpoint:
         self._comparator.commit(record["metrics"])
         self._record = best
         self._remove_stale_copies(keep=pinned)
-        logging.info("New best %s = %s at step %d, pinned at %s.", self.metric, best["best_value"], step, pinned)
-        return True
+        logging.info("New best %s = %s at step %d, pinned at %s.", self.metric, best["best_value"],
+                     int(record["step"]), pinned)
+
+    def _drop(self, staged: str) -> None:
+        for f in tf.io.gfile.glob(f"{staged}.*"):
+            run_dir.remove_if_present(f)
 
     def _remove_stale_copies(self, keep: str) -> None:
         keep_name = os.path.basename(keep)
         for path in tf.io.gfile.glob(f"{self.directory}/*"):
             name = os.path.basename(path.rstrip("/"))
-            if name == BEST_RECORD or name.startswith(f"{keep_name}.") or name.startswith("."):
+            if name in (BEST_RECORD, self.CANDIDATES) or name.startswith(f"{keep_name}.") or name.startswith("."):
                 continue
-            tf.io.gfile.remove(path)
+            run_dir.remove_if_present(path)
 
 
 def read_best_record(directory: str) -> Optional[Dict[str, Any]]:

@@ -128,7 +128,7 @@ def test_best_checkpoint_is_pinned_survives_gc_and_restarts(tmp_path):
     best = eval_records.read_best_record(eval_records.eval_dir(model_dir, "validation"))
     assert best["step"] == 20  # The loss falls steadily on this problem.
     assert best["best_checkpoint"] == f"{model_dir}/eval/validation/best/ckpt-20"
-    assert sorted(os.listdir(tmp_path / "eval/validation/best")) == [
+    assert sorted(name for name in os.listdir(tmp_path / "eval/validation/best") if not name.startswith(".")) == [
         "best.json", "ckpt-20.data-00000-of-00001", "ckpt-20.index"]
     # The trainer's max_to_keep deletes the original; the pinned copy still restores.
     for f in tf.io.gfile.glob(f"{model_dir}/ckpt-20.*"):
@@ -138,17 +138,72 @@ def test_best_checkpoint_is_pinned_survives_gc_and_restarts(tmp_path):
     assert int(runner.global_step.numpy()) == 20
     # A restarted tracker knows the best value; a worse or equal one does not replace it.
     tracker = eval_records.BestCheckpoint(eval_records.eval_dir(model_dir, "validation"), "eval_loss", "lower")
-    assert not tracker.consider({"step": 25, "checkpoint": f"{model_dir}/ckpt-15", "metrics": {"eval_loss": 10.0}})
-    assert tracker.record["step"] == 20
+    staged = tracker.stage(f"{model_dir}/ckpt-15")
+    assert not tracker.consider({"step": 25, "checkpoint": f"{model_dir}/ckpt-15", "metrics": {"eval_loss": 10.0}},
+                                staged)
+    assert tracker.record["step"] == 20 and not tf.io.gfile.glob(f"{staged}.*")  # The loser's copy is dropped.
+
+
+def test_the_best_checkpoint_is_pinned_even_when_the_trainer_deletes_it_during_its_evaluation(tmp_path):
+    """max_to_keep deletes the checkpoint while it is evaluated: it was staged first, so it is pinned anyway."""
+    model_dir = str(tmp_path)
+    train_run(model_dir, steps=10, interval=5)
+    controller, _ = evaluator(model_dir)
+    restore = controller.restore_checkpoint
+
+    def restore_then_collect_garbage(path=None):  # The trainer's max_to_keep, right after the restore.
+        restored = restore(path)
+        for f in tf.io.gfile.glob(f"{model_dir}/ckpt-*"):
+            tf.io.gfile.remove(f)
+        return restored
+
+    controller.restore_checkpoint = restore_then_collect_garbage
+    controller.evaluate_continuously(steps=2, poll_interval=0.05, best_metric="eval_loss", best_mode="lower",
+                                     target_step=5)
+    best = eval_records.read_best_record(eval_records.eval_dir(model_dir, "validation"))
+    assert best["step"] == 5 and not tf.io.gfile.glob(f"{model_dir}/ckpt-5.*")
+    restored = TinyRunner()
+    restored.checkpoint().restore(best["best_checkpoint"]).assert_existing_objects_matched()
+    assert best["checkpoint_fingerprint"] == eval_records.checkpoint_fingerprint(best["best_checkpoint"])
+
+
+def test_a_crash_between_the_record_and_the_pin_is_repaired_on_start(tmp_path):
+    model_dir = str(tmp_path)
+    train_run(model_dir, steps=15, interval=5)
+    directory = eval_records.eval_dir(model_dir, "validation")
+    records = eval_records.EvalRecords(directory)
+    tracker = eval_records.BestCheckpoint(directory, "eval_loss", "lower")
+    for step, loss in ((5, 3.0), (10, 2.0)):
+        staged = tracker.stage(f"{model_dir}/ckpt-{step}")
+        tracker.consider(records.write(step, f"{model_dir}/ckpt-{step}", {"eval_loss": loss}), staged)
+    # Step 15 is better; its record was written, then the evaluator died (a full disk) mid-pin.
+    tracker.stage(f"{model_dir}/ckpt-15")
+    records.write(15, f"{model_dir}/ckpt-15", {"eval_loss": 1.0})
+    tf.io.gfile.GFile(f"{directory}/best/ckpt-15.data-00000-of-00001", "w").write("partial")
+    assert eval_records.read_best_record(directory)["step"] == 10
+
+    controller, _ = evaluator(model_dir)  # A restarted evaluator...
+    for f in tf.io.gfile.glob(f"{model_dir}/ckpt-15.*"):  # ...after the trainer deleted the original.
+        tf.io.gfile.remove(f)
+    controller.evaluate_continuously(steps=2, poll_interval=0.05, best_metric="eval_loss", best_mode="lower",
+                                     target_step=15)
+    best = eval_records.read_best_record(directory)
+    assert best["step"] == 15 and best["best_checkpoint"].endswith("best/ckpt-15")
+    assert sorted(os.listdir(f"{directory}/best")) == [".candidate", "best.json", "ckpt-15.data-00000-of-00001",
+                                                       "ckpt-15.index"]
+    assert not os.listdir(f"{directory}/best/.candidate")
+    TinyRunner().checkpoint().restore(best["best_checkpoint"]).assert_existing_objects_matched()
 
 
 def test_nan_never_becomes_best(tmp_path):
     model_dir = str(tmp_path)
     train_run(model_dir, steps=10, interval=5)
     tracker = eval_records.BestCheckpoint(str(tmp_path / "eval" / "x"), "m/loss", "lower")
-    assert not tracker.consider({"step": 5, "checkpoint": f"{model_dir}/ckpt-5", "metrics": {"m": {"loss": math.nan}}})
+    assert not tracker.consider({"step": 5, "checkpoint": f"{model_dir}/ckpt-5", "metrics": {"m": {"loss": math.nan}}},
+                                tracker.stage(f"{model_dir}/ckpt-5"))
     assert tracker.record is None
-    assert tracker.consider({"step": 10, "checkpoint": f"{model_dir}/ckpt-10", "metrics": {"m": {"loss": 3.0}}})
+    assert tracker.consider({"step": 10, "checkpoint": f"{model_dir}/ckpt-10", "metrics": {"m": {"loss": 3.0}}},
+                            tracker.stage(f"{model_dir}/ckpt-10"))
     with pytest.raises(ValueError, match=r"`best_mode` must be one of \['higher', 'lower'\], got 'up'"):
         eval_records.BestCheckpoint(str(tmp_path), "loss", "up")
 
