@@ -5,7 +5,7 @@ Each function body imports the package (it runs inside the image, or under
 the same `run(...)` as `python -m components.<name>`. The image is a compile-time
 setting: `components_for_image(image)` returns the four components for any image
 reference; the module-level `train_op`, `evaluate_op`, `continuous_eval_op` and
-`export_op` use `DEFAULT_IMAGE` (or `$TFPIPE_IMAGE`).
+`export_op` use `DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`, the tag `make image` builds.
 
 Outputs (stable names):
 
@@ -27,9 +27,12 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Metrics, Model, Output
 
-from tfpipe import checks
+from tfpipe import __version__, checks
 
-DEFAULT_IMAGE = os.environ.get("TFPIPE_IMAGE", "us-docker.pkg.dev/tfpipe/tfpipe/tfpipe:0.1.0")
+# The tag `make image` builds (see the Dockerfile): clearly local, so that nothing compiled for a cluster names it
+# unnoticed; the packaged specs name it, and compiling for GKE or Vertex needs an explicit image.
+LOCAL_IMAGE = f"localhost/tfpipe:{__version__}"
+DEFAULT_IMAGE = os.environ.get("TFPIPE_IMAGE", LOCAL_IMAGE)
 
 
 def train(

@@ -88,14 +88,15 @@ def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None
 
     Args:
         directory: Where to write.
-        image: The image of the components; default `kfp_components.DEFAULT_IMAGE`.
+        image: The image of the components; default `kfp_components.LOCAL_IMAGE`, the tag `make image`
+            builds, which the packaged specs name (`$TFPIPE_IMAGE` is not read: it never leaks into them).
     """
     from kfp import compiler
 
     from tfpipe.components import kfp_components
 
     os.makedirs(directory, exist_ok=True)
-    built = kfp_components.components_for_image(image or kfp_components.DEFAULT_IMAGE)
+    built = kfp_components.components_for_image(image or kfp_components.LOCAL_IMAGE)
     paths = []
     for name in COMPONENT_NAMES:
         path = os.path.join(directory, f"{name}.yaml")

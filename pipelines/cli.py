@@ -1,6 +1,7 @@
 """The `tfpipe` command: run-local, compile, submit, specs.
 
     tfpipe run-local [--task digits] [--task-config JSON] [--train-steps N] [--model-dir URI] [--pipeline-root DIR]
+                     [--runner subprocess|docker [--image REF]]
     tfpipe compile --backend gke|vertex [--image REF] [--train-resources SPEC] ... -o pipeline.yaml
     tfpipe submit pipeline.yaml --host URL | --vertex --project P --region R --pipeline-root gs://... [...]
     tfpipe specs [--out DIR] [--image REF]
@@ -19,6 +20,7 @@ from typing import Dict, List, NoReturn, Optional
 
 from tfpipe import checks
 from tfpipe.components import kfp_components
+from tfpipe.pipelines.local_run import RUNNERS
 
 USAGE_ERROR = 2
 
@@ -60,14 +62,18 @@ def _check_output_file(path: str) -> str:
 
 
 def cmd_run_local(args: argparse.Namespace) -> int:
-    from tfpipe.pipelines.local_run import run_local
+    from tfpipe.pipelines.local_run import ContainerEngineError, run_local
 
-    summary = run_local(
-        task=args.task, task_config=args.task_config, train_steps=args.train_steps, model_dir=args.model_dir,
-        pipeline_root=args.pipeline_root, thresholds=args.thresholds, best_metric=args.best_metric,
-        best_mode=args.best_mode, export_dir=args.export_dir, baseline_model_uri=args.baseline_model_uri,
-        final_evaluate=args.final_evaluate,
-    )
+    try:
+        summary = run_local(
+            task=args.task, task_config=args.task_config, train_steps=args.train_steps, model_dir=args.model_dir,
+            pipeline_root=args.pipeline_root, thresholds=args.thresholds, best_metric=args.best_metric,
+            best_mode=args.best_mode, export_dir=args.export_dir, baseline_model_uri=args.baseline_model_uri,
+            final_evaluate=args.final_evaluate, runner=args.runner, image=args.image,
+        )
+    except ContainerEngineError as e:  # No Docker engine for --runner docker: a setup problem, like a missing extra.
+        print(f"tfpipe {args.command}: {e}", file=sys.stderr)
+        return USAGE_ERROR
     print("\n== tfpipe run-local: summary ==")
     for line in summary.lines():
         print(line)
@@ -77,7 +83,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from kfp import compiler
 
-    from tfpipe.pipelines.train_eval_export import build_pipeline
+    from tfpipe.pipelines.train_eval_export import build_pipeline, pipeline_image
 
     profiles = {step: spec for step, spec in (("train", args.train_resources), ("eval", args.eval_resources),
                                               ("export", args.export_resources)) if spec}
@@ -85,8 +91,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(backend=args.backend, image=args.image, profiles=profiles,
                               train_retries=args.train_retries, secret_env=_secret_env(args.secret),
                               train_replicas=args.train_replicas)
+    image = pipeline_image(args.image, args.backend)  # The image it was built for (`--image` or $TFPIPE_IMAGE).
     compiler.Compiler().compile(pipeline, output)
-    print(f"compiled {args.backend} pipeline for image {args.image} to {output}")
+    print(f"compiled {args.backend} pipeline for image {image} to {output}")
     return 0
 
 
@@ -150,11 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--export-dir", default="", help="Also export to <export-dir>/<step>/.")
     run.add_argument("--baseline-model-uri", default="", help="Export only if the model beats this tfpipe export.")
     run.add_argument("--final-evaluate", action="store_true", help="Evaluate the exported checkpoint once more.")
+    run.add_argument("--runner", default="subprocess", choices=RUNNERS,
+                     help="Run each step as a subprocess of this Python, or in a container of --image (needs "
+                          "`pip install 'tfpipe[docker]'` and a Docker engine).")
+    run.add_argument("--image", default=None,
+                     help="--runner docker: the image of the steps, in the local engine (default: $TFPIPE_IMAGE, "
+                          f"else {kfp_components.LOCAL_IMAGE}, what `make image` builds).")
     run.set_defaults(func=cmd_run_local)
 
     comp = sub.add_parser("compile", help="Compile the pipeline for a backend.")
     comp.add_argument("--backend", required=True, choices=["gke", "vertex"])
-    comp.add_argument("--image", default=kfp_components.DEFAULT_IMAGE, help="Container image of the steps.")
+    comp.add_argument("--image", default=None,
+                      help="Container image of the steps, pushed where the cluster can pull it (default: "
+                           "$TFPIPE_IMAGE; one of the two is required). Build it with `make image IMAGE=REF`.")
     for step in ("train", "eval", "export"):
         comp.add_argument(f"--{step}-resources", default="",
                           help=f"Resources of the {step} step, e.g. 'cpu=8,memory=32G,gpu=l4:1,spot' or 'tpu=v5e:2x2'.")
@@ -192,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--out", default=None,
                       help="Folder for the YAML files; default: component_specs/ of the checkout holding the "
                            "current directory (required elsewhere).")
-    spec.add_argument("--image", default=kfp_components.DEFAULT_IMAGE, help="Container image of the components.")
+    spec.add_argument("--image", default=kfp_components.LOCAL_IMAGE,
+                      help="Container image of the components (default: the tag `make image` builds, which the "
+                           "packaged specs name).")
     spec.set_defaults(func=cmd_specs)
     return parser
 

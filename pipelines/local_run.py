@@ -1,10 +1,13 @@
 """`tfpipe run-local`: the whole pipeline on this machine under kfp.local, then a summary.
 
-kfp.local runs each step as a subprocess of this Python (SubprocessRunner, no venv),
-one at a time: train first, then continuous_eval, which catches up on every
-checkpoint, then the gated export. The summary is read from what the steps left on
-disk (their executor outputs and the run directory), not from the runner's status,
-which has been seen to report success for failed steps.
+kfp.local runs the steps one at a time: train first, then continuous_eval, which
+catches up on every checkpoint, then the gated export. Each step runs as a
+subprocess of this Python (runner `subprocess`, SubprocessRunner without a venv), or
+in a container of the project image (runner `docker`, DockerRunner: host
+networking, the pipeline root and any local run, export or baseline directory
+bind-mounted at the same absolute path, as the calling user). The summary is read
+from what the steps left on disk (their executor outputs and the run directory), not
+from the runner's status, which has been seen to report success for failed steps.
 """
 
 import dataclasses
@@ -12,13 +15,19 @@ import glob
 import json
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from kfp import local
 
 from tfpipe import checks
 from tfpipe.components.thresholds import parse_thresholds
-from tfpipe.pipelines.train_eval_export import PIPELINE_NAME, build_pipeline
+from tfpipe.pipelines.train_eval_export import PIPELINE_NAME, build_pipeline, pipeline_image
+
+RUNNERS = ("subprocess", "docker")
+
+
+class ContainerEngineError(RuntimeError):
+    """The Docker engine that runner `docker` needs cannot be reached."""
 
 
 @dataclasses.dataclass
@@ -105,6 +114,42 @@ def summarize(run_dir: str) -> LocalRunSummary:
     )
 
 
+def _absolute_local(uri: str) -> str:
+    """`uri` as an absolute path when it is a local path; gs:// URIs and "" as they are."""
+    return os.path.abspath(uri) if uri and not uri.startswith(checks.URI_SCHEMES) else uri
+
+
+def _docker_runner(image: str, mounted: List[str]) -> "local.DockerRunner":
+    """A DockerRunner for `image` (which must be in the local engine), binding `mounted` at the same paths.
+
+    Raises:
+        MissingExtraError: Without the `docker` package.
+        ContainerEngineError: When no Docker engine answers.
+        ValueError: When the engine does not have `image`.
+    """
+    docker = checks.import_extra("docker", extra="docker", needed_for="runner 'docker'")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ContainerEngineError(
+            f"runner 'docker' cannot reach a Docker engine ({reason}); start Docker (or point DOCKER_HOST at one), "
+            "or use runner 'subprocess'."
+        ) from None
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise ValueError(
+            f"`image` {image!r} is not in the local Docker engine; build it with `make image IMAGE={image}` "
+            f"(or `docker pull {image}`)."
+        ) from None
+    finally:
+        client.close()
+    mounts = [docker.types.Mount(target=path, source=path, type="bind") for path in mounted]
+    return local.DockerRunner(network_mode="host", user=f"{os.getuid()}:{os.getgid()}", mounts=mounts)
+
+
 def run_local(
     *,
     task: str = "digits",
@@ -120,22 +165,56 @@ def run_local(
     export_dir: str = "",
     baseline_model_uri: str = "",
     final_evaluate: bool = False,
+    runner: str = "subprocess",
+    image: Optional[str] = None,
 ) -> LocalRunSummary:
     """Runs the train ∥ continuous-eval → export pipeline locally and summarises it.
 
     The defaults train the built-in `digits` example for 300 steps and export the
     best checkpoint if its accuracy is at least 0.9. Inputs are checked before the
     run starts (the components check theirs again).
+
+    Args:
+        runner: `subprocess` (each step a subprocess of this Python) or `docker`
+            (each step a container of `image`; needs the `docker` extra and a
+            Docker engine).
+        image: Runner `docker` only: the image the steps run in (it must be in the
+            local engine); default `$TFPIPE_IMAGE`, else the tag `make image`
+            builds (`kfp_components.LOCAL_IMAGE`).
+
+    Raises:
+        ValueError: For a bad input, or an image the local engine does not have.
+        MissingExtraError: Runner `docker` without the `docker` package.
+        ContainerEngineError: Runner `docker` without a reachable Docker engine.
+        RuntimeError: When train or continuous_eval left no outputs.
     """
     parse_thresholds(thresholds)
     for name, value in (("train_steps", train_steps), ("steps_per_loop", steps_per_loop),
                         ("checkpoint_interval", checkpoint_interval)):
         checks.check_positive_int(name, value)
+    checks.check_choice("runner", runner, RUNNERS)
+    if image is not None and runner != "docker":
+        raise ValueError(f"`image` ({image!r}) is only used with runner 'docker', got runner {runner!r}.")
     root = os.path.abspath(pipeline_root)
+    if runner == "docker":
+        # A container sees only what is bind-mounted: local run, export and baseline directories outside the
+        # pipeline root are mounted at the same absolute paths; the run and export directories are created (a bind
+        # source must exist) once the engine and the image are known to be there.
+        model_dir, export_dir, baseline_model_uri = map(_absolute_local, (model_dir, export_dir, baseline_model_uri))
+        outside = [path for path in dict.fromkeys((model_dir, export_dir, baseline_model_uri))
+                   if path.startswith("/") and os.path.commonpath([path, root]) != root]
+        mounted = [path for path in outside if path != baseline_model_uri or os.path.exists(path)]
+        image = pipeline_image(image, "local")
+        step_runner = _docker_runner(image, mounted)
+        for path in (model_dir, export_dir):
+            if path in outside:
+                os.makedirs(path, exist_ok=True)
+    else:
+        step_runner = local.SubprocessRunner(use_venv=False)
     os.makedirs(root, exist_ok=True)
     before = set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*")))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
-    pipeline = build_pipeline(backend="local")
+    local.init(runner=step_runner, pipeline_root=root, raise_on_error=True)
+    pipeline = build_pipeline(backend="local", image=image)
     pipeline(
         task=task, task_config=task_config, model_dir=model_dir, train_steps=train_steps,
         steps_per_loop=steps_per_loop, checkpoint_interval=checkpoint_interval, best_metric=best_metric,

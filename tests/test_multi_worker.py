@@ -204,8 +204,8 @@ def test_vertex_train_replicas_take_the_custom_job_route_with_one_pool_per_role(
     from tests.support import mw_fake_gcpc
 
     fake = mw_fake_gcpc.install(monkeypatch)
-    pipeline = build_pipeline(backend="vertex", train_replicas=3, profiles={"train": "gpu=l4:1,spot",
-                                                                             "eval": "cpu=4"})
+    pipeline = build_pipeline(backend="vertex", image="gcr.io/p/tfpipe:1", train_replicas=3,
+                              profiles={"train": "gpu=l4:1,spot", "eval": "cpu=4"})
     assert len(fake.calls) == 1  # Only the train step is a custom job; eval keeps the task setters.
     call = fake.calls[0]
     assert {k: call[k] for k in ("replica_count", "machine_type", "accelerator_type", "accelerator_count",
