@@ -1,0 +1,1 @@
+"""curvefit: an example tfpipe task package (`--task curvefit.task:build`)."""
