@@ -271,13 +271,15 @@ def test_a_derived_user_image_runs_its_own_regression_task(engine, image, tmp_pa
     derived = f"localhost/tfpipe-test/curvefit:{digest.hexdigest()[:12]}"
     engine.images.build(path=str(context), buildargs={"TFPIPE_IMAGE": image}, tag=derived, network_mode="host",
                         rm=True, forcerm=True)
-    with pytest.raises(docker.errors.ContainerError):  # The task comes from the derived image, not the base.
-        engine.containers.run(image, ["python", "-c", "import curvefit"], network_mode="host", remove=True)
-
     root, model_dir = tmp_path / "root", tmp_path / "root" / "run"
-    assert cli.main(["run-local", "--runner", "docker", "--image", derived, "--task", "curvefit.task:build",
-                     "--best-metric", "mae", "--best-mode", "lower", "--thresholds", '{"mae": "<= 0.3"}',
-                     "--train-steps", "300", "--pipeline-root", str(root), "--model-dir", str(model_dir)]) == 0
+    try:
+        with pytest.raises(docker.errors.ContainerError):  # The task comes from the derived image, not the base.
+            engine.containers.run(image, ["python", "-c", "import curvefit"], network_mode="host", remove=True)
+        assert cli.main(["run-local", "--runner", "docker", "--image", derived, "--task", "curvefit.task:build",
+                         "--best-metric", "mae", "--best-mode", "lower", "--thresholds", '{"mae": "<= 0.3"}',
+                         "--train-steps", "300", "--pipeline-root", str(root), "--model-dir", str(model_dir)]) == 0
+    finally:
+        engine.images.remove(derived, force=True)  # Even while the last step container is being auto-removed.
     summary, records = _pipeline_outputs(root, model_dir, 300)
     assert all({"mae", "rmse"} <= set(r["metrics"]) and "accuracy" not in r["metrics"] for r in records)
     assert summary.best_metrics["mae"] == min(r["metrics"]["mae"] for r in records) <= 0.3
