@@ -1,20 +1,38 @@
-# The one image all four tfpipe components run in: TensorFlow's GPU image of the pinned version,
-# plus this package (with the built-in `digits` example's data package).
+# The one image all four tfpipe components run in: a Python base, this package (non-editable) with the built-in
+# `digits` example's data package and, by default, TensorFlow with NVIDIA's CUDA libraries (the GPU build).
 #
-#   docker build -t REGISTRY/tfpipe:0.1.0 .
+#   make image                                            # the GPU build, tagged localhost/tfpipe:0.1.0
+#   make image IMAGE=REGISTRY/tfpipe:0.1.0 && docker push REGISTRY/tfpipe:0.1.0
 #   tfpipe compile --backend vertex --image REGISTRY/tfpipe:0.1.0 -o pipeline.yaml
+#
+# Build arguments:
+#   BASE_IMAGE      any image with Python 3.10-3.12 as `python` (and `python3`) on PATH, and pip.
+#   TFPIPE_EXTRAS   the tfpipe extras to install (pyproject.toml): `gpu` adds `tensorflow[and-cuda]`, `examples`
+#                   the `digits` example's scikit-learn. A CPU-only image: --build-arg TFPIPE_EXTRAS=examples.
+#
+# Why a Python base plus `tensorflow[and-cuda]` and not TensorFlow's own GPU image: the TensorFlow version is then
+# declared once, in pyproject.toml, and the CUDA/cuDNN libraries are the ones TensorFlow's `and-cuda` extra asks
+# for at that version; the CPU build that CI tests (same Dockerfile, another base, no `gpu` extra) differs from the
+# GPU build only by those wheels; and the base is an official Python image rebuilt for every Debian update, where
+# TensorFlow's images have had release tags published late or not at all. bookworm's Python 3.11 is the one CI's
+# registry-free base has (scripts/ci-base-images.sh). The GPU needs only the host's driver (`docker run --gpus all`,
+# or a GKE/Vertex GPU node).
 #
 # The KFP components are lightweight Python components with `base_image` set to this image and
 # `install_kfp_package=False`: nothing is pip-installed when a step starts.
-FROM tensorflow/tensorflow:2.21.0-gpu
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+ARG TFPIPE_EXTRAS=gpu,examples
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # TensorFlow's gs:// retries, timeouts and stat cache (read at `import tensorflow`); the reasons for each value
-# are in components/gcs_retry.py (tfpipe.components.gcs_retry), which sets the same defaults for processes started without this image.
+# are in components/gcs_retry.py (tfpipe.components.gcs_retry), which sets the same defaults for processes started
+# without this image (tests/test_containers.py checks that both agree).
 ENV GCS_RETRY_CONFIG_INIT_DELAY_TIME_US=1000000 \
     GCS_RETRY_CONFIG_MAX_DELAY_TIME_US=32000000 \
     GCS_RETRY_CONFIG_MAX_RETRIES=10 \
@@ -25,20 +43,31 @@ ENV GCS_RETRY_CONFIG_INIT_DELAY_TIME_US=1000000 \
     GCS_WRITE_REQUEST_TIMEOUT_SECS=3600 \
     GCS_STAT_CACHE_MAX_AGE=0
 
-# Build from a copy of the sources, then leave it: a `tfpipe/` folder in the working directory would shadow the
-# installed package.
+# The dependencies first, from pyproject.toml alone: this layer (TensorFlow, and CUDA for the GPU build) is
+# rebuilt only when pyproject.toml or the extras change, not on every edit of the sources.
+COPY pyproject.toml scripts/pyproject_requirements.py /tmp/tfpipe-deps/
+RUN python -m pip install --upgrade pip \
+ && python /tmp/tfpipe-deps/pyproject_requirements.py /tmp/tfpipe-deps/pyproject.toml "${TFPIPE_EXTRAS}" \
+      > /tmp/tfpipe-deps/requirements.txt \
+ && python -m pip install -r /tmp/tfpipe-deps/requirements.txt \
+ && rm -rf /tmp/tfpipe-deps
+
+# Then the package, built from a copy of the sources that is removed afterwards: the image holds the installed
+# package, not a checkout (a `tfpipe/` folder in the working directory would shadow the installed package).
 COPY pyproject.toml README.md /tmp/tfpipe-src/
 COPY tfpipe /tmp/tfpipe-src/tfpipe
 COPY controller_core /tmp/tfpipe-src/controller_core
 COPY components /tmp/tfpipe-src/components
 COPY pipelines /tmp/tfpipe-src/pipelines
 COPY component_specs /tmp/tfpipe-src/component_specs
-# Non-editable install: the image holds the package, not a checkout.
-RUN python -m pip install --upgrade pip \
- && python -m pip install "/tmp/tfpipe-src[examples]" \
+# The working directory is an empty folder that any user may write to (a step may run as a non-root user):
+# `python -m` puts the working directory first on sys.path, so nothing in it may shadow an installed module.
+RUN python -m pip install "/tmp/tfpipe-src${TFPIPE_EXTRAS:+[${TFPIPE_EXTRAS}]}" \
  && rm -rf /tmp/tfpipe-src \
+ && mkdir -m 1777 /workdir \
+ && cd /workdir \
  && python -c "import tfpipe.controller_core, tfpipe.components.train, tfpipe.components.kfp_components"
-WORKDIR /
+WORKDIR /workdir
 
 # Entry points: python -m tfpipe.components.train|evaluate|continuous_eval|export --flag=value ...
 ENTRYPOINT []

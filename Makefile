@@ -1,12 +1,20 @@
 # tfpipe: `make demo` runs the main job, `make test` the test suite. Each first creates or
 # refreshes the virtual environment in .venv (re-installed when pyproject.toml changes).
+# `make image` builds the project image (Dockerfile) with a Docker engine; it needs no .venv.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
+# The image `make image` builds, and its build arguments (empty: the Dockerfile's defaults, the GPU build).
+# The tag is the local default the packaged component specs name (tfpipe.components.kfp_components.LOCAL_IMAGE).
+IMAGE ?= localhost/tfpipe:0.1.0
+BASE_IMAGE ?=
+TFPIPE_EXTRAS ?=
+# The classic builder where the docker client has no BuildKit plugin (the Dockerfile needs nothing more).
+DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
 
-.PHONY: venv demo test bench bench-quick clean
+.PHONY: venv demo test image bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -23,6 +31,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-chromium.sh
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+
+# Host networking for the build: it works with an engine that has no bridge (CI) as well as with one that has.
+image:
+	DOCKER_BUILDKIT=$(DOCKER_BUILDKIT) docker build --network host \
+	  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	  $(if $(TFPIPE_EXTRAS),--build-arg TFPIPE_EXTRAS=$(TFPIPE_EXTRAS)) \
+	  -t $(IMAGE) .
 
 # Benchmarks (scripts, not tests): ratios against baselines measured in the same run, written to
 # bench/results/latest.{json,md,png}. Orbit is installed on demand into bench/.orbit-pkgs.

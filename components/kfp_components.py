@@ -6,7 +6,7 @@ the same `run(...)` as `python -m tfpipe.components.<name>`
 (the functions and their inputs are declared in `tfpipe.components.definitions`). The image is a compile-time
 setting: `components_for_image(image)` returns the four components for any image
 reference; the module-level `train_op`, `evaluate_op`, `continuous_eval_op` and
-`export_op` use `DEFAULT_IMAGE` (or `$TFPIPE_IMAGE`).
+`export_op` use `DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`, the tag `make image` builds.
 
 Outputs (stable names):
 
@@ -26,10 +26,13 @@ import types
 
 from kfp import dsl
 
-from tfpipe import checks
+from tfpipe import __version__, checks
 from tfpipe.components.definitions import COMPONENT_FUNCTIONS
 
-DEFAULT_IMAGE = os.environ.get("TFPIPE_IMAGE", "us-docker.pkg.dev/tfpipe/tfpipe/tfpipe:0.1.0")
+# The tag `make image` builds (see the Dockerfile): clearly local, so that nothing compiled for a cluster names it
+# unnoticed; the packaged specs name it, and compiling for GKE or Vertex needs an explicit image.
+LOCAL_IMAGE = f"localhost/tfpipe:{__version__}"
+DEFAULT_IMAGE = os.environ.get("TFPIPE_IMAGE", LOCAL_IMAGE)
 
 
 def components_for_image(image: str) -> types.SimpleNamespace:

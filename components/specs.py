@@ -92,7 +92,8 @@ def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None
 
     Args:
         directory: Where to write.
-        image: The image of the components; default `kfp_components.DEFAULT_IMAGE`.
+        image: The image of the components; default `kfp_components.LOCAL_IMAGE`, the tag `make image`
+            builds, which the packaged specs name (`$TFPIPE_IMAGE` is not read: it never leaks into them).
     """
     from kfp import compiler
 
@@ -101,7 +102,7 @@ def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None
     from tfpipe.components.definitions import gated_export
 
     os.makedirs(directory, exist_ok=True)
-    built = kfp_components.components_for_image(image or kfp_components.DEFAULT_IMAGE)
+    built = kfp_components.components_for_image(image or kfp_components.LOCAL_IMAGE)
     specs = {name: getattr(built, name) for name in COMPONENT_NAMES}
     specs["export_if_passed"] = gated_export.build(built.export, built.evaluate)
     paths = []

@@ -1,6 +1,7 @@
 """The `tfpipe` command: run-local, compile, submit, specs.
 
     tfpipe run-local [--task digits] [--task-config JSON] [--train-steps N] [--model-dir URI] [--pipeline-root DIR]
+                     [--runner subprocess|docker [--image REF]]
     tfpipe compile --backend gke|vertex [--image REF] [--train-resources SPEC] ... -o pipeline.yaml
     tfpipe submit pipeline.yaml --host URL | --vertex --project P --region R --pipeline-root gs://... [...]
     tfpipe specs [--out DIR] [--image REF]
@@ -19,6 +20,7 @@ from typing import Dict, List, NoReturn, Optional
 
 from tfpipe import checks
 from tfpipe.components import kfp_components
+from tfpipe.pipelines.local_run import RUNNERS
 
 USAGE_ERROR = 2
 
@@ -63,7 +65,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     from tfpipe.pipelines.local_run import INPUTS, run_local
 
     params = {name: getattr(args, name) for name in INPUTS if hasattr(args, name)}
-    summary = run_local(pipeline_root=args.pipeline_root, **params)
+    summary = run_local(pipeline_root=args.pipeline_root, runner=args.runner, image=args.image, **params)
     print("\n== tfpipe run-local: summary ==")
     for line in summary.lines():
         print(line)
@@ -73,7 +75,7 @@ def cmd_run_local(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from kfp import compiler
 
-    from tfpipe.pipelines.train_eval_export import build_pipeline
+    from tfpipe.pipelines.train_eval_export import build_pipeline, pipeline_image
 
     profiles = {step: spec for step, spec in (("train", args.train_resources), ("eval", args.eval_resources),
                                               ("export", args.export_resources)) if spec}
@@ -81,8 +83,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(backend=args.backend, image=args.image, profiles=profiles,
                               train_retries=args.train_retries, secret_env=_secret_env(args.secret),
                               train_replicas=args.train_replicas)
+    image = pipeline_image(args.image, args.backend)  # The image it was built for (`--image` or $TFPIPE_IMAGE).
     compiler.Compiler().compile(pipeline, output)
-    print(f"compiled {args.backend} pipeline for image {args.image} to {output}")
+    print(f"compiled {args.backend} pipeline for image {image} to {output}")
     return 0
 
 
@@ -159,12 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "gate unless --thresholds is given.")
     run.add_argument("--pipeline-root", default="local_outputs",
                      help="Where kfp.local keeps the steps' outputs (default: %(default)s).")
+    run.add_argument("--runner", default="subprocess", choices=RUNNERS,
+                     help="Run each step as a subprocess of this Python, or in a container of --image (needs "
+                          "`pip install 'tfpipe[docker]'` and a Docker engine; default: %(default)s).")
+    run.add_argument("--image", default=None,
+                     help="--runner docker: the image of the steps, in the local engine (default: $TFPIPE_IMAGE, "
+                          f"else {kfp_components.LOCAL_IMAGE}, what `make image` builds).")
     _add_pipeline_options(run)
     run.set_defaults(func=cmd_run_local)
 
     comp = sub.add_parser("compile", help="Compile the pipeline for a backend.")
     comp.add_argument("--backend", required=True, choices=["gke", "vertex"])
-    comp.add_argument("--image", default=kfp_components.DEFAULT_IMAGE, help="Container image of the steps.")
+    comp.add_argument("--image", default=None,
+                      help="Container image of the steps, pushed where the cluster can pull it (default: "
+                           "$TFPIPE_IMAGE; one of the two is required). Build it with `make image IMAGE=REF`.")
     for step in ("train", "eval", "export"):
         comp.add_argument(f"--{step}-resources", default="",
                           help=f"Resources of the {step} step, e.g. 'cpu=8,memory=32G,gpu=l4:1,spot' or 'tpu=v5e:2x2'.")
@@ -202,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--out", default=None,
                       help="Folder for the YAML files; default: component_specs/ of the checkout holding the "
                            "current directory (required elsewhere).")
-    spec.add_argument("--image", default=kfp_components.DEFAULT_IMAGE, help="Container image of the components.")
+    spec.add_argument("--image", default=kfp_components.LOCAL_IMAGE,
+                      help="Container image of the components (default: the tag `make image` builds, which the "
+                           "packaged specs name).")
     spec.set_defaults(func=cmd_specs)
     return parser
 
@@ -210,12 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the `tfpipe` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from tfpipe.pipelines.local_run import LocalRunError
+    from tfpipe.pipelines.local_run import ContainerEngineError, LocalRunError
     from tfpipe.pipelines.submit import SubmitError
 
     try:
         return args.func(args)
-    except (ValueError, checks.MissingExtraError) as e:  # Bad input or a missing extra: one line, no traceback.
+    except (ValueError, checks.MissingExtraError, ContainerEngineError) as e:
+        # Bad input, a missing extra, no Docker engine for --runner docker: one line, no traceback.
         print(f"tfpipe {args.command}: {e}", file=sys.stderr)
         return USAGE_ERROR
     except (SubmitError, LocalRunError) as e:  # The backend refused or is unreachable; a local step failed.

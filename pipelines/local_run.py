@@ -1,13 +1,16 @@
 """`tfpipe run-local`: the whole pipeline on this machine under kfp.local, then a summary.
 
-kfp.local runs each step as a subprocess of this Python (SubprocessRunner, no venv),
-one at a time: check-inputs, train, then continuous_eval, which catches up on every
-checkpoint, then the gated export. Because the evaluator starts only after training,
-run-local keeps every checkpoint by default (`max_to_keep` 0); with a smaller
-`max_to_keep` the summary names the checkpoints that were deleted before the
-evaluator could see them. The summary is read from what the steps left on disk
-(their executor outputs and the run directory), not from the runner's status, which
-has been seen to report success for failed steps.
+kfp.local runs the steps one at a time: check-inputs, train, then continuous_eval,
+which catches up on every checkpoint, then the gated export. Each step runs as a
+subprocess of this Python (runner `subprocess`, SubprocessRunner without a venv), or
+in a container of the project image (runner `docker`, DockerRunner: host
+networking, the pipeline root and any local run, export or baseline directory
+bind-mounted at the same absolute path, as the calling user). Because the evaluator
+starts only after training, run-local keeps every checkpoint by default
+(`max_to_keep` 0); with a smaller `max_to_keep` the summary names the checkpoints
+that were deleted before the evaluator could see them. The summary is read from what
+the steps left on disk (their executor outputs and the run directory), not from the
+runner's status, which has been seen to report success for failed steps.
 
 The run's parameters are the pipeline's (`PIPELINE_INPUTS`, so the components'
 declared inputs), with defaults for a quick local run (`LOCAL_DEFAULTS`).
@@ -24,8 +27,10 @@ from kfp import local
 
 from tfpipe import checks
 from tfpipe.components import thresholds as thresholds_lib
-from tfpipe.pipelines.train_eval_export import PIPELINE_DEFAULTS, PIPELINE_INPUTS, PIPELINE_NAME, build_pipeline
+from tfpipe.pipelines.train_eval_export import (
+    PIPELINE_DEFAULTS, PIPELINE_INPUTS, PIPELINE_NAME, build_pipeline, pipeline_image)
 
+RUNNERS = ("subprocess", "docker")
 # What differs from the pipeline's own defaults for a local run: shorter, polled faster, every checkpoint kept
 # (the evaluator runs after training here), no gate unless asked for.
 LOCAL_DEFAULTS: Dict[str, Any] = {
@@ -37,6 +42,10 @@ INPUTS = {item.name: item for item in PIPELINE_INPUTS}
 
 class LocalRunError(RuntimeError):
     """A step of the local run failed (its own error is in the log above)."""
+
+
+class ContainerEngineError(RuntimeError):
+    """The Docker engine that runner `docker` needs cannot be reached."""
 
 
 @dataclasses.dataclass
@@ -154,17 +163,61 @@ def summarize(run_dir: str, values: Dict[str, Any]) -> LocalRunSummary:
     )
 
 
-def run_local(*, pipeline_root: str = "local_outputs", **params: Any) -> LocalRunSummary:
+def _absolute_local(uri: str) -> str:
+    """`uri` as an absolute path when it is a local path; gs:// URIs and "" as they are."""
+    return os.path.abspath(uri) if uri and not uri.startswith(checks.URI_SCHEMES) else uri
+
+
+def _docker_runner(image: str, mounted: List[str]) -> "local.DockerRunner":
+    """A DockerRunner for `image` (which must be in the local engine), binding `mounted` at the same paths.
+
+    Raises:
+        MissingExtraError: Without the `docker` package.
+        ContainerEngineError: When no Docker engine answers.
+        checks.InputError: When the engine does not have `image`.
+    """
+    docker = checks.import_extra("docker", extra="docker", needed_for="runner 'docker'")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ContainerEngineError(
+            f"runner 'docker' cannot reach a Docker engine ({reason}); start Docker (or point DOCKER_HOST at one), "
+            "or use runner 'subprocess'."
+        ) from None
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise checks.InputError(
+            f"`image` {image!r} is not in the local Docker engine; build it with `make image IMAGE={image}` "
+            f"(or `docker pull {image}`)."
+        ) from None
+    finally:
+        client.close()
+    mounts = [docker.types.Mount(target=path, source=path, type="bind") for path in mounted]
+    return local.DockerRunner(network_mode="host", user=f"{os.getuid()}:{os.getgid()}", mounts=mounts)
+
+
+def run_local(*, pipeline_root: str = "local_outputs", runner: str = "subprocess", image: Optional[str] = None,
+              **params: Any) -> LocalRunSummary:
     """Runs the train ∥ continuous-eval → export pipeline locally and summarises it.
 
     Args:
         pipeline_root: Where kfp.local keeps the steps' outputs (a local folder).
+        runner: `subprocess` (each step a subprocess of this Python) or `docker` (each step a container of
+            `image`; needs the `docker` extra and a Docker engine).
+        image: Runner `docker` only: the image the steps run in (it must be in the local engine); default
+            `$TFPIPE_IMAGE`, else the tag `make image` builds (`kfp_components.LOCAL_IMAGE`).
         **params: Pipeline parameters (`PIPELINE_INPUTS`); the rest take `LOCAL_DEFAULTS`, then the pipeline's.
             `max_to_keep` 0 keeps every checkpoint.
 
     Raises:
         checks.InputError: For a bad parameter (each is checked here before anything runs; the task and metric
-            names are checked by the run's first step, which is never retried).
+            names are checked by the run's first step, which is never retried), or an image the engine lacks.
+        checks.MissingExtraError: Runner `docker` without the `docker` package.
+        ContainerEngineError: Runner `docker` without a reachable Docker engine.
+        LocalRunError: When a step failed.
     """
     unknown = sorted(set(params) - set(INPUTS))
     if unknown:
@@ -184,9 +237,28 @@ def run_local(*, pipeline_root: str = "local_outputs", **params: Any) -> LocalRu
             f"`pipeline_root` ({checks.shown(pipeline_root)}) must be a local folder: kfp.local keeps the steps' "
             "outputs on this machine (the model_dir may be on gs://).")
     root = os.path.abspath(root)
+    checks.check_choice("runner", runner, RUNNERS)
+    if image is not None and runner != "docker":
+        raise checks.InputError(f"`image` ({image!r}) is only used with runner 'docker', got runner {runner!r}.")
+    if runner == "docker":
+        # A container sees only what is bind-mounted: local run, export and baseline directories outside the
+        # pipeline root are mounted at the same absolute paths; the run and export directories are created (a bind
+        # source must exist) once the engine and the image are known to be there.
+        for name in ("model_dir", "export_dir", "baseline_model_uri"):
+            values[name] = _absolute_local(values[name])
+        outside = [path for path in dict.fromkeys(values[n] for n in ("model_dir", "export_dir", "baseline_model_uri"))
+                   if path.startswith("/") and os.path.commonpath([path, root]) != root]
+        mounted = [path for path in outside if path != values["baseline_model_uri"] or os.path.exists(path)]
+        image = pipeline_image(image, "local")
+        step_runner = _docker_runner(image, mounted)
+        for path in (values["model_dir"], values["export_dir"]):
+            if path in outside:
+                os.makedirs(path, exist_ok=True)
+    else:
+        step_runner = local.SubprocessRunner(use_venv=False)
     os.makedirs(root, exist_ok=True)
     before = set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*")))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=False)
-    build_pipeline(backend="local")(**values)
+    local.init(runner=step_runner, pipeline_root=root, raise_on_error=False)
+    build_pipeline(backend="local", image=image)(**values)
     (run_dir,) = sorted(set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*"))) - before)[-1:]
     return summarize(run_dir, values)

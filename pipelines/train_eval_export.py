@@ -16,6 +16,7 @@ The pipeline's parameters are the components' declared inputs
 """
 
 import json
+import os
 import re
 from typing import Any, Dict, Mapping, Optional
 
@@ -23,7 +24,7 @@ from kfp import dsl
 from kfp import kubernetes
 from kfp.dsl import Model
 
-from tfpipe import checks
+from tfpipe import __version__, checks
 from tfpipe.components import definitions
 from tfpipe.components import interface
 from tfpipe.components import kfp_components
@@ -86,6 +87,27 @@ def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], bac
     return {name: dict(keys) for name, keys in secret_env.items()}
 
 
+def pipeline_image(image: Optional[str], backend: str) -> str:
+    """The image of every step: `image`, else `$TFPIPE_IMAGE`; on `local` else the tag `make image` builds.
+
+    A cluster must be able to pull the image, and tfpipe publishes none: compiling
+    for `gke` or `vertex` needs one named.
+
+    Raises:
+        ValueError: On `gke` or `vertex` when neither `image` nor `$TFPIPE_IMAGE` is given, or for a malformed
+            reference.
+    """
+    image = image or os.environ.get("TFPIPE_IMAGE") or (kfp_components.LOCAL_IMAGE if backend == "local" else None)
+    if image is None:
+        ref = f"REGISTRY/tfpipe:{__version__}"
+        raise checks.InputError(
+            f"`image` is required for backend {backend!r} (none given, $TFPIPE_IMAGE not set): build the image with "
+            f"`make image IMAGE={ref}`, push it where the cluster can pull it (`docker push {ref}`), and pass "
+            f"`--image {ref}` (or set TFPIPE_IMAGE)."
+        )
+    return checks.check_image("image", image)
+
+
 def _check_train_replicas(train_replicas: object, backend: str) -> int:
     checks.check_positive_int("train_replicas", train_replicas, maximum=1000)
     if train_replicas > 1 and backend == "local":
@@ -99,7 +121,7 @@ def _check_train_replicas(train_replicas: object, backend: str) -> int:
 def build_pipeline(
     *,
     backend: str = "local",
-    image: str = kfp_components.DEFAULT_IMAGE,
+    image: Optional[str] = None,
     profiles: Optional[Mapping[str, object]] = None,
     train_retries: int = 3,
     secret_env: Optional[Mapping[str, Mapping[str, str]]] = None,
@@ -112,7 +134,9 @@ def build_pipeline(
             run one at a time), `gke` (Kubernetes resource names, node selectors,
             tolerations) or `vertex` (Vertex accelerator names; the custom-job
             route for TPUs and spot).
-        image: The container image of every step.
+        image: The container image of every step; default `$TFPIPE_IMAGE`, and on
+            `local` else `kfp_components.LOCAL_IMAGE` (required on `gke` and
+            `vertex`: see `pipeline_image`).
         profiles: Resource profiles per step (`train`, `eval`, `export`), each a
             spec string such as `"cpu=8,memory=32G,gpu=l4:1,spot"` or a mapping.
         train_retries: Retries of the train step (preemption); it resumes from
@@ -154,6 +178,7 @@ def build_pipeline(
     # Each TFJob replica's pod placement, now: refuses what TFJob replicas cannot be given before compiling.
     replica_placement = placement.tfjob_placement(parsed["train"]) if tfjob else None
     secrets = _check_secret_env(secret_env, backend)
+    image = pipeline_image(image, backend)
 
     ops = kfp_components.components_for_image(image)
     light = dict(base_image=image, install_kfp_package=False)

@@ -114,7 +114,7 @@ def test_specs_load_and_compose_in_a_new_pipeline(tmp_path):
     text = (tmp_path / "dag.yaml").read_text()
     for name in ("comp-train", "comp-continuous-eval", "comp-export", "comp-evaluate"):
         assert name in text
-    assert kfp_components.DEFAULT_IMAGE in text
+    assert kfp_components.LOCAL_IMAGE in text
 
 
 def test_components_for_image_rejects_bad_reference():

@@ -204,8 +204,8 @@ def test_vertex_train_replicas_take_the_custom_job_route_with_one_pool_per_role(
 
     from tfpipe.pipelines.train_eval_export import build_pipeline
 
-    pipeline = build_pipeline(backend="vertex", train_replicas=3, profiles={"train": "gpu=l4:1,spot",
-                                                                             "eval": "cpu=4"})
+    pipeline = build_pipeline(backend="vertex", image="gcr.io/p/tfpipe:1", train_replicas=3,
+                              profiles={"train": "gpu=l4:1,spot", "eval": "cpu=4"})
     path = tmp_path / "vertex.yaml"
     compiler.Compiler().compile(pipeline, str(path))
     spec = yaml.safe_load(path.read_text())

@@ -48,7 +48,8 @@ def test_gke_ir_requests_node_pools_retries_and_no_caching(tmp_path):
 
 
 def test_vertex_ir_uses_vertex_accelerator_names(tmp_path):
-    (spec,) = compile_docs(tmp_path, backend="vertex", profiles={"train": "gpu=a100:4,cpu=24,memory=170G"})
+    (spec,) = compile_docs(tmp_path, backend="vertex", image="gcr.io/p/tfpipe:1",
+                           profiles={"train": "gpu=a100:4,cpu=24,memory=170G"})
     train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert train["accelerator"]["resourceType"] == "NVIDIA_TESLA_A100" and train["accelerator"]["resourceCount"] == "4"
 
@@ -73,7 +74,7 @@ def test_vertex_tpu_takes_the_custom_job_route(monkeypatch):
     monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components", None)  # The extra is not installed.
     monkeypatch.setitem(sys.modules, "google_cloud_pipeline_components.v1.custom_job", None)
     with pytest.raises(ImportError, match=r"pip install 'tfpipe\[vertex-custom-job\]'"):
-        build_pipeline(backend="vertex", profiles={"train": "tpu=v5e:2x2"})
+        build_pipeline(backend="vertex", image="gcr.io/p/tfpipe:1", profiles={"train": "tpu=v5e:2x2"})
 
 
 def test_cli_compile_and_errors(tmp_path, capsys):
@@ -88,7 +89,7 @@ def test_cli_compile_and_errors(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, says",
     [
-        (["compile", "--backend", "vertex", "--train-resources", "gpu=l4:1,spot"],
+        (["compile", "--backend", "vertex", "--image", "reg/x:2", "--train-resources", "gpu=l4:1,spot"],
          "pip install 'tfpipe[vertex-custom-job]'"),
         (["compile", "--backend", "gke", "--image", "user:PASSWORD@registry.example.com/x:1"], "holds credentials"),
         (["compile", "--backend", "gke", "--secret", "creds:../../k=ENV"], "is not a Kubernetes secret key"),

@@ -46,8 +46,9 @@ def scan_tree(root: pathlib.Path) -> int:
 
 def test_secret_env_is_by_reference_and_commands_are_argument_lists(tmp_path):
     out = tmp_path / "p.yaml"
-    assert cli.main(["compile", "--backend", "gke", "--secret", "data-creds:token=DATA_TOKEN",
-                     "--secret", "data-creds:user=DATA_USER", "-o", str(out)]) == 0
+    assert cli.main(["compile", "--backend", "gke", "--image", "reg/x:2",
+                     "--secret", "data-creds:token=DATA_TOKEN", "--secret", "data-creds:user=DATA_USER",
+                     "-o", str(out)]) == 0
     spec, platform = yaml.safe_load_all(out.read_text())
     for executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
         (secret,) = executor["secretAsEnv"]

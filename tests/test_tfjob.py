@@ -374,7 +374,7 @@ def test_gke_train_replicas_compile_to_a_tfjob_launcher_whose_inputs_build_the_m
 
 
 def test_one_replica_keeps_the_plain_train_step(tmp_path):
-    spec, _ = compile_docs(tmp_path, backend="gke", profiles={"train": "gpu=l4:1"})
+    spec, _ = compile_docs(tmp_path, backend="gke", image="gcr.io/p/tfpipe:1", profiles={"train": "gpu=l4:1"})
     tasks = spec["root"]["dag"]["tasks"]
     assert "train" in tasks and "train-with-tfjob" not in tasks
     assert tasks["train"]["inputs"]["parameters"]["distribution_strategy"] == {
