@@ -5,8 +5,7 @@ Each function body imports the package (it runs inside the image, or under
 the same `run(...)` as `python -m tfpipe.components.<name>`
 (the functions and their inputs are declared in `tfpipe.components.definitions`). The image is a compile-time
 setting: `components_for_image(image)` returns the four components for any image
-reference; the module-level `train_op`, `evaluate_op`, `continuous_eval_op` and
-`export_op` use `DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`, the tag `make image` builds.
+reference (`DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`, the tag `make image` builds).
 
 Outputs (stable names):
 
@@ -48,10 +47,3 @@ def components_for_image(image: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(**{
         fn.__name__: dsl.component(fn, base_image=image, install_kfp_package=False) for fn in COMPONENT_FUNCTIONS
     })
-
-
-_default = components_for_image(DEFAULT_IMAGE)
-train_op = _default.train
-evaluate_op = _default.evaluate
-continuous_eval_op = _default.continuous_eval
-export_op = _default.export

@@ -29,15 +29,17 @@ def local_run(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("run"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
 
+    ops = kfp_components.components_for_image(kfp_components.LOCAL_IMAGE)
+
     @dsl.pipeline(name="components-test")
     def pipeline(model_dir: str):
-        trained = kfp_components.train_op(task="digits", model_dir=model_dir, train_steps=200, steps_per_loop=50,
+        trained = ops.train(task="digits", model_dir=model_dir, train_steps=200, steps_per_loop=50,
                                           checkpoint_interval=100)
-        watched = kfp_components.continuous_eval_op(
+        watched = ops.continuous_eval(
             task="digits", model_dir=model_dir, best_metric="accuracy", best_mode="higher", poll_interval=0.2,
             idle_timeout=120.0, thresholds='{"accuracy": ">= 0.9"}').after(trained)
-        exported = kfp_components.export_op(task="digits", model_dir=model_dir).after(watched)
-        kfp_components.evaluate_op(task="digits", model_dir=model_dir, checkpoint="best").after(exported)
+        exported = ops.export(task="digits", model_dir=model_dir).after(watched)
+        ops.evaluate(task="digits", model_dir=model_dir, checkpoint="best").after(exported)
 
     pipeline(model_dir=model_dir)
     return root, model_dir

@@ -259,3 +259,53 @@ def test_entry_points_print_one_line_for_bad_input(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("train: `task` ('subprocess:run') is not declared")
     assert "Traceback" not in out.stderr and not list(tmp_path.iterdir())
+
+
+# -- identity, not step numbers -----------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_of_another_run_is_never_judged_by_this_runs_records(tmp_path, trained_dir):
+    from tfpipe.components import continuous_eval, evaluate
+
+    continuous_eval.run(task="digits", task_config=FAST, model_dir=trained_dir, poll_interval=0.1, idle_timeout=30,
+                        eval_name="identity")
+    other = tmp_path / "other"
+    _train(other, 20)  # Same steps, another model: its ckpt-20 is not trained_dir's ckpt-20.
+    for component, kwargs in ((export.run, dict(output_path=str(tmp_path / "m"), thresholds={"accuracy": ">= 0.1"})),
+                              (evaluate.run, {})):
+        with pytest.raises(checks.InputError, match=r"is not in `model_dir`"):
+            component(task="digits", task_config=FAST, model_dir=trained_dir, checkpoint=f"{other}/ckpt-20",
+                      eval_name="identity", **kwargs)
+    assert not (tmp_path / "m").exists()
+    own = checkpoints.record_of(trained_dir, "identity", f"{trained_dir}/ckpt-20")
+    assert own is not None and checkpoints.record_of(trained_dir, "identity", f"{other}/ckpt-20") is None
+
+
+# -- kill -9 at random points ------------------------------------------------------------------------------------
+
+
+def test_training_killed_at_random_points_never_loses_or_rewrites_a_checkpoint(tmp_path):
+    import random
+    import signal
+
+    rng = random.Random(20261130)
+    model_dir = tmp_path / "run"
+    seen = {}
+    for attempt in range(4):
+        proc = _start_trainer(model_dir, 200, dict(os.environ), f"kill-{attempt}")
+        time.sleep(rng.uniform(4.0, 12.0))  # Somewhere in start-up, a train loop or a save.
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        for name, data in _contents(model_dir).items():
+            if name.endswith(".index") and data:  # A complete checkpoint is never rewritten afterwards.
+                assert seen.setdefault(name, data) == data, name
+    final = _start_trainer(model_dir, 200, dict(os.environ), "final")
+    log, _ = final.communicate(timeout=300)
+    assert final.returncode == 0, log[-3000:]
+    assert "train | done | step: 200" in log
+    for name, data in seen.items():  # Those max_to_keep did not delete since are as they were written.
+        if (model_dir / name).exists():
+            assert (model_dir / name).read_bytes() == data, name
+    steps = sorted(checkpoint_watcher.list_checkpoints(str(model_dir)))
+    assert steps[-1] == 200 and not list(model_dir.glob("*_temp"))
+    assert checkpoints.recover_checkpoint_state(str(model_dir)).endswith("ckpt-200")  # The state file agrees.

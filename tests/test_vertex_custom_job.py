@@ -181,7 +181,7 @@ def test_gcpc_internals_are_pinned_to_the_checked_gcpc_version(tmp_path):
     assert vertex.gcpc_job_interface() == set(op.inputs) | set(op.outputs)
 
     # set_tpu_topology: the topology lands in the compiled worker pools.
-    job = vertex.vertex_custom_job_component(kfp_components.train_op, parse_profile("tpu=v5e:2x2", step="train"))
+    job = vertex.vertex_custom_job_component(kfp_components.components_for_image(kfp_components.LOCAL_IMAGE).train, parse_profile("tpu=v5e:2x2", step="train"))
     assert [pool["machine_spec"]["tpu_topology"] for pool in job.component_spec.inputs["worker_pool_specs"].default] \
         == ["2x2"]
 
