@@ -16,7 +16,7 @@ from kfp.dsl.types import type_annotations
 
 from tfpipe.components import check_inputs, continuous_eval, definitions, evaluate, export, interface, train
 from tfpipe.components.definitions import check_inputs as check_inputs_definition
-from tfpipe.pipelines import train_eval_export
+from tfpipe.pipelines import local_run, train_eval_export
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNTIME = {"train": train, "evaluate": evaluate, "continuous_eval": continuous_eval, "export": export}
@@ -124,7 +124,8 @@ def test_every_declared_input_has_a_row_in_docs_inputs(name):
 def test_every_row_of_docs_inputs_names_a_declared_input():
     declared = {(n, i.name) for n, interface_ in definitions.INTERFACES.items() for i in interface_.inputs}
     pipeline = {("pipelines", name) for name in inspect.signature(train_eval_export.build_pipeline).parameters}
-    local = {("run-local", item.name) for item in train_eval_export.PIPELINE_INPUTS} | {("run-local", "pipeline_root")}
+    local = {("run-local", item.name) for item in train_eval_export.PIPELINE_INPUTS} | {
+        ("run-local", name) for name in inspect.signature(local_run.run_local).parameters if name != "params"}
     unknown = _doc_rows() - declared - pipeline - local
     assert not unknown, f"docs/inputs.md rows name no declared input: {sorted(unknown)}"
 
