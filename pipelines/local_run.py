@@ -102,8 +102,16 @@ def expected_checkpoints(train_steps: int, steps_per_loop: int, checkpoint_inter
     return saved
 
 
+# kfp versions whose kfp.local output layout (`<run dir>/<task>[-N]/executor_output.json`, not a public API)
+# `_executor_output` was checked against; tests/test_private_internals.py fails on another installed version.
+KFP_LOCAL_CHECKED_VERSIONS = ("2.17",)
+
+
 def _executor_output(run_dir: str, task: str) -> Optional[Dict[str, Any]]:
-    """The executor output of `task`; a task in a sub-pipeline used twice may carry a `-N` suffix."""
+    """The executor output of `task` in a kfp.local run folder; a task in a sub-pipeline may carry a `-N` suffix.
+
+    kfp.local's on-disk layout is not a public API: only this function reads it.
+    """
     pattern = re.compile(rf"{re.escape(task)}(-\d+)?")
     found = sorted(
         path for path in glob.glob(os.path.join(run_dir, "**", "executor_output.json"), recursive=True)

@@ -500,19 +500,34 @@ def submit_to_vertex(
     return SubmitResult(run_id=job.job_id, url=url)
 
 
+# google-cloud-aiplatform versions whose `PipelineJob._gca_resource` (private) `pipeline_job_resource` was checked
+# against; tests/test_private_internals.py fails on another installed version, so that a change is noticed.
+AIPLATFORM_CHECKED_VERSIONS = ("1.165",)
+
+
+def pipeline_job_resource(job: Any) -> Any:
+    """The `PipelineJob` proto-plus resource an `aiplatform.PipelineJob` would create (its private `_gca_resource`).
+
+    Raises:
+        SubmitError: If this google-cloud-aiplatform version does not have it (dry runs are then unsupported).
+    """
+    resource = getattr(job, "_gca_resource", None)
+    if resource is None:
+        raise SubmitError("this google-cloud-aiplatform version hides the PipelineJob resource; dry_run is unsupported")
+    return resource
+
+
 def _create_request(
     job: Any, *, project: str, region: str, service_account: str | None, network: str | None
 ) -> dict[str, Any]:
     """The CreatePipelineJob request `PipelineJob.submit` would send, as REST JSON.
 
     `PipelineJob.submit` sets the service account and network on the job's resource and then calls the API; the
-    resource is not public before it exists, so this reads `_gca_resource` as `submit` does.
+    resource is not public before it exists, so this reads it as `submit` does (`pipeline_job_resource`).
     """
     from google.protobuf import json_format
 
-    resource = getattr(job, "_gca_resource", None)
-    if resource is None:
-        raise SubmitError("this google-cloud-aiplatform version hides the PipelineJob resource; dry_run is unsupported")
+    resource = pipeline_job_resource(job)
     message = type(resource).pb(resource)
     pipeline_job = type(message)()
     pipeline_job.CopyFrom(message)
