@@ -91,10 +91,6 @@ class EvalRecords:
         """The record of `step`, or None."""
         return run_dir.read_json(self.path(step))
 
-    def read_all(self) -> List[Dict[str, Any]]:
-        """Every record, ascending by step."""
-        return [r for r in (self.read(step) for step in self.steps()) if r is not None]
-
     def write(self, step: int, checkpoint: str, metrics: Mapping[str, Any], **extra: Any) -> Dict[str, Any]:
         """Writes the record of `step` once; an existing record is kept, never rewritten.
 
