@@ -146,7 +146,7 @@ def test_only_the_chief_writes_the_run_directory(two_workers):
     base, model_dir, workers, logs = two_workers
     chief, worker = workers
     steps = range(50, STEPS + 1, 50)
-    expected = {"checkpoint", "run_config.json", "training_complete.json", "train", "eval"}
+    expected = {"checkpoint", "run_config.json", "training_complete.json", "train", "eval", ".tfpipe-writer.lock"}
     expected |= {f"ckpt-{s}.{ext}" for s in steps for ext in ("index", "data-00000-of-00001")}
     assert set(os.listdir(model_dir)) == expected
     events = os.listdir(model_dir / "train")
