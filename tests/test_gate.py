@@ -33,7 +33,7 @@ def run_user_dag(root: pathlib.Path, model_dir: str, thresholds: str, eval_name:
     @dsl.pipeline(name="user-gate")
     def user_gate(model_dir: str, thresholds: str):
         watched = continuous_eval(task="digits", model_dir=model_dir, thresholds=thresholds, eval_name=eval_name,
-                                  poll_interval=0.2, idle_timeout=60)
+                                  poll_interval=0.2, idle_timeout=60.0)
         export_if_passed(passed=watched.outputs["passed"], task="digits", model_dir=model_dir,
                          thresholds=thresholds, eval_name=eval_name)
 

@@ -23,7 +23,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfpipe.components import kfp_components
 from tfpipe.pipelines import cli, vertex
 from tfpipe.pipelines.profiles import parse_profile
-from tfpipe.pipelines.train_eval_export import build_pipeline
+from tfpipe.components.definitions import gated_export
+from tfpipe.pipelines.train_eval_export import PIPELINE_INPUTS, build_pipeline
 from tests.support.vertex_custom_jobs import FakeJobService, find_task, launch
 
 IMAGE = "us-docker.pkg.dev/proj/ml/tfpipe:7"
@@ -31,11 +32,11 @@ Strategy = aiplatform_v1.Scheduling.Strategy
 Accelerator = aiplatform_v1.AcceleratorType
 # Values of the steps' inputs that come from the pipeline's inputs or from other steps at run time.
 RUNTIME = {
+    **{item.name: item.default for item in (*PIPELINE_INPUTS, *gated_export.INPUTS) if not item.required},
     "task": "digits", "task_config": '{"batch_size": 32}', "model_dir": "gs://bucket/runs/7", "train_steps": 500,
-    "steps_per_loop": 50, "checkpoint_interval": 100, "max_to_keep": 3, "policy": "all", "idle_timeout": 600,
-    "poll_interval": 1.0, "best_metric": "accuracy", "best_mode": "higher", "eval_name": "validation",
-    "best_eval_name": "validation",
-    "thresholds": '{"accuracy": ">= 0.9"}', "export_dir": "gs://bucket/serving", "distribution_strategy": "default",
+    "steps_per_loop": 50, "checkpoint_interval": 100, "max_to_keep": 3, "idle_timeout": 600.0,
+    "best_metric": "accuracy", "best_mode": "higher", "best_eval_name": "validation", "passed": True,
+    "thresholds": '{"accuracy": ">= 0.9"}', "export_dir": "gs://bucket/serving",
 }
 
 
@@ -96,9 +97,9 @@ def test_tpu_steps_carry_machine_type_accelerator_and_topology(tmp_path, service
     expected = {
         ("train", None): ("ct5lp-hightpu-8t", Accelerator.TPU_V5_LITEPOD, 8, "2x4", Strategy.STANDARD),
         ("continuous-eval", None): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
-        ("export", "comp-export-stage"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
-        ("export", "comp-export-stage-2"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
-        ("evaluate", "comp-condition-1"): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
+        ("export", "comp-condition-1"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
+        ("export", "comp-condition-1-2"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
+        ("evaluate", "comp-condition-2-2"): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
     }
     for (task, within), (machine, accelerator, count, topology, strategy) in expected.items():
         job = launch(spec, task, service, tmp_path, runtime=RUNTIME, within=within)
@@ -113,7 +114,7 @@ def test_tpu_steps_carry_machine_type_accelerator_and_topology(tmp_path, service
 
 def test_a_cpu_only_spot_step_keeps_gcpc_defaults_for_what_the_profile_leaves_out(tmp_path, service):
     spec = compile_with_cli(tmp_path, "--export-resources", "cpu=8,spot")
-    job = launch(spec, "export", service, tmp_path, runtime=RUNTIME, within="comp-export-stage")
+    job = launch(spec, "export", service, tmp_path, runtime=RUNTIME, within="comp-condition-1")
     (pool,) = job.job_spec.worker_pool_specs
     assert pool.machine_spec.machine_type == "n1-standard-8"
     assert pool.machine_spec.accelerator_type == Accelerator.ACCELERATOR_TYPE_UNSPECIFIED
