@@ -65,7 +65,7 @@ def test_the_wheel_has_one_top_level_package_and_the_specs(wheel):
     assert top == {"tfpipe"}
     assert not [n for n in names if n.startswith(("tfpipe/tests", "tfpipe/bench")) or "__pycache__" in n]
     archive = zipfile.ZipFile(wheel)
-    for name in specs.COMPONENT_NAMES:  # The packaged specs are the checked-in ones.
+    for name in specs.SPEC_NAMES:  # The packaged specs are the checked-in ones.
         assert archive.read(f"tfpipe/component_specs/{name}.yaml") == (ROOT / "component_specs" / f"{name}.yaml").read_bytes()
     (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
     assert archive.read(top_level).decode().split() == ["tfpipe"]
@@ -194,4 +194,4 @@ def test_specs_command_never_writes_into_the_installed_package(installed, user_p
     written = run(installed, "-m", "tfpipe.pipelines.cli", "specs", "--out", "specs", cwd=user_project)
     assert written.returncode == 0, written.stderr[-2000:]
     assert sorted(p.name for p in (user_project / "specs").iterdir()) == sorted(
-        f"{n}.yaml" for n in specs.COMPONENT_NAMES)
+        f"{n}.yaml" for n in specs.SPEC_NAMES)
