@@ -29,7 +29,8 @@ def _train(model_dir, steps, **kwargs):
 
 
 def _contents(model_dir):
-    return {p.name: p.read_bytes() for p in pathlib.Path(model_dir).glob("ckpt-*")}
+    """The checkpoint files (a kill mid-save leaves a `ckpt-N_temp/` folder, which the next start removes)."""
+    return {p.name: p.read_bytes() for p in pathlib.Path(model_dir).glob("ckpt-*") if p.is_file()}
 
 
 # -- the checkpoint state file ------------------------------------------------------------------------------------
