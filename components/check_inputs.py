@@ -18,6 +18,8 @@ def run(
     best_metric: str = "",
     best_mode: str = "",
     thresholds: Any = "{}",
+    precision: str = "float32",
+    jit_compile: bool = False,
 ) -> Tuple[str, str]:
     """Checks the inputs (see `INTERFACE`) and returns the effective best metric and mode.
 
@@ -27,7 +29,7 @@ def run(
     args = INTERFACE.check(locals())
     metrics = [m for m in [args.best_metric, *args.thresholds] if m]
     built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=metrics,
-                                 for_training=True)
+                                 for_training=True, runners=["trainer", "evaluator"])
     metric = args.best_metric or built.best_metric
     mode = args.best_mode or built.best_mode
     print(f"check_inputs | task {args.task!r} | best checkpoint by {metric} ({mode}) | thresholds: "

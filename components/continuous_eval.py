@@ -17,6 +17,7 @@ from tfpipe.components import artifacts
 from tfpipe.components import entry_point
 from tfpipe.components import evaluation
 from tfpipe.components import thresholds as thresholds_lib
+from tfpipe.components import vertex_env
 from tfpipe.components.definitions.continuous_eval import INTERFACE
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption
@@ -62,6 +63,8 @@ def run(
     distribution_strategy: str = "default",
     thresholds: Any = "{}",
     allow_different_config: bool = False,
+    precision: str = "float32",
+    jit_compile: bool = False,
     html_path: Optional[str] = None,
 ) -> ContinuousEvalResult:
     """Evaluates the checkpoints of `model_dir` as they appear, until training is over (inputs: see `INTERFACE`).
@@ -77,7 +80,7 @@ def run(
         checks.InputError: For a bad input, naming it (a metric name the task lacks included).
         TimeoutError: When `idle_timeout` passes with no new checkpoint.
     """
-    args = INTERFACE.check(locals())
+    args = INTERFACE.check(vertex_env.with_defaults(locals()))
     setup = evaluation.build(
         args=args, eval_name=args.eval_name, html_paths=[html_path] if html_path else [],
         title=f"{args.task}: continuous evaluation ({args.eval_name})",

@@ -15,6 +15,7 @@ from tfpipe import checks
 from tfpipe.components import checkpoints
 from tfpipe.components import entry_point
 from tfpipe.components import evaluation
+from tfpipe.components import vertex_env
 from tfpipe.components.definitions.evaluate import INTERFACE
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption
@@ -59,6 +60,8 @@ def run(
     best_eval_name: str = "validation",
     distribution_strategy: str = "default",
     allow_different_config: bool = False,
+    precision: str = "float32",
+    jit_compile: bool = False,
     html_path: Optional[str] = None,
 ) -> EvaluateResult:
     """Evaluates one checkpoint of `model_dir` (inputs: see `INTERFACE`).
@@ -73,7 +76,7 @@ def run(
     Raises:
         checks.InputError: For a bad input, naming it.
     """
-    args = INTERFACE.check(locals())
+    args = INTERFACE.check(vertex_env.with_defaults(locals()))
     path = resolve_own_checkpoint(args, args.best_eval_name)
     step = run_dir.checkpoint_step(path)
     records = eval_records.EvalRecords(eval_records.eval_dir(args.model_dir, args.eval_name))

@@ -48,7 +48,7 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
             exported.set_display_name("export")
             with dsl.If(p["final_evaluate"] == True, name="final-evaluate"):  # noqa: E712
                 shared = {n: p[n] for n in ("task", "model_dir", "task_config", "task_package",
-                                            "allow_different_config") if n in EVALUATE.names()}
+                                            "allow_different_config", "precision") if n in EVALUATE.names()}
                 final = configure(evaluate_op(**shared, checkpoint="best", eval_name="final",
                                               best_eval_name=p["eval_name"]), "eval")
                 final.set_display_name("evaluate-exported").after(exported)
