@@ -36,6 +36,8 @@ RUNTIME = {
     "poll_interval": 1.0, "best_metric": "accuracy", "best_mode": "higher", "eval_name": "validation",
     "best_eval_name": "validation",
     "thresholds": '{"accuracy": ">= 0.9"}', "export_dir": "gs://bucket/serving", "distribution_strategy": "default",
+    "enable_async_checkpointing": False, "deterministic": True, "max_divergence_recoveries": 3,
+    "loss_upper_bound": 0.0, "task_package": "", "allow_different_config": False, "eval_steps": -1, "checkpoint": "best", "precision": "mixed_float16", "jit_compile": True, "profile_steps": "100-110",
 }
 
 
@@ -96,9 +98,9 @@ def test_tpu_steps_carry_machine_type_accelerator_and_topology(tmp_path, service
     expected = {
         ("train", None): ("ct5lp-hightpu-8t", Accelerator.TPU_V5_LITEPOD, 8, "2x4", Strategy.STANDARD),
         ("continuous-eval", None): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
-        ("export", "comp-export-stage"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
-        ("export", "comp-export-stage-2"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
-        ("evaluate", "comp-condition-1"): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
+        ("export", "comp-condition-1"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
+        ("export", "comp-condition-1-2"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
+        ("evaluate", "comp-condition-2-2"): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
     }
     for (task, within), (machine, accelerator, count, topology, strategy) in expected.items():
         job = launch(spec, task, service, tmp_path, runtime=RUNTIME, within=within)
@@ -113,7 +115,7 @@ def test_tpu_steps_carry_machine_type_accelerator_and_topology(tmp_path, service
 
 def test_a_cpu_only_spot_step_keeps_gcpc_defaults_for_what_the_profile_leaves_out(tmp_path, service):
     spec = compile_with_cli(tmp_path, "--export-resources", "cpu=8,spot")
-    job = launch(spec, "export", service, tmp_path, runtime=RUNTIME, within="comp-export-stage")
+    job = launch(spec, "export", service, tmp_path, runtime=RUNTIME, within="comp-condition-1")
     (pool,) = job.job_spec.worker_pool_specs
     assert pool.machine_spec.machine_type == "n1-standard-8"
     assert pool.machine_spec.accelerator_type == Accelerator.ACCELERATOR_TYPE_UNSPECIFIED
