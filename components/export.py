@@ -181,6 +181,7 @@ def run_for_kfp(*, model: Any, **inputs: Any) -> tuple:
     model.metadata.update({
         "framework": "tensorflow", "step": result.step, "checkpoint": result.checkpoint,
         "metrics": result.metrics, "signatures": result.signatures, "export_path": result.export_path or "",
+        "precision": inputs.get("precision", precision_lib.FLOAT32),
     })
     return result.step, result.export_path or ""
 
