@@ -308,16 +308,18 @@ _MODEL_RE = re.compile(r"projects/[a-z0-9-]+/locations/([a-z0-9-]+)/models/[A-Za
 _NOT_IN_MODEL_NAME = re.compile(r'["\\\x00-\x1f]')
 
 
-def check_tensorboard(name: str, value: Any) -> str | None:
-    """Checks a Vertex AI TensorBoard resource name, `projects/P/locations/L/tensorboards/ID` ("" for none)."""
+def _check_resource_name(name: str, value: Any, pattern: re.Pattern, example: str, note: str = "") -> str | None:
     if value == "":
         return None
-    if not isinstance(value, str) or not _TENSORBOARD_RE.fullmatch(value):
-        raise ValueError(
-            f"`{name}` must be a Vertex AI TensorBoard resource name such as "
-            f"'projects/my-project/locations/us-central1/tensorboards/123', got {checks.shown(value)}"
-        )
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"`{name}` must be a Vertex AI {example}{note}, got {checks.shown(value)}")
     return value
+
+
+def check_tensorboard(name: str, value: Any) -> str | None:
+    """Checks a Vertex AI TensorBoard resource name, `projects/P/locations/L/tensorboards/ID` ("" for none)."""
+    return _check_resource_name(name, value, _TENSORBOARD_RE, "TensorBoard resource name such as "
+                                "'projects/my-project/locations/us-central1/tensorboards/123'")
 
 
 def check_model_name(name: str, value: Any) -> str | None:
@@ -335,15 +337,9 @@ def check_model_name(name: str, value: Any) -> str | None:
 
 def check_parent_model(name: str, value: Any) -> str | None:
     """Checks a Vertex AI model resource name, `projects/P/locations/L/models/ID` ("" for none)."""
-    if value == "":
-        return None
-    if not isinstance(value, str) or not _MODEL_RE.fullmatch(value):
-        raise ValueError(
-            f"`{name}` must be a Vertex AI model resource name such as "
-            f"'projects/my-project/locations/us-central1/models/1234' (a new version is registered under it), got "
-            f"{checks.shown(value)}"
-        )
-    return value
+    return _check_resource_name(name, value, _MODEL_RE, "model resource name such as "
+                                "'projects/my-project/locations/us-central1/models/1234'",
+                                " (a new version is registered under it)")
 
 
 def tensorboard_options(tensorboard: str) -> dict[str, str]:

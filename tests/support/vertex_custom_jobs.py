@@ -52,6 +52,16 @@ _OUTPUT_FILE = re.compile(r"\{\{\$\.outputs\.parameters\['(?P<name>[^']+)'\]\.ou
 JSON_ESCAPED_EXECUTOR_INPUT = "{{$.json_escape[1]}}"
 
 
+def parse_strictly(message_class: Any, body: Any) -> Tuple[Any, Optional[Tuple[int, Any]]]:
+    """`body` parsed into the proto-plus `message_class` twice (protobuf's `json_format.Parse` without
+    `ignore_unknown_fields`, and `from_json`), or Vertex's 400 INVALID_ARGUMENT answer for what it would refuse."""
+    try:
+        json_format.Parse(json.dumps(body), message_class.pb(message_class()))
+        return message_class.from_json(json.dumps(body)), None
+    except (json_format.ParseError, ValueError, TypeError) as error:
+        return None, (400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": str(error)}})
+
+
 class FakeJobService(JsonServer):
     """Vertex AI's JobService (REST v1), `customJobs.create` only; `jobs` holds each CustomJob as parsed."""
 
@@ -69,11 +79,9 @@ class FakeJobService(JsonServer):
         match = _CREATE_RE.match(path)
         if method != "POST" or not match:
             return 404, {"error": {"code": 404, "message": f"{method} {path} is not served by the fake JobService"}}
-        try:
-            json_format.Parse(json.dumps(body), aiplatform_v1.CustomJob.pb(aiplatform_v1.CustomJob()))
-            job = aiplatform_v1.CustomJob.from_json(json.dumps(body))
-        except (json_format.ParseError, ValueError, TypeError) as error:
-            return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": str(error)}}
+        job, refused = parse_strictly(aiplatform_v1.CustomJob, body)
+        if refused:
+            return refused
         job.name = f"projects/{match['project']}/locations/{match['location']}/customJobs/{len(self.jobs) + 1}"
         self.jobs.append(job)
         return 200, json.loads(aiplatform_v1.CustomJob.to_json(job))
@@ -236,11 +244,9 @@ class FakeModelService(JsonServer):
     def _answer(self, method: str, path: str, query: Dict[str, List[str]], body: Any) -> Tuple[int, Any]:
         upload, operation = _UPLOAD_RE.match(path), _OPERATION_RE.match(path)
         if method == "POST" and upload:
-            try:
-                json_format.Parse(json.dumps(body), aiplatform_v1.UploadModelRequest.pb(aiplatform_v1.UploadModelRequest()))
-                request = aiplatform_v1.UploadModelRequest.from_json(json.dumps(body))
-            except (json_format.ParseError, ValueError, TypeError) as error:
-                return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": str(error)}}
+            request, refused = parse_strictly(aiplatform_v1.UploadModelRequest, body)
+            if refused:
+                return refused
             request.parent = f"projects/{upload['project']}/locations/{upload['location']}"
             self.uploads.append(request)
             model = request.parent_model or f"{request.parent}/models/{len(self.uploads)}"
