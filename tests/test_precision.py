@@ -82,6 +82,12 @@ def test_mixed_runs_train_as_well_as_float32(mixed_run, tmp_path):
     print(f"{precision}: eval loss {mixed['loss']:.4f}, accuracy {mixed['accuracy']:.4f}; float32: loss "
           f"{float32['loss']:.4f}, accuracy {float32['accuracy']:.4f}")
     assert abs(mixed["loss"] - float32["loss"]) < 0.05 and abs(mixed["accuracy"] - float32["accuracy"]) < 0.03
+    # The float32 run's checkpoints hold no loss scale: evaluating and exporting them in 16 bits creates none (the
+    # checked restore would refuse a variable the checkpoint lacks).
+    crossed = evaluate.run(task="digits", model_dir=reference, eval_name="mixed", precision="mixed_float16")
+    assert abs(crossed.record["metrics"]["accuracy"] - float32["accuracy"]) < 0.03
+    export.run(task="digits", model_dir=reference, output_path=str(tmp_path / "m16"), checkpoint="latest",
+               precision="mixed_float16")
 
 
 @pytest.mark.parametrize("eval_precision", ["own", "float32"])
