@@ -37,8 +37,11 @@ SCHEMA_VERSION = 1
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="run the quick subset (same as --preset quick)")
-    parser.add_argument("--preset", choices=("tiny", "quick", "full"), help="default: full (quick with --quick)")
-    parser.add_argument("--out", default=str(common.BENCH_DIR / "results"), help="output directory")
+    parser.add_argument("--preset", choices=("tiny", "quick", "full", "gpu"),
+                        help="default: full (quick with --quick); gpu: the parts that have a GPU preset, for a "
+                             "machine with an NVIDIA GPU")
+    parser.add_argument("--out", default=None, help="output directory (default: bench/results, bench/results/gpu "
+                                                     "for --preset gpu)")
     parser.add_argument("--parts", default="", help="comma-separated part names (default: all)")
     parser.add_argument("--reps", type=int, help="override every part's number of interleaved rounds")
     parser.add_argument(
@@ -60,6 +63,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error("--quick conflicts with --preset " + args.preset)
     args.preset = args.preset or ("quick" if args.quick else "full")
     args.orbit = args.orbit or ("if-present" if args.preset == "tiny" else "install")
+    args.out = args.out or str(common.BENCH_DIR / "results" / ("gpu" if args.preset == "gpu" else ""))
     return args
 
 
@@ -81,10 +85,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name, part in registry.items():
             print(f"{name}: {part.title}")
         return 0
-    selected = [p.strip() for p in args.parts.split(",") if p.strip()] or list(registry)
+    selected = [p.strip() for p in args.parts.split(",") if p.strip()] or [
+        name for name, part in registry.items() if args.preset in part.presets]
     unknown = [p for p in selected if p not in registry]
     if unknown:
         print(f"unknown part(s) {unknown}; registered: {list(registry)}", file=sys.stderr)
+        return 2
+    without = [p for p in selected if args.preset not in registry[p].presets]
+    if without:
+        print(f"part(s) {without} have no preset {args.preset!r}", file=sys.stderr)
         return 2
 
     out_dir = Path(args.out)

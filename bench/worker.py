@@ -16,7 +16,8 @@ Candidates (all train the same model on the same data with the same step functio
 * ``controller_whatif``: ``controller`` with the candidate fixes of ``bench/whatif.py`` monkeypatched in;
 * ``orbit``: ``orbit.Controller`` with an ``orbit.StandardTrainer`` (TensorFlow Model Garden's Orbit);
 * ``keras``: ``tf_keras.Model.fit(steps_per_execution=steps_per_loop)``;
-* ``ckpt_io``: checkpoint save/restore timings of models of a given size.
+* ``ckpt_io``: checkpoint save/restore timings of models of a given size;
+* ``accel``: one precision / XLA / loop configuration of the accelerators part (``bench/accel_training.py``).
 """
 
 from __future__ import annotations
@@ -346,6 +347,11 @@ def _serve(candidate: str, proto: Any) -> None:
                 if candidate == "ckpt_io":
                     state = CheckpointIO()
                     answer = {}
+                elif candidate == "accel":
+                    from bench.accel_training import AccelTraining
+
+                    state = AccelTraining(**request)
+                    answer = state.setup_answer
                 else:
                     state = Training(candidate, **request)
                     answer = {"data": state.data_source}
@@ -367,7 +373,7 @@ def _serve(candidate: str, proto: Any) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--candidate", required=True, choices=TRAINING_CANDIDATES + ("ckpt_io",))
+    parser.add_argument("--candidate", required=True, choices=TRAINING_CANDIDATES + ("ckpt_io", "accel"))
     args = parser.parse_args()
     # Answers go to the original stdout pipe; everything printed (controllers' logs) goes to the log (stderr).
     proto = os.fdopen(os.dup(1), "w", buffering=1)

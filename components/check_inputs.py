@@ -18,7 +18,7 @@ def run(args: Any) -> Tuple[str, str]:
     """
     metrics = [m for m in [args.best_metric, *args.thresholds] if m]
     built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=metrics,
-                                 for_training=True)
+                                 for_training=True, runners=["trainer", "evaluator"])
     metric = args.best_metric or built.best_metric
     mode = args.best_mode or built.best_mode
     print(f"check_inputs | task {args.task!r} | best checkpoint by {metric} ({mode}) | thresholds: "

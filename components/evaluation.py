@@ -1,9 +1,9 @@
 """What the components that read a trained run share: the task built and checked against the run, an evaluator.
 
 `load_task` is the start of evaluate, continuous_eval and export: it installs the
-task package, builds the task, compares its effective config with the run's, and
-checks every metric name the step was given against the task's metrics, all before
-any evaluation. `build` adds an evaluating `Controller` whose summaries and report
+task package, builds the task (under the step's `precision`), compares its
+effective config with the run's, and checks every metric name the step was given
+against the task's metrics, all before any evaluation. `build` adds an evaluating `Controller` whose summaries and report
 go to `eval/<eval_name>/`.
 """
 
@@ -17,8 +17,10 @@ import tfpipe.controller_core as orbit
 from tfpipe import checks
 from tfpipe.components import artifacts
 from tfpipe.components import checkpoints
+from tfpipe.components import precision as precision_lib
 from tfpipe.components import run_config
 from tfpipe.components import strategy as strategy_lib
+from tfpipe.components import summaries
 from tfpipe.components import tasks
 from tfpipe.components.tasks import Task
 from tfpipe.components.tasks.keras_runners import KerasEvaluator
@@ -37,24 +39,31 @@ class EvalSetup:
 
 
 def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Iterable[str] = (),
-              for_training: bool = False) -> Task:
+              for_training: bool = False, runners: Sequence[str] = ()) -> Task:
     """Builds the step's task and checks it against the run, before any evaluation.
 
     Args:
         args: The step's checked inputs: `task`, `task_config`, `task_package`, `model_dir`, and
-            `allow_different_config` when the step has it.
+            `allow_different_config`, `precision` and `jit_compile` when the step has them.
         distribution: The strategy to build the task in.
         metrics: Metric names the step was given (a best metric, threshold names), checked against the task's.
-        for_training: Compare the run config as training does (every key), not as an evaluator.
+        for_training: Compare the run config as training does (every key, precision too), not as an evaluator.
+        runners: `trainer` and/or `evaluator`: the generic runners the step's `precision` and `jit_compile` are
+            for (refused for a task that brings its own).
 
     Raises:
-        checks.InputError: For a task config that differs from training's, or a metric the task does not report.
+        checks.InputError: For a task config (or, training, a precision) that differs from training's, a metric
+            the task does not report, or a precision/jit_compile its own runner would ignore.
     """
+    precision = getattr(args, "precision", precision_lib.FLOAT32)
     tasks.install_task_package(args.task_package)
-    with distribution.scope():
+    with distribution.scope(), precision_lib.policy_scope(precision):
         task = tasks.build_task(args.task, args.task_config)
+    for runner in runners:
+        precision_lib.check_generic_runner(task, precision=precision, jit_compile=getattr(args, "jit_compile", False),
+                                           runner=runner)
     run_config.check_run_config(
-        args.model_dir, run_config.run_config(args.task, task, args.task_config), for_training=for_training,
+        args.model_dir, run_config.run_config(args.task, task, args.task_config, precision), for_training=for_training,
         eval_only_keys=task.eval_only_config_keys, allow_different=getattr(args, "allow_different_config", False))
     check_metric_names(task, metrics)
     return task
@@ -77,9 +86,12 @@ def check_metric_names(task: Task, names: Iterable[str]) -> None:
             )
 
 
-def eval_summary_manager(model_dir: str, eval_name: str, global_step: tf.Variable) -> orbit.utils.SummaryManager:
-    """The summary manager of evaluator `eval_name`: scalars into `<model_dir>/eval/<eval_name>/`."""
-    return orbit.utils.SummaryManager(eval_records.eval_dir(model_dir, eval_name), _scalar_summary, global_step)
+def eval_summary_manager(model_dir: str, eval_name: str,
+                         global_step: tf.Variable) -> orbit.utils.SummaryManagerInterface:
+    """The summary manager of evaluator `eval_name`: scalars into `<model_dir>/eval/<eval_name>/` (and into
+    `$AIP_TENSORBOARD_LOG_DIR/eval/<eval_name>/` where Vertex set it)."""
+    return summaries.summary_manager(eval_records.eval_dir(model_dir, eval_name), f"eval/{eval_name}",
+                                     _scalar_summary, global_step)
 
 
 def _scalar_summary(name: str, value: Any, step: Any) -> None:
@@ -103,8 +115,8 @@ def build(
     `eval/<eval_name>/report.html` (and each of `html_paths`) after every evaluation.
     """
     distribution = strategy_lib.create_strategy(args.distribution_strategy)
-    task = load_task(args, distribution=distribution, metrics=metrics)
-    evaluator = task.evaluator or KerasEvaluator(task, distribution)
+    task = load_task(args, distribution=distribution, metrics=metrics, runners=["evaluator"])
+    evaluator = task.evaluator or KerasEvaluator(task, distribution, jit_compile=args.jit_compile)
     directory = eval_records.eval_dir(args.model_dir, eval_name)
     report = artifacts.ReportAction(directory, title=title, class_names=task.class_names, extra_paths=html_paths)
     manager = tf.train.CheckpointManager(checkpoints.task_checkpoint(task), args.model_dir, max_to_keep=None)

@@ -10,7 +10,10 @@ and its fingerprint, and the metrics it was exported with), created once
 (`tfpipe.components.commits`). A destination without the marker is an interrupted
 commit and is completed; one whose marker names another checkpoint is never
 overwritten. Under `export_dir` each export lands in `<export_dir>/<step>/` (a TF
-Serving version). Inputs: `tfpipe.components.definitions.export.INTERFACE`.
+Serving version). Under a mixed `precision` the model computes in float16 or
+bfloat16 but the exported signature takes and returns float32. Where Vertex sets
+`AIP_MODEL_DIR`, an empty `export_dir` is that directory
+(`tfpipe.components.vertex_env`). Inputs: `tfpipe.components.definitions.export.INTERFACE`.
 """
 
 import dataclasses
@@ -26,6 +29,7 @@ from tfpipe.components import checkpoints
 from tfpipe.components import commits
 from tfpipe.components import entry_point
 from tfpipe.components import evaluation
+from tfpipe.components import precision as precision_lib
 from tfpipe.components import strategy as strategy_lib
 from tfpipe.components import thresholds as thresholds_lib
 from tfpipe.components.definitions.export import INTERFACE
@@ -125,6 +129,8 @@ def run(args: Any) -> ExportResult:
     built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=args.thresholds)
     if built.serving_signature is None:
         raise checks.InputError(f"`task` ({args.task!r}) defines no serving signature to export.")
+    if args.precision != precision_lib.FLOAT32:  # The model computes in 16 bits; its callers see float32.
+        built.serving_signature = precision_lib.float32_signature(built.serving_signature)
     record = checkpoints.record_of(args.model_dir, args.eval_name, path)
     metrics = artifacts.kfp_metrics(record) if record else {}
     if args.thresholds:
@@ -161,6 +167,7 @@ def run_for_kfp(*, model: Any, **inputs: Any) -> tuple:
     model.metadata.update({
         "framework": "tensorflow", "step": result.step, "checkpoint": result.checkpoint,
         "metrics": result.metrics, "signatures": result.signatures, "export_path": result.export_path or "",
+        "precision": inputs.get("precision", precision_lib.FLOAT32),
     })
     return result.step, result.export_path or ""
 

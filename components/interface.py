@@ -24,6 +24,7 @@ import types
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from tfpipe import checks
+from tfpipe.components import vertex_env
 
 REQUIRED = object()  # The default of an input that has none.
 
@@ -129,7 +130,9 @@ class Interface:
         """Decorator for a component's `run(**inputs)`: its signature is these inputs, checked and completed.
 
         The decorated function is called with a namespace of every input, checked and in normal form (defaults
-        filled in), and the `extra` keywords (e.g. where an output artifact goes), before it does any work.
+        filled in; an empty `model_dir` or `export_dir` takes Vertex AI's output directory where a custom job sets
+        one, `tfpipe.components.vertex_env`), and the `extra` keywords (e.g. where an output artifact goes), before
+        it does any work.
         Unknown keywords are a `TypeError`, as for any Python function.
 
         Args:
@@ -143,6 +146,8 @@ class Interface:
                     raise TypeError(f"{self.name}.run() got unexpected keyword(s) {unknown}; its inputs are "
                                     f"{self.names()}.")
                 inputs = {k: v for k, v in kwargs.items() if k not in extra}
+                vertex_dirs = {i.name: i.default for i in self.inputs if i.name in vertex_env.DEFAULTS and not i.required}
+                inputs = vertex_env.with_defaults({**vertex_dirs, **inputs})
                 options = {k: kwargs.get(k, default) for k, default in extra.items()}
                 return fn(self.check(inputs, fill_defaults=True), **options)
 

@@ -1,12 +1,15 @@
-"""The run config: which task and effective task config a run directory was trained with.
+"""The run config: which task, effective task config and precision a run directory was trained with.
 
 Training records it once in `<model_dir>/run_config.json`, after every check passed
 and the task was built, so that a run with a bad config leaves nothing behind. Every
 later step compares its own task and effective config (defaults filled in) with it
 before any work: training refuses a different one (it would mix two models in one
-run directory), and the evaluators refuse one that differs in anything but the
+run directory; another `precision` too, as its checkpoints would lack or drop the
+loss scale), and the evaluators refuse one that differs in anything but the
 task's evaluation-only keys (e.g. another data split that may overlap the training
-data) unless `allow_different_config` is set. The file holds the task config as
+data) unless `allow_different_config` is set; they may evaluate in any precision
+(variables are float32 in all of them). A run config without `precision` was
+trained in float32. The file holds the task config as
 given: keep secrets out of it (see `tfpipe.components.tasks.config`).
 """
 
@@ -24,15 +27,21 @@ from tfpipe.controller_core import run_dir
 RUN_CONFIG = "run_config.json"
 
 
-def run_config(task_name: str, task: Task, given: Mapping[str, Any]) -> Dict[str, Any]:
-    """What a run records: the task's name and its effective config (the given one when the task has none)."""
-    return {"task": task_name, "task_config": dict(task.config if task.config is not None else given)}
+def run_config(task_name: str, task: Task, given: Mapping[str, Any], precision: str = "float32") -> Dict[str, Any]:
+    """What a run records: the task's name, its effective config (the given one when the task has none), and the
+    precision it trains in."""
+    return {"task": task_name, "task_config": dict(task.config if task.config is not None else given),
+            "precision": precision}
 
 
-def _differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Any) -> Dict[str, Any]:
+def _differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Any,
+                 for_training: bool) -> Dict[str, Any]:
     differ: Dict[str, Any] = {}
     if stored.get("task") != wanted["task"]:
         differ["task"] = (stored.get("task"), wanted["task"])
+    precision = (stored.get("precision", "float32"), wanted.get("precision", "float32"))
+    if for_training and precision[0] != precision[1]:
+        differ["precision"] = precision
     stored_config, wanted_config = stored.get("task_config") or {}, wanted["task_config"]
     for key in sorted(set(stored_config) | set(wanted_config)):
         if key in ignore or key not in stored_config:  # Keys a run config of an older version did not record.
@@ -64,7 +73,7 @@ def check_run_config(
     stored = run_dir.read_json(os.path.join(model_dir, RUN_CONFIG))
     if stored is None:
         return None
-    differ = _differences(stored, wanted, () if for_training else set(eval_only_keys))
+    differ = _differences(stored, wanted, () if for_training else set(eval_only_keys), for_training)
     if not differ:
         return stored
     described = "; ".join(f"{key}: {json.dumps(checks.redacted(key, a))} there, {json.dumps(checks.redacted(key, b))} "
@@ -72,7 +81,7 @@ def check_run_config(
     if for_training:
         raise checks.InputError(
             f"`model_dir` ({model_dir}) was trained with another task config ({checks.clipped(described)}). Use "
-            "a new `model_dir`, or the same `task` and `task_config`; nothing was changed."
+            "a new `model_dir`, or the same `task`, `task_config` and `precision`; nothing was changed."
         )
     if allow_different:
         logging.warning("Evaluating %s with a task config that differs from training's: %s", model_dir, described)

@@ -7,6 +7,7 @@ Start it from a shell (or a container) with::
 Its inputs are declared in `tfpipe.components.definitions.train.INTERFACE`.
 """
 
+import contextlib
 import os
 from typing import Any, Dict, Optional
 
@@ -16,10 +17,14 @@ import tfpipe.controller_core as orbit
 from tfpipe.components import checkpoints
 from tfpipe.components import entry_point
 from tfpipe.components import lease
+from tfpipe.components import precision as precision_lib
+from tfpipe.components import profiling
 from tfpipe.components import run_config
 from tfpipe.components import strategy as strategy_lib
+from tfpipe.components import summaries
 from tfpipe.components import tasks
 from tfpipe.components import train_outputs
+from tfpipe.components import vertex_env
 from tfpipe.components.definitions.train import INTERFACE
 from tfpipe.components.tasks.keras_runners import KerasTrainer
 from tfpipe.components.train_outputs import TrainResult
@@ -49,6 +54,13 @@ def run(args: Any) -> TrainResult:
     With several workers SIGTERM ends the process as usual and the restarted
     job resumes from the last interval checkpoint.
 
+    `precision` and `jit_compile` apply to the generic Keras trainer (a task with
+    its own trainer keeps control of both, see `tfpipe.components.precision`);
+    `profile_steps` traces a step range into `<model_dir>/train/` on the chief
+    (`tfpipe.components.profiling`). Where Vertex sets `AIP_CHECKPOINT_DIR` and
+    `AIP_TENSORBOARD_LOG_DIR`, an empty `model_dir` is the former and the
+    summaries are copied into the latter (`tfpipe.components.vertex_env`).
+
     Returns:
         The final step, the final checkpoint and the last training metrics.
 
@@ -62,11 +74,14 @@ def run(args: Any) -> TrainResult:
         tf.config.experimental.enable_op_determinism()
     distribution = strategy_lib.create_strategy(args.distribution_strategy)
     chief = strategy_lib.is_chief(distribution)
-    with distribution.scope():
+    with distribution.scope(), precision_lib.policy_scope(args.precision):
         built = tasks.build_task(args.task, args.task_config)
-    wanted = run_config.run_config(args.task, built, args.task_config)
+    precision_lib.check_generic_runner(built, precision=args.precision, jit_compile=args.jit_compile,
+                                       runner="trainer")
+    wanted = run_config.run_config(args.task, built, args.task_config, args.precision)
     run_config.check_run_config(args.model_dir, wanted, for_training=True)
-    trainer = built.trainer or KerasTrainer(built, distribution)
+    trainer = built.trainer or KerasTrainer(built, distribution, precision=args.precision,
+                                            jit_compile=args.jit_compile)
 
     writer = lease.WriterLease(args.model_dir) if chief else None
     with writer or _no_lease(), \
@@ -77,6 +92,8 @@ def run(args: Any) -> TrainResult:
             run_config.record_run_config(args.model_dir, wanted)
         multi_worker = strategy_lib.is_multi_worker(distribution)
         extra = {} if multi_worker else {"train_iterator": _checkpointable_iterator(trainer)}
+        if built.trainer is None:
+            extra.update(trainer.checkpoint_items)  # The loss scale, under mixed_float16.
         manager = tf.train.CheckpointManager(
             checkpoints.task_checkpoint(built, **{k: v for k, v in extra.items() if v is not None}),
             directory=checkpoint_dir,
@@ -95,20 +112,27 @@ def run(args: Any) -> TrainResult:
             # would hang its peers. With several workers SIGTERM keeps its meaning, and the restarted
             # job resumes from the chief's last interval checkpoint.
             watcher.uninstall()
+        summary_dir = os.path.join(args.model_dir, "train") if chief else None
+        profile = profiling.maybe_profile(
+            args.profile_steps, summary_dir, global_step=built.global_step,
+            copies=[d for d in [vertex_env.tensorboard_dir("train")] if d])
+        if profile is not None:
+            actions.append(profile)  # Last: it sees the step after a rollback.
         controller = orbit.Controller(
             global_step=built.global_step,
             trainer=trainer,
             strategy=distribution,
-            steps_per_loop=args.steps_per_loop,
+            steps_per_loop=profile.steps_per_loop(args.steps_per_loop) if profile else args.steps_per_loop,
             checkpoint_manager=manager,
             enable_async_checkpointing=args.enable_async_checkpointing,
-            summary_dir=os.path.join(args.model_dir, "train") if chief else None,
+            summary_manager=summaries.summary_manager(summary_dir, "train", tf.summary.scalar, built.global_step),
             train_actions=actions,
             termination_watcher=None if multi_worker else watcher,
         )
         if not chief:
             _restore_chief_checkpoint(controller, args.model_dir)
-        controller.train(args.train_steps)
+        with profile or contextlib.nullcontext():
+            controller.train(args.train_steps)
         marker = checkpoints.read_training_complete(checkpoint_dir) or {}
         checkpoint = manager.latest_checkpoint
     if checkpoint is not None and not chief:

@@ -20,6 +20,7 @@ from typing import Dict, List, NoReturn, Optional
 
 from tfpipe import checks
 from tfpipe.components import kfp_components
+from tfpipe.pipelines import vertex as vertex_defaults
 from tfpipe.pipelines.local_run import RUNNERS
 
 USAGE_ERROR = 2
@@ -82,7 +83,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     output = _check_output_file(args.output)
     pipeline = build_pipeline(backend=args.backend, image=args.image, profiles=profiles,
                               train_retries=args.train_retries, secret_env=_secret_env(args.secret),
-                              train_replicas=args.train_replicas)
+                              train_replicas=args.train_replicas, vertex_tensorboard=args.vertex_tensorboard,
+                              register_model=args.register_model, parent_model=args.parent_model,
+                              serving_image=args.serving_image)
     image = pipeline_image(args.image, args.backend)  # The image it was built for (`--image` or $TFPIPE_IMAGE).
     compiler.Compiler().compile(pipeline, output)
     print(f"compiled {args.backend} pipeline for image {image} to {output}")
@@ -186,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--secret", action="append", default=[],
                       help="GKE: expose Kubernetes secret key KEY of secret NAME as ENV_VAR in every step "
                            "(NAME:KEY=ENV_VAR; repeatable). Only names go into the YAML.")
+    comp.add_argument("--vertex-tensorboard", default="", metavar="RESOURCE",
+                      help="Vertex: upload the train and continuous-eval curves to this Vertex AI TensorBoard "
+                           "(projects/P/locations/L/tensorboards/ID); both steps then run as custom jobs, as the "
+                           "run's service account.")
+    comp.add_argument("--register-model", default="", metavar="NAME",
+                      help="Vertex: register the gated export in Vertex AI Model Registry under this display name.")
+    comp.add_argument("--parent-model", default="", metavar="RESOURCE",
+                      help="Vertex, with --register-model: register a new version of this model "
+                           "(projects/P/locations/L/models/ID).")
+    comp.add_argument("--serving-image", default=vertex_defaults.DEFAULT_SERVING_IMAGE, metavar="IMAGE",
+                      help="Vertex, with --register-model: the prebuilt TensorFlow serving container "
+                           "(default: %(default)s).")
     comp.add_argument("-o", "--output", required=True, help="The pipeline YAML to write.")
     comp.set_defaults(func=cmd_compile)
 

@@ -126,6 +126,10 @@ def build_pipeline(
     train_retries: int = 3,
     secret_env: Optional[Mapping[str, Mapping[str, str]]] = None,
     train_replicas: int = 1,
+    vertex_tensorboard: str = "",
+    register_model: str = "",
+    parent_model: str = "",
+    serving_image: str = vertex.DEFAULT_SERVING_IMAGE,
 ):
     """Builds the pipeline function for a backend.
 
@@ -153,6 +157,20 @@ def build_pipeline(
             environment variables, `{secret_name: {secret_key: ENV_VAR}}`
             (kfp-kubernetes `use_secret_as_env`); the YAML holds only the names.
             On Vertex, steps authenticate as the run's service account.
+        vertex_tensorboard: Vertex only: a Vertex AI TensorBoard
+            (`projects/P/locations/L/tensorboards/ID`) that the train and
+            continuous-eval steps upload their curves to. Both then run as
+            custom jobs with a base output directory under the run directory
+            (`<model_dir>/vertex/train`, `.../eval`), as the run's service
+            account; the components copy their summaries into the
+            `AIP_TENSORBOARD_LOG_DIR` Vertex sets (`tfpipe.components.vertex_env`).
+        register_model: Vertex only: after a gated export, register the
+            SavedModel in Vertex AI Model Registry under this display name
+            (GCPC's `ModelUploadOp`; labels: the run, the step, each metric).
+        parent_model: With `register_model`: register a new version of this
+            model (`projects/P/locations/L/models/ID`) instead of a new model.
+        serving_image: With `register_model`: the prebuilt TensorFlow serving
+            container the registered model is served with.
 
     Returns:
         The `@dsl.pipeline` function.
@@ -179,10 +197,23 @@ def build_pipeline(
     replica_placement = placement.tfjob_placement(parsed["train"]) if tfjob else None
     secrets = _check_secret_env(secret_env, backend)
     image = pipeline_image(image, backend)
+    tensorboard = vertex.check_tensorboard("vertex_tensorboard", vertex_tensorboard)
+    registered_name = vertex.check_model_name("register_model", register_model)
+    parent = vertex.check_parent_model("parent_model", parent_model)
+    checks.check_image("serving_image", serving_image)
+    for name, given in (("vertex_tensorboard", tensorboard), ("register_model", registered_name),
+                        ("parent_model", parent)):
+        if given and backend != "vertex":
+            raise ValueError(f"`{name}` needs backend 'vertex', got backend {backend!r}.")
+    if parent and not registered_name:
+        raise ValueError(f"`parent_model` ({parent}) needs `register_model`: the display name of the new version.")
+    if tensorboard:  # TensorBoard uploads are a custom job's: train and evaluation steps take that route.
+        custom_job.update(train=True, eval=True)
 
     ops = kfp_components.components_for_image(image)
     light = dict(base_image=image, install_kfp_package=False)
-    resolve_op = dsl.component(model_dir_definition.resolve_model_dir, **light)
+    resolve_op = dsl.component(
+        model_dir_definition.resolve_run_dirs if tensorboard else model_dir_definition.resolve_model_dir, **light)
     check_op = dsl.component(check_inputs_definition.check_inputs, **light)
     baseline_op = dsl.component(baseline_definition.beats_baseline, **light)
 
@@ -191,13 +222,14 @@ def build_pipeline(
             return vertex.vertex_custom_job_component(component, parsed[step], **options)
         return component
 
+    board = vertex.tensorboard_options(tensorboard) if tensorboard else {}
     if tfjob:
         train_op = tfjob_train.component(image)
     elif replicas > 1:  # Vertex: every replica runs the train component; a lost one restarts them all.
-        train_op = place(ops.train, "train", replica_count=replicas, restart_job_on_worker_restart=True)
+        train_op = place(ops.train, "train", replica_count=replicas, restart_job_on_worker_restart=True, **board)
     else:
-        train_op = place(ops.train, "train")
-    eval_op = place(ops.continuous_eval, "eval")
+        train_op = place(ops.train, "train", **board)
+    eval_op = place(ops.continuous_eval, "eval", **board)
 
     def with_secrets(task):
         for secret_name, key_to_env in secrets.items():
@@ -210,13 +242,20 @@ def build_pipeline(
             backends.apply_profile(task, parsed[step], backend=backend)
         return with_secrets(task)
 
-    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval"), configure=configure)
+    register = vertex.model_registration(
+        display_name=registered_name, image=image, serving_image=serving_image, parent_model=parent,
+    ) if registered_name else None
+    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval"), configure=configure,
+                                      register=register)
 
     def body(p: Dict[str, Any]) -> None:
         run_dir = resolve_op(model_dir=p["model_dir"], pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
                              job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         run_dir.set_display_name("model-dir").set_caching_options(False)
-        values = {**p, "model_dir": run_dir.output}
+        values = {**p, "model_dir": run_dir.outputs["model_dir"] if tensorboard else run_dir.output}
+        # With a Vertex TensorBoard, each custom job's base output directory (AIP_TENSORBOARD_LOG_DIR's parent).
+        outputs = {step: {"base_output_directory": run_dir.outputs[f"{step}_output_dir"]} if tensorboard else {}
+                   for step in ("train", "eval")}
         checked = with_secrets(check_op(**_arguments(check_inputs_definition.INTERFACE, values)))
         checked.set_display_name("check-inputs").set_caching_options(False)  # No retries: bad input fails once.
         values.update(best_metric=checked.outputs["best_metric"], best_mode=checked.outputs["best_mode"])
@@ -229,11 +268,11 @@ def build_pipeline(
         else:
             if replicas > 1:
                 train_args["distribution_strategy"] = "multi_worker_mirrored"
-            trained = configure(train_op(**train_args), "train")
+            trained = configure(train_op(**train_args, **outputs["train"]), "train")
         trained.after(checked)
         trained.set_caching_options(False).set_retry(num_retries=train_retries, backoff_duration="30s",
                                                      backoff_factor=2.0, backoff_max_duration="600s")
-        watched = configure(eval_op(**_arguments(definitions.CONTINUOUS_EVAL, values)), "eval")
+        watched = configure(eval_op(**_arguments(definitions.CONTINUOUS_EVAL, values), **outputs["eval"]), "eval")
         watched.after(checked).set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
         if backend == "local":
             watched.after(trained)  # Local tasks run one at a time: the evaluator catches up afterwards.

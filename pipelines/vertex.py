@@ -289,3 +289,114 @@ def set_tpu_topology(job: Any, topology: str) -> None:
     """
     for pool in job.component_spec.inputs["worker_pool_specs"].default:
         pool["machine_spec"]["tpu_topology"] = topology
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Vertex AI TensorBoard and Model Registry.
+# --------------------------------------------------------------------------------------------------------------
+
+# Run-level placeholders Vertex fills in (GCPC's `_placeholders`): the run's service account and region.
+SERVICE_ACCOUNT_PLACEHOLDER = "{{$.pipeline_service_account}}"
+LOCATION_PLACEHOLDER = "{{$.pipeline_google_cloud_location}}"
+# A prebuilt TensorFlow serving container for registered models (google-cloud-aiplatform's list of prebuilt
+# prediction containers; choose one whose TensorFlow runs the model's ops, e.g. a GPU one, with --serving-image).
+DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+MAX_MODEL_NAME = 128
+
+_TENSORBOARD_RE = re.compile(r"projects/[a-z0-9-]+/locations/([a-z0-9-]+)/tensorboards/[0-9]+")
+_MODEL_RE = re.compile(r"projects/[a-z0-9-]+/locations/([a-z0-9-]+)/models/[A-Za-z0-9_-]+")
+_NOT_IN_MODEL_NAME = re.compile(r'["\\\x00-\x1f]')
+
+
+def _check_resource_name(name: str, value: Any, pattern: re.Pattern, example: str, note: str = "") -> str | None:
+    if value == "":
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"`{name}` must be a Vertex AI {example}{note}, got {checks.shown(value)}")
+    return value
+
+
+def check_tensorboard(name: str, value: Any) -> str | None:
+    """Checks a Vertex AI TensorBoard resource name, `projects/P/locations/L/tensorboards/ID` ("" for none)."""
+    return _check_resource_name(name, value, _TENSORBOARD_RE, "TensorBoard resource name such as "
+                                "'projects/my-project/locations/us-central1/tensorboards/123'")
+
+
+def check_model_name(name: str, value: Any) -> str | None:
+    """Checks the display name of a registered model: 1 to 128 characters, no quote, backslash or control character
+    (GCPC's ModelUploadOp pastes it into a JSON string); "" for none."""
+    if value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_MODEL_NAME or _NOT_IN_MODEL_NAME.search(value):
+        raise ValueError(
+            f"`{name}` must be a model display name of 1 to {MAX_MODEL_NAME} characters without '\"', '\\' or "
+            f"control characters, got {checks.shown(value)}"
+        )
+    return value
+
+
+def check_parent_model(name: str, value: Any) -> str | None:
+    """Checks a Vertex AI model resource name, `projects/P/locations/L/models/ID` ("" for none)."""
+    return _check_resource_name(name, value, _MODEL_RE, "model resource name such as "
+                                "'projects/my-project/locations/us-central1/models/1234'",
+                                " (a new version is registered under it)")
+
+
+def tensorboard_options(tensorboard: str) -> dict[str, str]:
+    """The GCPC custom-job options that upload a job's `AIP_TENSORBOARD_LOG_DIR` to `tensorboard`.
+
+    Vertex runs the upload as the job's service account: the pipeline run's (`tfpipe submit --service-account`),
+    which needs write access to the TensorBoard (roles/aiplatform.user). The job's `base_output_directory` is
+    given per run (`tfpipe.components.definitions.model_dir.resolve_run_dirs`).
+    """
+    return {"tensorboard": tensorboard, "service_account": SERVICE_ACCOUNT_PLACEHOLDER}
+
+
+def model_registration(
+    *, display_name: str, image: str, serving_image: str = DEFAULT_SERVING_IMAGE, parent_model: str | None = None,
+) -> Callable[[Any], Any]:
+    """Returns `register(exported)`: registers an export task's SavedModel in Vertex AI Model Registry.
+
+    Called inside the export stage (after the gate), `register` adds a `model-registration` step (the tfpipe image:
+    the export's URI and `serving_image` as GCPC's `UnmanagedContainerModel`, labels and a description from the
+    export's step and metrics) and GCPC's `ModelUploadOp`, in the run's region, or as a new version of
+    `parent_model` (imported as GCPC's `VertexModel`) in its region.
+
+    Args:
+        display_name: The registered model's display name (checked with `check_model_name`).
+        image: The tfpipe image (runs the model-registration step).
+        serving_image: The prebuilt TensorFlow serving container image.
+        parent_model: A model resource name to add a version to, or None for a new model.
+
+    Raises:
+        checks.MissingExtraError: If google-cloud-pipeline-components is not installed.
+    """
+    from tfpipe.components.definitions import registration as registration_definition
+
+    model_ops = checks.import_extra("google_cloud_pipeline_components.v1.model", extra="vertex-custom-job",
+                                    needed_for="Registering models in Vertex AI Model Registry")
+    artifact_types = checks.import_extra("google_cloud_pipeline_components.types.artifact_types",
+                                         extra="vertex-custom-job", needed_for="Registering models")
+    prepare_op = dsl.component(registration_definition.model_registration, base_image=image,
+                               install_kfp_package=False)
+    location = _MODEL_RE.fullmatch(parent_model)[1] if parent_model else LOCATION_PLACEHOLDER
+
+    def register(exported: Any) -> Any:
+        prepared = prepare_op(model=exported.outputs["model"], serving_image=serving_image,
+                              run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        prepared.set_display_name("model-registration").set_caching_options(False)
+        parent = {}
+        if parent_model:
+            imported = dsl.importer(
+                artifact_uri=f"https://{location}-aiplatform.googleapis.com/v1/{parent_model}",
+                artifact_class=artifact_types.VertexModel, metadata={"resourceName": parent_model}, reimport=False)
+            imported.set_display_name("parent-model")
+            parent["parent_model"] = imported.output
+        upload = model_ops.ModelUploadOp(
+            display_name=display_name, location=location, description=prepared.outputs["description"],
+            labels=prepared.outputs["labels"], unmanaged_container_model=prepared.outputs["unmanaged_container_model"],
+            **parent)
+        upload.set_display_name("model-upload").set_caching_options(False)
+        return upload
+
+    return register

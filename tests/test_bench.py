@@ -71,7 +71,7 @@ def test_registry_lists_every_part():
     )
     assert done.returncode == 0, done.stderr
     names = [line.split(":")[0] for line in done.stdout.splitlines()]
-    assert names == ["controller_overhead", "checkpoint_io", "cold_start", "continuous_eval"]
+    assert names == ["controller_overhead", "checkpoint_io", "cold_start", "continuous_eval", "accelerators"]
 
 
 @pytest.mark.timeout(120)
@@ -111,3 +111,37 @@ def test_continuous_eval_part_writes_its_schema(tmp_path):
     assert set(part["goals"]) == {"checkpoint_noticed", "exit_after_training"}
     markdown = (out / "latest.md").read_text()
     assert "Continuous-eval latency" in markdown and "noticed median" in markdown
+
+
+@pytest.mark.timeout(180)
+def test_accelerators_part_compares_precisions_and_xla_with_float32(tmp_path):
+    """Part 5 at the tiny preset: float32, mixed_bfloat16 and XLA through tfpipe's KerasTrainer; shape only (the
+    tolerances are reported, never asserted). The GPU preset's configurations run here too (mixed_float16 is
+    emulated on a CPU): the preset must work when a GPU is lent."""
+    out = tmp_path / "results"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    configs = ["float32", "mixed_bfloat16", "xla", "mixed_float16+xla", "raw_loop", "keras_fit"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--preset", "tiny", "--parts", "accelerators", "--candidates",
+         ",".join(configs), "--out", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=170,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    part = json.loads((out / "latest.json").read_text())["parts"]["accelerators"]
+    assert part["settings"]["configs"] == configs
+    assert part["vs_float32"]["float32"] == 1.0 and all(r > 0 for r in part["vs_float32"].values())
+    for name in configs:
+        check = part["correctness"][name]
+        assert len(check["losses"]) == part["settings"]["check_steps"] // part["settings"]["check_every"]
+        assert check["max_rel_loss_diff"] >= 0 and check["tolerance"] > 0 and isinstance(check["ok"], bool)
+        assert len(part["samples"][name]) == part["settings"]["reps"]
+    assert part["correctness"]["raw_loop"]["max_rel_loss_diff"] == 0.0  # The same trainer, the same numbers.
+    assert "Precision and XLA" in (out / "latest.md").read_text()
+
+
+def test_the_gpu_preset_runs_only_the_parts_that_have_one(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--preset", "gpu", "--parts", "cold_start", "--out", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "part(s) ['cold_start'] have no preset 'gpu'" in done.stderr

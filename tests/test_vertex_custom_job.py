@@ -37,6 +37,7 @@ RUNTIME = {
     "steps_per_loop": 50, "checkpoint_interval": 100, "max_to_keep": 3, "idle_timeout": 600.0,
     "best_metric": "accuracy", "best_mode": "higher", "best_eval_name": "validation", "passed": True,
     "thresholds": '{"accuracy": ">= 0.9"}', "export_dir": "gs://bucket/serving",
+    "precision": "mixed_float16", "jit_compile": True, "profile_steps": "100-110",
 }
 
 
@@ -217,3 +218,121 @@ def test_the_fake_job_service_refuses_what_vertex_would(service, body, says):
     error = json.loads(caught.value.read())["error"]
     assert caught.value.code == 400 and error["status"] == "INVALID_ARGUMENT" and says in error["message"]
     assert service.jobs == []
+
+
+# ---------------------------------------------- Vertex AI TensorBoard and Model Registry
+
+TENSORBOARD = "projects/proj/locations/us-central1/tensorboards/42"
+PARENT = "projects/proj/locations/europe-west4/models/77"
+
+
+@pytest.fixture
+def model_service():
+    from tests.support.vertex_custom_jobs import FakeModelService
+
+    with FakeModelService() as server:
+        yield server
+
+
+def registration_inputs(spec, within):
+    """What the compiled model-registration step makes of an export's Model artifact (its function, run on the
+    inputs the compiled task gives it)."""
+    from kfp import dsl as kfp_dsl
+
+    from tfpipe.components.definitions import registration as registration_definition
+    from tests.support.vertex_custom_jobs import task_inputs
+
+    step, component, _ = find_task(spec, "model-registration", within)
+    values = task_inputs(step, component, {})
+    assert step["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {"outputArtifactKey": "model",
+                                                                          "producerTask": "export"}
+    exported = kfp_dsl.Model(uri="gs://root/export/model", metadata={
+        "step": 1000, "checkpoint": "gs://bucket/runs/7/ckpt-1000", "precision": "mixed_float16",
+        "metrics": {"accuracy": 0.953125, "loss": 0.1875, "step": 1000}})
+    unmanaged = registration_definition.UnmanagedContainerModel(uri="gs://root/model-registration/unmanaged")
+    labels, description = registration_definition.model_registration(
+        model=exported, serving_image=values["serving_image"], run_id="job-7", unmanaged_container_model=unmanaged)
+    return {"uri": unmanaged.uri, "metadata": dict(unmanaged.metadata)}, labels, description
+
+
+def test_vertex_tensorboard_uploads_train_and_eval_curves_from_custom_jobs(tmp_path, service):
+    from tfpipe.components.definitions.model_dir import resolve_run_dirs
+
+    spec = compile_with_cli(tmp_path, "--vertex-tensorboard", TENSORBOARD, "--train-resources", "gpu=l4:1")
+    _, train_dir, eval_dir = resolve_run_dirs("/gcs/bucket/runs/7", "gs://root", "job-7")
+    assert (train_dir, eval_dir) == ("gs://bucket/runs/7/vertex/train", "gs://bucket/runs/7/vertex/eval")
+    for task, base in (("train", train_dir), ("continuous-eval", eval_dir)):
+        job = launch(spec, task, service, tmp_path, runtime={**RUNTIME, "base_output_directory": base})
+        assert job.job_spec.tensorboard == TENSORBOARD, task
+        assert job.job_spec.base_output_directory.output_uri_prefix == base  # Vertex's AIP_TENSORBOARD_LOG_DIR root.
+        assert job.job_spec.service_account == "runner@proj.iam.gserviceaccount.com"  # The run's: it may upload.
+        (pool,) = job.job_spec.worker_pool_specs
+        inputs = worker_inputs(pool)
+        assert (inputs["precision"], inputs["jit_compile"]) == ("mixed_float16", True)
+        assert "tensorboard" not in inputs and "base_output_directory" not in inputs
+    train_pool = launch(spec, "train", service, tmp_path, runtime={**RUNTIME, "base_output_directory": train_dir}
+                        ).job_spec.worker_pool_specs[0]
+    assert worker_inputs(train_pool)["profile_steps"] == "100-110"
+    assert train_pool.machine_spec.accelerator_type == Accelerator.NVIDIA_L4
+    # The model-dir step gives each job its own directory under the run's.
+    _, _, resolver = find_task(spec, "resolve-run-dirs")
+    assert resolver["image"] == IMAGE
+
+
+@pytest.mark.parametrize("parent", [PARENT, None], ids=["new-version", "new-model"])
+def test_a_gated_export_is_registered_in_model_registry(tmp_path, model_service, monkeypatch, parent):
+    from tests.support.vertex_custom_jobs import upload_model
+
+    options = ["--register-model", "digits classifier"] + (["--parent-model", parent] if parent else [])
+    spec = compile_with_cli(tmp_path, *options)
+    within = "comp-condition-1"  # The export stage's `passed` branch: registration only follows a gated export.
+    unmanaged, labels, description = registration_inputs(spec, within)
+    assert unmanaged == {"uri": "gs://root/export/model",
+                         "metadata": {"containerSpec": {"imageUri": vertex.DEFAULT_SERVING_IMAGE}}}
+    assert labels == {"tfpipe-run": "job-7", "tfpipe-step": "1000", "tfpipe-precision": "mixed_float16",
+                      "metric-accuracy": "0_953125", "metric-loss": "0_1875"}
+    artifacts = {"unmanaged_container_model": unmanaged}
+    if parent:
+        step = spec["components"][within]["dag"]["tasks"]["importer"]
+        label = spec["components"][step["componentRef"]["name"]]["executorLabel"]
+        importer = spec["deploymentSpec"]["executors"][label]["importer"]
+        artifacts["parent_model"] = {"uri": importer["artifactUri"]["constant"], "metadata": importer["metadata"]}
+
+    output = upload_model(spec, "model-upload", model_service, tmp_path, monkeypatch, within=within,
+                          runtime={"labels": labels, "description": description}, artifacts=artifacts)
+
+    (request,) = model_service.uploads
+    assert [method for method, _ in model_service.calls()] == ["POST", "GET"]  # Created, then polled until done.
+    assert request.parent == ("projects/proj/locations/europe-west4" if parent
+                              else "projects/proj/locations/us-central1")  # The parent's region, else the run's.
+    assert request.parent_model == (parent or "")
+    model = request.model
+    assert model.display_name == "digits classifier"
+    assert model.artifact_uri == "gs://root/export/model"
+    assert model.container_spec.image_uri == vertex.DEFAULT_SERVING_IMAGE
+    assert {k: v for k, v in model.labels.items() if not k.startswith("vertex-ai-pipelines")} == labels
+    assert model.description == description and "accuracy 0.953125" in description
+    assert model.pipeline_job == "projects/proj/locations/" + (
+        "europe-west4" if parent else "us-central1") + "/pipelineJobs/job-7"
+    (registered,) = output["artifacts"]["model"]["artifacts"]
+    expected = f"{parent or 'projects/proj/locations/us-central1/models/1'}@1"
+    assert registered["metadata"]["resourceName"] == expected
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--vertex-tensorboard", "tensorboards/42"], "`vertex_tensorboard` must be a Vertex AI TensorBoard resource name"),
+    (["--register-model", 'say "hi"'], "`register_model` must be a model display name"),
+    (["--register-model", "m", "--parent-model", "models/7"], "`parent_model` must be a Vertex AI model resource"),
+    (["--parent-model", PARENT], "`parent_model` (projects/proj/locations/europe-west4/models/77) needs "
+                                 "`register_model`"),
+    (["--register-model", "m", "--serving-image", "not an image"], "`serving_image` must be a container image"),
+])
+def test_vertex_options_are_checked_before_compiling(tmp_path, capsys, options, says):
+    path = tmp_path / "p.yaml"
+    assert cli.main(["compile", "--backend", "vertex", "--image", IMAGE, *options, "-o", str(path)]) == cli.USAGE_ERROR
+    error = capsys.readouterr().err
+    assert says in error and len(error.strip().splitlines()) == 1
+    assert not path.exists()
+    assert cli.main(["compile", "--backend", "gke", "--image", IMAGE, "--vertex-tensorboard", TENSORBOARD,
+                     "-o", str(path)]) == 2
+    assert "`vertex_tensorboard` needs backend 'vertex', got backend 'gke'" in capsys.readouterr().err

@@ -18,6 +18,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker_mirrored")
 BEST_MODES = ("higher", "lower")
 POLICY_NAMES = ("all", "latest")
+# Keras mixed-precision policies a component may run the model in (variables stay float32 in each).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 URI_SCHEMES = ("gs://",)
 
 # Bounds that keep values inside what TensorFlow and JSON represent exactly: steps are int64 on the device and
@@ -162,6 +164,22 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise InputError(f"`{name}` must be one of {list(choices)}, got {shown(value)}.")
     return value
+
+
+_STEP_RANGE = re.compile(r"([0-9]+)-([0-9]+)")
+
+
+def check_step_range(name: str, value: Any) -> Optional[tuple]:
+    """Checks a global-step range `START-STOP` (0 <= START < STOP), or "" for none; returns `(start, stop)` or None."""
+    if value == "":
+        return None
+    match = _STEP_RANGE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or not int(match[1]) < int(match[2]) <= MAX_STEPS:
+        raise InputError(
+            f"`{name}` must be a range of global steps START-STOP such as '100-110' (0 <= START < STOP <= "
+            f"{MAX_STEPS}), or empty for none, got {shown(value)}."
+        )
+    return int(match[1]), int(match[2])
 
 
 def check_eval_name(name: str, value: Any) -> str:

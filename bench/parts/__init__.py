@@ -30,6 +30,7 @@ PART_MODULES = [
     "bench.parts.checkpoint_io",
     "bench.parts.cold_start",
     "bench.parts.continuous_eval",
+    "bench.parts.accelerators",
 ]
 
 
@@ -37,7 +38,7 @@ PART_MODULES = [
 class Context:
     """What the runner hands to every part."""
 
-    preset: str  # "tiny", "quick" or "full"
+    preset: str  # "tiny", "quick", "full", or "gpu" (only the parts that have it)
     out_dir: Path
     scratch_dir: Path  # A fresh local directory for checkpoints and logs, removed after the run unless kept.
     orbit_policy: str  # "install", "if-present" or "skip" (see bench.common.orbit_status)
@@ -65,6 +66,7 @@ class Part:
     markdown: Callable[[Dict[str, Any]], str]
     plots: List[Callable[[Any, Dict[str, Any]], None]] = dataclasses.field(default_factory=list)
     goals: Dict[str, str] = dataclasses.field(default_factory=dict)
+    presets: tuple = ("tiny", "quick", "full")  # The presets it has settings for (`gpu`: for an accelerator).
 
 
 PARTS: Dict[str, Part] = {}

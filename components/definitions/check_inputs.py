@@ -22,6 +22,8 @@ INTERFACE = Interface("check_inputs", (
     CONTINUOUS_EVAL["best_metric"],
     CONTINUOUS_EVAL["best_mode"],
     shared.THRESHOLDS,
+    shared.PRECISION,
+    shared.JIT_COMPILE,
 ))
 
 
@@ -33,6 +35,8 @@ def check_inputs(
     best_metric: str = "",
     best_mode: str = "",
     thresholds: str = "{}",
+    precision: str = "float32",
+    jit_compile: bool = False,
 ) -> NamedTuple("CheckedInputs", [("best_metric", str), ("best_mode", str)]):
     """Checks a run's inputs against the task before anything runs; outputs the effective best metric and mode.
 

@@ -31,6 +31,8 @@ INTERFACE = Interface("continuous_eval", (
     shared.DISTRIBUTION_STRATEGY,
     shared.THRESHOLDS,
     shared.ALLOW_DIFFERENT_CONFIG,
+    shared.PRECISION,
+    shared.JIT_COMPILE,
 ))
 
 
@@ -53,6 +55,8 @@ def continuous_eval(
     distribution_strategy: str = "default",
     thresholds: str = "{}",
     allow_different_config: bool = False,
+    precision: str = "float32",
+    jit_compile: bool = False,
 ) -> NamedTuple(
     "ContinuousEvalOutputs",
     [("best_step", int), ("best_checkpoint", str), ("evaluated", int), ("skipped", int), ("passed", bool)],

@@ -22,6 +22,8 @@ INTERFACE = Interface("evaluate", (
           check=checks.check_eval_name, pipeline=False),
     shared.DISTRIBUTION_STRATEGY,
     shared.ALLOW_DIFFERENT_CONFIG,
+    shared.PRECISION,
+    shared.JIT_COMPILE,
 ))
 
 
@@ -39,6 +41,8 @@ def evaluate(
     best_eval_name: str = "validation",
     distribution_strategy: str = "default",
     allow_different_config: bool = False,
+    precision: str = "float32",
+    jit_compile: bool = False,
 ) -> NamedTuple("EvaluateOutputs", [("step", int), ("checkpoint", str)]):
     """Evaluates one checkpoint of `model_dir`: `latest`, `best`, a step or a path.
 

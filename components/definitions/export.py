@@ -23,6 +23,7 @@ INTERFACE = Interface("export", (
     Input("export_dir", str, "Also export to <export_dir>/<step>/ (e.g. gs://bucket/serving/model).", default="",
           check=checks.check_optional_uri),
     shared.ALLOW_DIFFERENT_CONFIG,
+    shared.PRECISION,
 ))
 
 
@@ -37,6 +38,7 @@ def export(
     thresholds: str = "{}",
     export_dir: str = "",
     allow_different_config: bool = False,
+    precision: str = "float32",
 ) -> NamedTuple("ExportOutputs", [("step", int), ("export_path", str)]):
     """Exports a checkpoint of `model_dir` as a SavedModel with the task's serving signature.
 

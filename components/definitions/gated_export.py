@@ -28,7 +28,8 @@ FINAL_EVALUATE = Input("final_evaluate", bool, "Evaluate the exported checkpoint
 INPUTS = (PASSED, *(i for i in EXPORT.inputs if i.kfp), FINAL_EVALUATE)
 
 
-def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any, str], Any]] = None) -> Any:
+def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any, str], Any]] = None,
+          register: Optional[Callable[[Any], Any]] = None) -> Any:
     """The `export-if-passed` graph component over the given export and evaluate components.
 
     Args:
@@ -36,6 +37,8 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
         evaluate_op: The evaluate component, for `final_evaluate`.
         configure: `configure(task, step)` applies a backend's resources to a task (`step` is `export` or
             `eval`); none by default.
+        register: `register(export_task)` adds steps that register the export (e.g. in Vertex AI Model Registry,
+            `tfpipe.pipelines.vertex.model_registration`); none by default.
 
     Returns:
         The `@dsl.pipeline` graph component.
@@ -46,9 +49,11 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
         with dsl.If(p["passed"] == True, name="passed"):  # noqa: E712 (a KFP condition)
             exported = configure(export_op(**{i.name: p[i.name] for i in EXPORT.inputs if i.kfp}), "export")
             exported.set_display_name("export")
+            if register is not None:
+                register(exported)
             with dsl.If(p["final_evaluate"] == True, name="final-evaluate"):  # noqa: E712
                 shared = {n: p[n] for n in ("task", "model_dir", "task_config", "task_package",
-                                            "allow_different_config") if n in EVALUATE.names()}
+                                            "allow_different_config", "precision") if n in EVALUATE.names()}
                 final = configure(evaluate_op(**shared, checkpoint="best", eval_name="final",
                                               best_eval_name=p["eval_name"]), "eval")
                 final.set_display_name("evaluate-exported").after(exported)

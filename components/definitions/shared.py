@@ -24,6 +24,12 @@ EVAL_STEPS = Input(
 THRESHOLDS = Input(
     "thresholds", str, 'Metric thresholds such as {"accuracy": ">= 0.9"}: the gate for export.', default="{}",
     check=thresholds.parse_thresholds)
+PRECISION = Input(
+    "precision", str, "Compute precision of the generic runners: float32, mixed_float16 (GPUs, loss scaling) or "
+    "mixed_bfloat16 (TPUs); variables, checkpoints and exports stay float32.", default="float32",
+    choices=checks.PRECISIONS)
+JIT_COMPILE = Input(
+    "jit_compile", bool, "Compile the generic train/eval step with XLA.", default=False, check=checks.check_bool)
 ALLOW_DIFFERENT_CONFIG = Input(
     "allow_different_config", bool, "Evaluate with a task config that differs from training's (normally refused).",
     default=False, check=checks.check_bool, pipeline=False)

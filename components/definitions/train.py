@@ -29,6 +29,11 @@ INTERFACE = Interface("train", (
           default=3, check=checks.check_non_negative_int),
     Input("loss_upper_bound", float, "A larger finite loss counts as divergence (0: only NaN and infinity).",
           default=0.0, check=checks.check_non_negative_number),
+    shared.PRECISION,
+    shared.JIT_COMPILE,
+    Input("profile_steps", str, "Trace these global steps, START-STOP such as '100-110', with the TensorFlow "
+          "profiler into <model_dir>/train/ (TensorBoard's Profile tab); empty: no profiling.", default="",
+          check=checks.check_step_range),
 ))
 
 
@@ -48,6 +53,9 @@ def train(
     deterministic: bool = True,
     max_divergence_recoveries: int = 3,
     loss_upper_bound: float = 0.0,
+    precision: str = "float32",
+    jit_compile: bool = False,
+    profile_steps: str = "",
 ) -> NamedTuple("TrainOutputs", [("final_step", int), ("checkpoint", str)]):
     """Trains `task` in `model_dir` up to `train_steps`, resuming from its latest checkpoint.
 

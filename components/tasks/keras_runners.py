@@ -1,17 +1,30 @@
-"""Generic runners for any `Task`: a `StandardTrainer` and a `StandardEvaluator` over Keras parts."""
+"""Generic runners for any `Task`: a `StandardTrainer` and a `StandardEvaluator` over Keras parts.
 
-from typing import Any, Dict, List
+Both take the step's `precision` (see `tfpipe.components.precision`: losses and
+metrics in float32, loss scaling for mixed_float16) and `jit_compile`, which
+compiles the per-replica step (forward, backward, optimizer update and metric
+updates; the input pipeline stays outside) with XLA, as Keras does for
+`Model.compile(jit_compile=True)`.
+"""
+
+from typing import Any, Callable, Dict, List
 
 import tensorflow as tf
 import tf_keras
 
 import tfpipe.controller_core as orbit
+from tfpipe.components import precision as precision_lib
 from tfpipe.components.tasks.base import Task
 
 
 CONFUSION_MATRIX = "confusion_matrix"
 ROC = "roc"
 ROC_THRESHOLDS = [i / 50 for i in range(51)]
+
+
+def _maybe_jit(step_fn: Callable[..., None], jit_compile: bool) -> Callable[..., None]:
+    """`step_fn` compiled with XLA when `jit_compile` (one trace per input shape), else as it is."""
+    return tf.function(step_fn, jit_compile=True, reduce_retracing=True) if jit_compile else step_fn
 
 
 def _results(loss: tf_keras.metrics.Metric, metrics: List[Any]) -> Dict[str, tf.Tensor]:
@@ -26,22 +39,39 @@ class KerasTrainer(orbit.StandardTrainer):
 
     The loss is averaged over the global batch (`tf.nn.compute_average_loss`)
     plus the model's regularisation losses, so gradients are right under any
-    strategy.
+    strategy. Under mixed_float16 the loss is scaled by a `LossScaleOptimizer`
+    around the task's optimizer; checkpoint `checkpoint_items` with the task's
+    own items to keep its loss scale.
     """
 
-    def __init__(self, task: Task, strategy: tf.distribute.Strategy) -> None:
+    def __init__(self, task: Task, strategy: tf.distribute.Strategy, *, precision: str = precision_lib.FLOAT32,
+                 jit_compile: bool = False) -> None:
         """Initializes the trainer.
 
         Args:
-            task: The task; built inside `strategy.scope()`.
+            task: The task; built inside `strategy.scope()` (and `precision_lib.policy_scope(precision)`).
             strategy: The distribution strategy.
+            precision: The Keras dtype policy the task's model was built under (`checks.PRECISIONS`).
+            jit_compile: Compile the per-replica train step with XLA.
         """
         self.task = task
         self.strategy = strategy
+        self.precision = precision
         with strategy.scope():
             self.train_loss = tf_keras.metrics.Mean("loss")
             self.train_metrics = task.metrics()
+            self.optimizer = precision_lib.training_optimizer(task.optimizer, precision)
+        self._step_fn = _maybe_jit(self._replica_step, jit_compile)
         super().__init__(orbit.utils.make_distributed_dataset(strategy, task.train_dataset))
+
+    @property
+    def checkpoint_items(self) -> Dict[str, Any]:
+        """Trackables to checkpoint beside the task's (`model`, `optimizer`): the loss scale, under mixed_float16.
+
+        The `LossScaleOptimizer` goes in as `loss_scale_optimizer`; its inner optimizer stays `optimizer`, where a
+        float32 run has it, so evaluate and export restore either without creating loss-scale state.
+        """
+        return {"loss_scale_optimizer": self.optimizer} if precision_lib.is_loss_scaled(self.optimizer) else {}
 
     @property
     def global_step(self) -> tf.Variable:
@@ -51,24 +81,28 @@ class KerasTrainer(orbit.StandardTrainer):
         for metric in [self.train_loss] + self.train_metrics:
             metric.reset_state()
 
+    def _replica_step(self, features: Any, labels: Any) -> None:
+        model, task, optimizer = self.task.model, self.task, self.optimizer
+        scaled = precision_lib.is_loss_scaled(optimizer)
+        with tf.GradientTape() as tape:
+            predictions = precision_lib.to_float32(model(features, training=True))
+            per_example = task.loss(labels, predictions)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=task.global_batch_size)
+            if model.losses:
+                regularization = tf.add_n(precision_lib.to_float32(model.losses))
+                loss += tf.nn.scale_regularization_loss(regularization)
+            objective = optimizer.get_scaled_loss(loss) if scaled else loss
+        grads = tape.gradient(objective, model.trainable_variables)
+        if scaled:
+            grads = optimizer.get_unscaled_gradients(grads)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        self.train_loss.update_state(per_example)
+        for metric in self.train_metrics:
+            metric.update_state(labels, predictions)
+
     def train_step(self, iterator: Any) -> None:
-        model, task = self.task.model, self.task
-
-        def step_fn(features: Any, labels: Any) -> None:
-            with tf.GradientTape() as tape:
-                predictions = model(features, training=True)
-                per_example = task.loss(labels, predictions)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=task.global_batch_size)
-                if model.losses:
-                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            grads = tape.gradient(loss, model.trainable_variables)
-            task.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            self.train_loss.update_state(per_example)
-            for metric in self.train_metrics:
-                metric.update_state(labels, predictions)
-
         features, labels = next(iterator)
-        self.strategy.run(step_fn, args=(features, labels))
+        self.strategy.run(self._step_fn, args=(features, labels))
 
     def train_loop_end(self) -> Dict[str, tf.Tensor]:
         return _results(self.train_loss, self.train_metrics)
@@ -83,15 +117,17 @@ class KerasEvaluator(orbit.StandardEvaluator):
     of P(class 1) at thresholds 0, 0.02, ..., 1.
     """
 
-    def __init__(self, task: Task, strategy: tf.distribute.Strategy) -> None:
+    def __init__(self, task: Task, strategy: tf.distribute.Strategy, *, jit_compile: bool = False) -> None:
         """Initializes the evaluator.
 
         Args:
-            task: The task; built inside `strategy.scope()`.
+            task: The task; built inside `strategy.scope()` (and its precision's `policy_scope`).
             strategy: The distribution strategy.
+            jit_compile: Compile the per-replica eval step with XLA.
         """
         self.task = task
         self.strategy = strategy
+        self._step_fn = _maybe_jit(self._replica_step, jit_compile)
         n = len(task.class_names or ())
         with strategy.scope():
             self.eval_loss = tf_keras.metrics.Mean("loss")
@@ -114,27 +150,26 @@ class KerasEvaluator(orbit.StandardEvaluator):
         for v in self._confusion_components():
             v.assign(tf.zeros_like(v))
 
-    def eval_step(self, iterator: Any) -> None:
+    def _replica_step(self, features: Any, labels: Any) -> None:
         model, task = self.task.model, self.task
         n = len(task.class_names or ())
+        predictions = precision_lib.to_float32(model(features, training=False))
+        self.eval_loss.update_state(task.loss(labels, predictions))
+        for metric in self.eval_metrics:
+            metric.update_state(labels, predictions)
+        if n:
+            predicted = tf.argmax(predictions, axis=-1)
+            self._confusion.assign_add(
+                tf.math.confusion_matrix(tf.reshape(labels, [-1]), predicted, num_classes=n, dtype=tf.int64)
+            )
+        if self._roc_counts:
+            positive = tf.nn.softmax(predictions, axis=-1)[:, 1]
+            for count in self._roc_counts:
+                count.update_state(tf.reshape(labels, [-1]), positive)
 
-        def step_fn(features: Any, labels: Any) -> None:
-            predictions = model(features, training=False)
-            self.eval_loss.update_state(task.loss(labels, predictions))
-            for metric in self.eval_metrics:
-                metric.update_state(labels, predictions)
-            if n:
-                predicted = tf.argmax(predictions, axis=-1)
-                self._confusion.assign_add(
-                    tf.math.confusion_matrix(tf.reshape(labels, [-1]), predicted, num_classes=n, dtype=tf.int64)
-                )
-            if self._roc_counts:
-                positive = tf.nn.softmax(predictions, axis=-1)[:, 1]
-                for count in self._roc_counts:
-                    count.update_state(tf.reshape(labels, [-1]), positive)
-
+    def eval_step(self, iterator: Any) -> None:
         features, labels = next(iterator)
-        self.strategy.run(step_fn, args=(features, labels))
+        self.strategy.run(self._step_fn, args=(features, labels))
 
     def eval_end(self) -> Dict[str, tf.Tensor]:
         output = _results(self.eval_loss, self.eval_metrics)

@@ -20,10 +20,18 @@ placeholders in its arguments. `launch(...)` does what a Vertex run does with su
 `FakeJobService` parses each CustomJob it receives strictly, twice: `json_format.Parse` into the
 `aiplatform_v1.CustomJob` protobuf without `ignore_unknown_fields`, and proto-plus `CustomJob.from_json`; a
 field Vertex does not know or a value of the wrong type is a 400 INVALID_ARGUMENT (and fails the test).
+
+A compiled `ModelUploadOp` step runs the same way through GCPC's upload launcher (`upload_model`): its
+`Concat`/`IfPresent` argument placeholders resolved as Vertex resolves them, the executor input holding the step's
+input artifacts, then GCPC's `remote_runner.upload_model` (which builds the request, creates the long-running
+operation, polls it and writes the `VertexModel` output), its HTTPS calls to `<location>-aiplatform.googleapis.com`
+sent to `FakeModelService` instead. That service parses each `models:upload` body strictly into
+`aiplatform_v1.UploadModelRequest` and answers with a finished operation.
 """
 
 import json
 import re
+import types
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from google.api_core.client_options import ClientOptions
@@ -44,6 +52,16 @@ _OUTPUT_FILE = re.compile(r"\{\{\$\.outputs\.parameters\['(?P<name>[^']+)'\]\.ou
 JSON_ESCAPED_EXECUTOR_INPUT = "{{$.json_escape[1]}}"
 
 
+def parse_strictly(message_class: Any, body: Any) -> Tuple[Any, Optional[Tuple[int, Any]]]:
+    """`body` parsed into the proto-plus `message_class` twice (protobuf's `json_format.Parse` without
+    `ignore_unknown_fields`, and `from_json`), or Vertex's 400 INVALID_ARGUMENT answer for what it would refuse."""
+    try:
+        json_format.Parse(json.dumps(body), message_class.pb(message_class()))
+        return message_class.from_json(json.dumps(body)), None
+    except (json_format.ParseError, ValueError, TypeError) as error:
+        return None, (400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": str(error)}})
+
+
 class FakeJobService(JsonServer):
     """Vertex AI's JobService (REST v1), `customJobs.create` only; `jobs` holds each CustomJob as parsed."""
 
@@ -61,11 +79,9 @@ class FakeJobService(JsonServer):
         match = _CREATE_RE.match(path)
         if method != "POST" or not match:
             return 404, {"error": {"code": 404, "message": f"{method} {path} is not served by the fake JobService"}}
-        try:
-            json_format.Parse(json.dumps(body), aiplatform_v1.CustomJob.pb(aiplatform_v1.CustomJob()))
-            job = aiplatform_v1.CustomJob.from_json(json.dumps(body))
-        except (json_format.ParseError, ValueError, TypeError) as error:
-            return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": str(error)}}
+        job, refused = parse_strictly(aiplatform_v1.CustomJob, body)
+        if refused:
+            return refused
         job.name = f"projects/{match['project']}/locations/{match['location']}/customJobs/{len(self.jobs) + 1}"
         self.jobs.append(job)
         return 200, json.loads(aiplatform_v1.CustomJob.to_json(job))
@@ -148,6 +164,7 @@ def resolve_args(container: Mapping[str, Any], values: Mapping[str, Any], *, pro
         "{{$.pipeline_google_cloud_project_id}}": project,
         "{{$.pipeline_google_cloud_location}}": location,
         "{{$.pipeline_persistent_resource_id}}": "",
+        "{{$.pipeline_service_account}}": f"runner@{project}.iam.gserviceaccount.com",
         JSON_ESCAPED_EXECUTOR_INPUT: json.dumps(executor_input_json)[1:-1],
     }
     def substitute(match: re.Match) -> str:
@@ -204,3 +221,147 @@ def _runner(service: FakeJobService, project: str, location: str, gcp_resources:
     runner.job_uri_prefix = f"https://{location}-aiplatform.googleapis.com/v1/"
     runner.poll_job_name = ""
     return runner
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model Registry: GCPC's ModelUploadOp.
+# --------------------------------------------------------------------------------------------------------------
+
+_UPLOAD_RE = re.compile(r"^/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/models:upload$")
+_OPERATION_RE = re.compile(r"^/v1/(?P<name>projects/[^/]+/locations/[^/]+/models/[^/]+/operations/[0-9]+)$")
+_ARTIFACT_METADATA = re.compile(r"\{\{\$\.inputs\.artifacts\['(?P<name>[^']+)'\]\.metadata\['(?P<key>[^']+)'\]\}\}")
+
+
+class FakeModelService(JsonServer):
+    """Vertex AI's ModelService (REST v1): `models.upload` and the operation it starts; `uploads` holds each
+    `UploadModelRequest` as parsed (with the `parent` of its URL)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uploads: List[aiplatform_v1.UploadModelRequest] = []
+        self._operations: Dict[str, Any] = {}
+
+    def _answer(self, method: str, path: str, query: Dict[str, List[str]], body: Any) -> Tuple[int, Any]:
+        upload, operation = _UPLOAD_RE.match(path), _OPERATION_RE.match(path)
+        if method == "POST" and upload:
+            request, refused = parse_strictly(aiplatform_v1.UploadModelRequest, body)
+            if refused:
+                return refused
+            request.parent = f"projects/{upload['project']}/locations/{upload['location']}"
+            self.uploads.append(request)
+            model = request.parent_model or f"{request.parent}/models/{len(self.uploads)}"
+            name = f"{model}/operations/{len(self.uploads)}"
+            version = str(len(self.uploads))
+            response = aiplatform_v1.UploadModelResponse(model=model, model_version_id=version)
+            self._operations[name] = {
+                "name": name, "done": True,
+                "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
+                             **json.loads(aiplatform_v1.UploadModelResponse.to_json(response))},
+            }
+            return 200, {"name": name, "done": False}
+        if method == "GET" and operation and operation["name"] in self._operations:
+            return 200, self._operations[operation["name"]]
+        return 404, {"error": {"code": 404, "message": f"{method} {path} is not served by the fake ModelService"}}
+
+
+def _placeholder_text(text: str, values: Mapping[str, Any], artifacts: Mapping[str, Mapping[str, Any]],
+                      run_level: Mapping[str, str]) -> str:
+    def parameter(match: re.Match) -> str:
+        given = values[match["name"]]
+        return given if isinstance(given, str) else go_json(given)
+
+    text = _INPUT.sub(parameter, text)
+    text = _ARTIFACT_METADATA.sub(lambda m: str(artifacts[m["name"]]["metadata"][m["key"]]), text)
+    for placeholder, value in run_level.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def resolve_structured_args(container: Mapping[str, Any], values: Mapping[str, Any],
+                            artifacts: Mapping[str, Mapping[str, Any]], run_level: Mapping[str, str]) -> List[str]:
+    """A container's arguments with KFP's `{"Concat": [...]}` and `{"IfPresent": {...}}` placeholders and the plain
+    ones resolved, as Vertex resolves them (an input is present when it has a value or an artifact)."""
+
+    def resolve(item: Any) -> List[str]:
+        if isinstance(item, str) and item.startswith('{"'):
+            item = json.loads(item)
+        if isinstance(item, dict) and "Concat" in item:
+            return ["".join(part for piece in item["Concat"] for part in resolve(piece))]
+        if isinstance(item, dict) and "IfPresent" in item:
+            branch = item["IfPresent"]
+            present = branch["InputName"] in values or branch["InputName"] in artifacts
+            return [part for piece in branch.get("Then" if present else "Else", []) for part in resolve(piece)]
+        text = _placeholder_text(item, values, artifacts, run_level)
+        if "{{$" in text:
+            raise ValueError(f"unresolved placeholder in launcher argument: {text[:300]}")
+        return [text]
+
+    return [part for arg in container["args"] for part in resolve(arg)]
+
+
+def upload_executor_input(component: Mapping[str, Any], values: Mapping[str, Any],
+                          artifacts: Mapping[str, Mapping[str, Any]], tmp_path: Any) -> str:
+    """The ModelUploadOp step's `ExecutorInput`: its parameters, its input artifacts, where its outputs go."""
+    message = pipeline_spec_pb2.ExecutorInput()
+    for name, value in values.items():
+        json_format.ParseDict(json.loads(go_json(value)), message.inputs.parameter_values[name])
+    definitions = component["inputDefinitions"].get("artifacts", {})
+    for name, artifact in artifacts.items():
+        entry = message.inputs.artifacts[name].artifacts.add()
+        entry.type.CopyFrom(json_format.ParseDict(definitions[name]["artifactType"],
+                                                  pipeline_spec_pb2.ArtifactTypeSchema()))
+        entry.uri = artifact["uri"]
+        entry.metadata.update(artifact["metadata"])
+    for name, artifact in component["outputDefinitions"].get("artifacts", {}).items():
+        entry = message.outputs.artifacts[name].artifacts.add()
+        entry.type.CopyFrom(json_format.ParseDict(artifact["artifactType"], pipeline_spec_pb2.ArtifactTypeSchema()))
+        entry.uri = f"gs://root/model-upload/{name}"
+    message.outputs.output_file = str(tmp_path / "upload_executor_output.json")
+    return json_format.MessageToJson(message, indent=None)
+
+
+def upload_model(spec: Mapping[str, Any], task: str, service: FakeModelService, tmp_path: Any, monkeypatch: Any, *,
+                 runtime: Mapping[str, Any], artifacts: Mapping[str, Mapping[str, Any]], within: Optional[str] = None,
+                 project: str = "proj", location: str = "us-central1") -> Dict[str, Any]:
+    """Runs the compiled ModelUploadOp step `task` as Vertex would, through GCPC's upload launcher, against `service`.
+
+    Args:
+        runtime: Values of its inputs that come from other tasks (e.g. the labels the registration step made).
+        artifacts: Its input artifacts (`uri`, `metadata`) by input name, as the upstream steps wrote them.
+        monkeypatch: pytest's, to send GCPC's HTTPS calls (`requests` in its LRO runner) to `service`, with a token,
+            and to poll without GCPC's 20 s wait.
+
+    Returns:
+        The executor output GCPC wrote (the `VertexModel` artifact of the registered version).
+    """
+    import google.auth
+    import google.oauth2.credentials
+    import requests
+    from google_cloud_pipeline_components.container.v1.gcp_launcher import lro_remote_runner
+    from google_cloud_pipeline_components.container.v1.model.upload_model import launcher
+
+    step, component, container = find_task(spec, task, within)
+    assert container["command"][-1] == "google_cloud_pipeline_components.container.v1.model.upload_model.launcher"
+    run_level = {"{{$.pipeline_google_cloud_project_id}}": project, "{{$.pipeline_google_cloud_location}}": location,
+                 "{{$.pipeline_job_uuid}}": "job-7",
+                 "{{$.outputs.parameters['gcp_resources'].output_file}}": str(tmp_path / "upload-gcp_resources.json")}
+    # Run-level placeholders in constants and defaults (the `project` default, a `location` constant) are filled.
+    values = {name: _placeholder_text(value, {}, {}, run_level) if isinstance(value, str) else value
+              for name, value in task_inputs(step, component, runtime).items()}
+    executor_input = upload_executor_input(component, values, artifacts, tmp_path)
+    run_level["{{$}}"] = executor_input
+    args = resolve_structured_args(container, values, artifacts, run_level)
+    parsed = launcher._parse_args(args)  # What the launcher's `main` parses.
+    assert parsed.pop("type") == "UploadModel"
+
+    host = f"https://{parsed['location']}-aiplatform.googleapis.com"
+    redirect = types.SimpleNamespace(**{verb: (lambda verb: lambda url, **kw: getattr(requests, verb)(
+        url.replace(host, service.url), **kw))(verb) for verb in ("get", "post")})
+    monkeypatch.setattr(lro_remote_runner, "requests", redirect)
+    monkeypatch.setattr(lro_remote_runner, "_POLLING_INTERVAL_IN_SECONDS", 0)  # The operation is polled once, at once.
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (google.oauth2.credentials.Credentials("t"), project))
+    from google_cloud_pipeline_components.container.v1.model.upload_model import remote_runner as upload_runner
+
+    upload_runner.upload_model(type="UploadModel", **parsed)
+    with open(tmp_path / "upload_executor_output.json") as f:
+        return json.load(f)

@@ -1,0 +1,62 @@
+"""Registering an exported SavedModel in Vertex AI Model Registry: what GCPC's `ModelUploadOp` is given.
+
+The pipeline's `model-registration` step (`tfpipe.components.definitions.registration`)
+runs this after a gated export: it turns the export's `Model` artifact into the
+`google.UnmanagedContainerModel` artifact `ModelUploadOp` uploads (the SavedModel's
+URI, and the serving container that will serve it) and computes the model's labels
+and description from the export's metadata. No TensorFlow here.
+
+Labels (Vertex's rules: lowercase letters, digits, `_` and `-`, at most 63
+characters): `tfpipe-run` (the pipeline job), `tfpipe-step` (the exported step),
+`tfpipe-precision` (when given), and one `metric-<name>` per finite scalar metric the
+model was exported with, its value written with `_` for `.` (`0.9531` → `0_9531`);
+the description holds the same values as they are.
+"""
+
+import math
+import re
+from typing import Any, Dict, Mapping, Tuple
+
+MAX_LABEL = 63
+_NOT_LABEL = re.compile(r"[^a-z0-9_-]")
+# GCPC's ModelUploadOp pastes the description between quotes into a JSON payload: keep it free of what would end the
+# string.
+_NOT_DESCRIPTION = re.compile(r'["\\\x00-\x1f]')
+
+
+def label(text: Any) -> str:
+    """`text` as a Vertex label key or value: lowercase, other characters as `_`, at most 63 characters."""
+    return _NOT_LABEL.sub("_", str(text).lower())[:MAX_LABEL]
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def labels_and_description(metadata: Mapping[str, Any], run_id: str) -> Tuple[Dict[str, str], str]:
+    """The model's labels and description from an export's `Model` metadata (`step`, `metrics`, `precision`).
+
+    Args:
+        metadata: The export artifact's metadata.
+        run_id: The pipeline job that exported it.
+
+    Returns:
+        `(labels, description)`.
+    """
+    metrics = {name: float(value) for name, value in sorted((metadata.get("metrics") or {}).items())
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+               and name != "step"}
+    labels = {"tfpipe-run": label(run_id), "tfpipe-step": label(metadata.get("step", ""))}
+    if metadata.get("precision"):
+        labels["tfpipe-precision"] = label(metadata["precision"])
+    for name, value in metrics.items():
+        labels[label(f"metric-{name}")] = label(_number(value).replace(".", "_"))
+    shown = ", ".join(f"{name} {_number(value)}" for name, value in metrics.items()) or "no recorded metrics"
+    description = (f"tfpipe run {run_id}: step {metadata.get('step', '?')} ({shown}); exported from "
+                   f"{metadata.get('checkpoint', '?')}")
+    return labels, _NOT_DESCRIPTION.sub("'", description)[:2000]
+
+
+def container_spec(serving_image: str) -> Dict[str, Any]:
+    """The `UnmanagedContainerModel` metadata for a SavedModel served by `serving_image` (a prebuilt TF container)."""
+    return {"containerSpec": {"imageUri": serving_image}}
