@@ -27,7 +27,7 @@ def configure_logging() -> None:
 
 
 def exit_on_input_error(name: str) -> Callable[[F], F]:
-    """Decorator: a `checks.InputError` ends the process with one line on stderr and exit status 2.
+    """Decorator: a `checks.InputError` (or a missing extra) ends the process with one line on stderr, status 2.
 
     For the KFP component bodies (`run_for_kfp`): the step's log then ends with the input's message, not a
     traceback, and the error is the same one the entry point prints.
@@ -38,7 +38,7 @@ def exit_on_input_error(name: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except checks.InputError as e:
+            except (checks.InputError, checks.MissingExtraError) as e:
                 print(f"{name}: {e}", file=sys.stderr, flush=True)
                 sys.exit(2)
 
@@ -50,7 +50,8 @@ def exit_on_input_error(name: str) -> Callable[[F], F]:
 def run_entry_point(interface: Interface, main: Callable[[dict], None]) -> None:
     """Defines `interface`'s flags, parses them and calls `main(values)` with them as `run()` keywords.
 
-    A bad input (`checks.InputError`) ends the process with one line on stderr and exit status 2, no traceback;
+    A bad input (`checks.InputError`) or a missing optional dependency (`checks.MissingExtraError`) ends the
+    process with one line on stderr and exit status 2, no traceback;
     any other error keeps its traceback (it is a bug or a fault, not the user's input).
     """
     interface.define_flags()

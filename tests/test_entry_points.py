@@ -62,6 +62,21 @@ def test_entry_point_bad_input_exits_non_zero_with_message(tmp_path):
     assert not os.path.exists(tmp_path / "r")
 
 
+def test_a_missing_extra_is_one_line_before_anything_is_written(tmp_path):
+    # As in a wheel installed without the `examples` extra: scikit-learn cannot be imported.
+    hide_sklearn = ("import runpy, sys; sys.modules['sklearn'] = None; sys.argv[0] = 'train'; "
+                    "runpy.run_module('tfpipe.components.train', run_name='__main__')")
+    out = subprocess.run(
+        [sys.executable, "-c", hide_sklearn, "--task=digits", f"--model_dir={tmp_path}/r", "--train_steps=10"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("train: ")]
+    assert "task 'digits' without `task_config['data_uri']`" in line and "pip install 'tfpipe[examples]'" in line
+    assert not os.path.exists(tmp_path / "r")
+
+
 @pytest.mark.timeout(600)  # Four trainer processes and two evaluators, one after another on 2 cores.
 def test_continuous_eval_entry_point_beside_a_trainer_killed_and_restarted(gcs_emulator, gcs_bucket):
     """Train in stages (each run resumes) while the evaluator watches; kill -9 it mid-way; restart it."""

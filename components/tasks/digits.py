@@ -71,14 +71,10 @@ def load_arrays(config: DigitsConfig) -> Tuple[Tuple[np.ndarray, np.ndarray], Tu
 
     Features are scaled to [0, 1]; the split is a fixed permutation from `seed`.
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError(
-            "The `digits` task reads scikit-learn's bundled digits: install `tfpipe[examples]` "
-            "(or scikit-learn), or point `task_config['data_uri']` at TFRecords."
-        ) from e
-    data = load_digits()
+    datasets = checks.import_extra(
+        "sklearn.datasets", extra="examples",
+        needed_for="task 'digits' without `task_config['data_uri']` (it reads scikit-learn's bundled digits)")
+    data = datasets.load_digits()
     x = (data.data / 16.0).astype(np.float32)
     y = data.target.astype(np.int64)
     order = np.random.default_rng(config.seed).permutation(len(x))
