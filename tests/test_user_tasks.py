@@ -75,15 +75,21 @@ def test_a_dependency_the_image_lacks_is_named(tmp_path, package_cache):
         tasks.install_task_package(str(wheel))
 
 
-def test_entry_point_trains_a_task_from_a_task_package(example_wheel, tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TFPIPE_TASK_PACKAGE_CACHE": str(tmp_path / "cache")}
+def test_entry_point_trains_a_task_from_a_task_package_on_gcs(example_wheel, gcs_emulator, gcs_bucket, tmp_path):
+    uri = f"{gcs_bucket}/packages/{example_wheel.name}"  # Where a Vertex user keeps a trainer package.
+    bucket, _, name = uri[len("gs://"):].partition("/")
+    gcs_emulator.client().bucket(bucket).blob(name).upload_from_filename(str(example_wheel))
+    env = {**os.environ, **gcs_emulator.env, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "TFPIPE_TASK_PACKAGE_CACHE": str(tmp_path / "cache")}
     out = subprocess.run(
-        [sys.executable, "-m", "tfpipe.components.train", "--task=sine", f"--task_package={example_wheel}",
+        [sys.executable, "-m", "tfpipe.components.train", "--task=sine", f"--task_package={uri}",
          f"--model_dir={tmp_path / 'run'}", "--train_steps=40", "--steps_per_loop=20", "--checkpoint_interval=20",
          '--task_config={"samples": 256}'],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "task_package | installed" in out.stdout and "train | done | step: 40" in out.stdout
+    assert "sine_regression" not in subprocess.run(  # It came from the bucket: this interpreter does not have it.
+        [sys.executable, "-m", "pip", "list"], capture_output=True, text=True, timeout=120).stdout
     stored = json.loads((tmp_path / "run" / "run_config.json").read_text())
     assert stored["task"] == "sine" and stored["task_config"]["samples"] == 256 and stored["task_config"]["seed"] == 0
 
