@@ -3,8 +3,8 @@
 `load_task` is the start of evaluate, continuous_eval and export: it installs the
 task package, builds the task (under the step's `precision`), compares its
 effective config with the run's, and checks every metric name the step was given
-against the task's metrics, all before any evaluation. `build` adds an evaluating `Controller` whose summaries and report
-go to `eval/<eval_name>/`.
+against the task's metrics, all before any evaluation. `build` adds an evaluating
+`Controller` whose summaries and report go to `eval/<eval_name>/`.
 """
 
 import dataclasses

@@ -146,8 +146,9 @@ class Interface:
                     raise TypeError(f"{self.name}.run() got unexpected keyword(s) {unknown}; its inputs are "
                                     f"{self.names()}.")
                 inputs = {k: v for k, v in kwargs.items() if k not in extra}
-                vertex_dirs = {i.name: i.default for i in self.inputs if i.name in vertex_env.DEFAULTS and not i.required}
-                inputs = vertex_env.with_defaults({**vertex_dirs, **inputs})
+                unset_dirs = {i.name: i.default for i in self.inputs
+                              if i.name in vertex_env.DEFAULTS and not i.required}
+                inputs = vertex_env.with_defaults({**unset_dirs, **inputs})
                 options = {k: kwargs.get(k, default) for k, default in extra.items()}
                 return fn(self.check(inputs, fill_defaults=True), **options)
 
