@@ -11,7 +11,9 @@ grace period.
 """
 
 import functools
+import os
 import signal
+import sys
 import threading
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
@@ -98,16 +100,29 @@ class TerminationWatcher:
         del frame
         self._received = signum
         if self._immediate:
-            print(f"received {signal.Signals(signum).name}: stopping; completed work is recorded", flush=True)
+            _announce(f"received {signal.Signals(signum).name}: stopping; completed work is recorded")
             raise Terminated(signum)
-        print(f"received {signal.Signals(signum).name}: saving a checkpoint at the end of this train loop",
-              flush=True)
+        _announce(f"received {signal.Signals(signum).name}: saving a checkpoint at the end of this train loop")
 
     def __enter__(self) -> "TerminationWatcher":
         return self.install()
 
     def __exit__(self, *exc: object) -> None:
         self.uninstall()
+
+
+def _announce(message: str) -> None:
+    """Writes a line to stderr from a signal handler, straight to the file descriptor.
+
+    The handler may have interrupted a `print` in the middle of its buffered write (a write blocked on a full pipe
+    returns EINTR and runs the handler there): printing again would raise "reentrant call inside BufferedWriter",
+    and a line written to stdout's descriptor would land inside the interrupted one. Without a file descriptor
+    (captured output) the line is left out.
+    """
+    try:
+        os.write(sys.stderr.fileno(), f"{message}\n".encode())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def stop_if_requested(watcher: Optional[TerminationWatcher], step: int, save: Callable[[], None]) -> None:
