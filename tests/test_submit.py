@@ -1,8 +1,11 @@
 """Submitting compiled pipelines: to a loopback KFP API (what kfp.Client sends) and to Vertex AI (dry run)."""
 
+import json
 import logging
 import socket
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -450,3 +453,37 @@ def test_submit_to_vertex_sends_the_job_to_the_api(
         server.fail_next_create(403, "PERMISSION_DENIED", "caller lacks aiplatform.pipelineJobs.create")
         with pytest.raises(SubmitError, match=r"refused pipeline job 'run-2' in my-project-1/us-central1: .*lacks"):
             submit_to_vertex(package, **{**call, "job_id": "run-2"})
+
+
+def _refused_post(url: str, body: dict) -> dict:
+    """POSTs `body` as JSON to a fake API and returns its answer, which must be 400."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    return json.loads(refused.value.read())
+
+
+@pytest.mark.parametrize("path, body, says", [
+    ("/apis/v2beta1/runs", {"display_name": "r", "pipeline_spec": {"root": {}}, "runtime_config": {"params": {}}},
+     "run.runtime_config.params: not a field of V2beta1RuntimeConfig"),
+    ("/apis/v2beta1/runs", {"display_name": "r", "pipeline_spec": {"root": {}}, "state": "DONE"},
+     "run.state: 'DONE' is not one of"),
+    ("/apis/v2beta1/runs", {"display_name": "r", "pipeline_spec": {"roots": {}}}, 'has no field named "roots"'),
+    ("/apis/v2beta1/runs", {"display_name": "r", "pipeline_spec": {"pipeline_spec": {}, "platform": {}}},
+     "run.pipeline_spec.platform: neither pipeline_spec nor platform_spec"),
+    ("/apis/v2beta1/experiments", {"display_name": 7}, "experiment.display_name: str expected, got int"),
+])
+def test_the_fake_kfp_api_refuses_what_the_real_one_would(kfp_server: FakeKfpServer, path: str, body: dict,
+                                                           says: str):
+    answer = _refused_post(kfp_server.url + path, body)
+    assert says in answer["error"]
+
+
+def test_the_fake_vertex_api_refuses_a_job_the_real_one_would():
+    with FakeVertexServer() as server:
+        for job, says in [({"pipelineSpec": {"root": {}}, "serviceAcount": "sa"}, "serviceAcount"),
+                          ({"pipelineSpec": {"roots": {}}}, 'has no field named "roots"')]:
+            answer = _refused_post(server.url + "/v1/projects/p/locations/us-central1/pipelineJobs?pipelineJobId=j", job)
+            assert says in answer["error"]["message"]
