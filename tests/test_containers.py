@@ -24,10 +24,10 @@ from tfpipe.components import kfp_components, specs
 from tfpipe.components.gcs_retry import gcs_retry_env
 from tfpipe.pipelines import cli
 from tfpipe.pipelines.local_run import run_local
+from tests.support.requirements import unavailable
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 USER_TASK_PACKAGE = ROOT / "examples" / "regression"  # The README's example task package.
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Steps in the entry-point test run as a user other than root, as they may on a cluster.
 STEP_USER = "12345:12345" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
 ENGINE_TIMEOUT = pytest.mark.timeout(900)
@@ -138,24 +138,18 @@ def test_runner_docker_without_an_engine_is_one_line(tmp_path, monkeypatch, caps
 # --- The image in a Docker engine ---------------------------------------------------------------------------------
 
 
-def _unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(f"CI=true, but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def engine():
     """A client of the Docker engine (`docker.from_env()`)."""
     try:
         import docker
     except ImportError:
-        _unavailable("the `docker` package is not installed (pip install 'tfpipe[docker]')")
+        unavailable("the `docker` package is not installed (pip install 'tfpipe[docker]')")
     try:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as error:
-        _unavailable(f"no Docker engine answers ({str(error).splitlines()[0]}); `scripts/docker-engine.sh start` "
+        unavailable(f"no Docker engine answers ({str(error).splitlines()[0]}); `scripts/docker-engine.sh start` "
                      "starts one as root")
     yield client
     client.close()
@@ -170,7 +164,7 @@ def image(engine):
     try:
         engine.images.get(name)
     except docker.errors.ImageNotFound:
-        _unavailable(f"the engine has no image {name}: build it with `make image IMAGE={name}` "
+        unavailable(f"the engine has no image {name}: build it with `make image IMAGE={name}` "
                      "(or set TFPIPE_TEST_IMAGE)")
     return name
 
@@ -196,7 +190,7 @@ def test_the_image_runs_the_installed_package_from_an_empty_folder(engine, image
 def test_an_entry_point_runs_with_docker_run(image, tmp_path):
     docker_cli = shutil.which("docker")
     if docker_cli is None:
-        _unavailable("the `docker` command is not on PATH")
+        unavailable("the `docker` command is not on PATH")
     out = tmp_path / "out"
     out.mkdir()
     out.chmod(0o777)  # The step runs as another user.
