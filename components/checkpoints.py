@@ -26,11 +26,6 @@ def task_checkpoint(task: Task, **extra: Any) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(**items)
 
 
-def read_training_complete(model_dir: str) -> Optional[Dict[str, Any]]:
-    """The completion marker `Controller.train` wrote in `model_dir`, if any."""
-    return run_dir.read_json(os.path.join(model_dir, run_dir.TRAINING_COMPLETE))
-
-
 def resolve_checkpoint(model_dir: str, checkpoint: Any, eval_name: str) -> str:
     """Resolves a `checkpoint` input (see the module docstring) to a checkpoint path.
 

@@ -29,6 +29,7 @@ from tfpipe.components.definitions.train import INTERFACE
 from tfpipe.components.tasks.keras_runners import KerasTrainer
 from tfpipe.components.train_outputs import TrainResult
 from tfpipe.controller_core import preemption
+from tfpipe.controller_core import run_dir
 
 
 @INTERFACE.takes_inputs()
@@ -133,7 +134,7 @@ def run(args: Any) -> TrainResult:
             _restore_chief_checkpoint(controller, args.model_dir)
         with profile or contextlib.nullcontext():
             controller.train(args.train_steps)
-        marker = checkpoints.read_training_complete(checkpoint_dir) or {}
+        marker = run_dir.read_training_complete(checkpoint_dir) or {}
         checkpoint = manager.latest_checkpoint
     if checkpoint is not None and not chief:
         # The chief saved the same checkpoint number under the same name in model_dir.
