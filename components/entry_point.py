@@ -1,7 +1,9 @@
 """What the four `python -m tfpipe.components.<name>` entry points share: flags, logging, input errors."""
 
 import functools
+import logging as py_logging
 import sys
+import traceback
 from typing import Any, Callable, TypeVar
 
 from absl import app
@@ -11,6 +13,7 @@ import tensorflow as tf
 
 from tfpipe import checks
 from tfpipe.components.interface import Interface
+from tfpipe.components.tasks import config as config_lib
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,21 +29,49 @@ def configure_logging() -> None:
         logging.set_verbosity(logging.WARNING)
 
 
+class _HideFromEnv(py_logging.Filter):
+    """Replaces values read for `from_env` references in every log record with `<from_env NAME>`."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = config_lib.hidden(message)
+        if shown != message:
+            record.msg, record.args = shown, ()
+        return True
+
+
+def _maybe_hide_from_env_in_logs() -> None:
+    """Adds `_HideFromEnv` to the handlers of Python's root logger and TensorFlow's (absl logs through the root's)."""
+    for logger in (py_logging.getLogger(), tf.get_logger()):
+        for handler in logger.handlers:
+            if not any(isinstance(f, _HideFromEnv) for f in handler.filters):
+                handler.addFilter(_HideFromEnv())
+
+
 def exit_on_input_error(name: str) -> Callable[[F], F]:
     """Decorator: a `checks.InputError` (or a missing extra) ends the process with one line on stderr, status 2.
 
     For the KFP component bodies (`run_for_kfp`): the step's log then ends with the input's message, not a
-    traceback, and the error is the same one the entry point prints.
+    traceback, and the error is the same one the entry point prints. Values read for `from_env` references
+    never appear in a log line or a message: any other error whose traceback holds one is printed with
+    `<from_env NAME>` in its place, and ends the process with status 1.
     """
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _maybe_hide_from_env_in_logs()
             try:
                 return fn(*args, **kwargs)
             except (checks.InputError, checks.MissingExtraError) as e:
-                print(f"{name}: {e}", file=sys.stderr, flush=True)
+                print(f"{name}: {config_lib.hidden(str(e))}", file=sys.stderr, flush=True)
                 sys.exit(2)
+            except Exception as e:  # pylint: disable=broad-except
+                text = "".join(traceback.format_exception(e))
+                if config_lib.hidden(text) == text:
+                    raise
+                print(config_lib.hidden(text), file=sys.stderr, flush=True)
+                sys.exit(1)
 
         return wrapper  # type: ignore[return-value]
 

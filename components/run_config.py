@@ -9,8 +9,9 @@ loss scale), and the evaluators refuse one that differs in anything but the
 task's evaluation-only keys (e.g. another data split that may overlap the training
 data) unless `allow_different_config` is set; they may evaluate in any precision
 (variables are float32 in all of them). A run config without `precision` was
-trained in float32. The file holds the task config as
-given: keep secrets out of it (see `tfpipe.components.tasks.config`).
+trained in float32. A value the task config takes from the environment
+(`{"from_env": NAME}`) is recorded and compared as that reference, never as its value
+(see `tfpipe.components.tasks.config`): a rotated secret is the same config.
 """
 
 import json
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from tfpipe import checks
 from tfpipe.components.tasks import Task
+from tfpipe.components.tasks import config as config_lib
 from tfpipe.controller_core import run_dir
 
 RUN_CONFIG = "run_config.json"
@@ -29,9 +31,11 @@ RUN_CONFIG = "run_config.json"
 
 def run_config(task_name: str, task: Task, given: Mapping[str, Any], precision: str = "float32") -> Dict[str, Any]:
     """What a run records: the task's name, its effective config (the given one when the task has none), and the
-    precision it trains in."""
-    return {"task": task_name, "task_config": dict(task.config if task.config is not None else given),
-            "precision": precision}
+    precision it trains in; values from the environment stay `{"from_env": NAME}` references."""
+    effective = dict(task.config if task.config is not None else given)
+    effective.update({key: dict(value) for key, value in given.items()
+                      if key in effective and config_lib.is_from_env(value)})
+    return {"task": task_name, "task_config": config_lib.stored_view(effective), "precision": precision}
 
 
 def _differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Any,
@@ -46,6 +50,8 @@ def _differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: A
     for key in sorted(set(stored_config) | set(wanted_config)):
         if key in ignore or key not in stored_config:  # Keys a run config of an older version did not record.
             continue
+        if config_lib.is_from_env(wanted_config.get(key)) and not config_lib.is_from_env(stored_config[key]):
+            continue  # An older version recorded the value itself; a reference is compared by name only.
         if stored_config[key] != wanted_config.get(key, "<not set>"):
             differ[f"task_config[{key!r}]"] = (stored_config[key], wanted_config.get(key, "<not set>"))
     return differ

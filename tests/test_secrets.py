@@ -1,5 +1,6 @@
 """No credential, token or key in compiled YAML, logs or artifacts; secrets reach steps by reference only."""
 
+import json
 import os
 import pathlib
 import re
@@ -88,3 +89,83 @@ def test_local_run_logs_and_artifacts_hold_no_credentials(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     scan(out.stdout + out.stderr, "the run's log")
     assert scan_tree(root) > 20  # Executor outputs, checkpoints, records, reports, the SavedModel.
+
+
+FROM_ENV_CONFIG = {"data_uri": {"from_env": "DIGITS_DATA"}, "api_token": {"from_env": "SERVICE_TOKEN"},
+                   "batch_size": 32}
+
+
+def _step(name, env, *flags):
+    out = subprocess.run(
+        [sys.executable, "-m", f"tfpipe.components.{name}", "--task=tests.support.token_task:build",
+         f"--task_config={json.dumps(FROM_ENV_CONFIG)}", *flags],
+        cwd=ROOT, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True, timeout=600,
+    )
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_from_env_values_are_stored_as_names_only_and_a_rotated_one_resumes(tmp_path):
+    from tfpipe.components.tasks import digits
+    from tfpipe.controller_core import eval_records, run_dir
+
+    data = tmp_path / "data-planted-path-5f0c2e7a9b"  # The data location is a secret too: a value like any other.
+    digits.write_tfrecords(str(data))
+    token, rotated = "tok-planted-9d8c7b6a5f4e3d2c1b", "tok-rotated-0a1b2c3d4e5f6a7b8c"
+    model_dir, output, serving = tmp_path / "run", tmp_path / "model", tmp_path / "serving"
+    env = {"DIGITS_DATA": str(data), "SERVICE_TOKEN": token}
+    logs = []
+    for name, flags in [
+        ("train", ["--train_steps=40", "--steps_per_loop=20", "--checkpoint_interval=20"]),
+        ("continuous_eval", ["--poll_interval=0.1", "--idle_timeout=60"]),
+        ("evaluate", ["--checkpoint=best", "--eval_name=final"]),
+        ("export", [f"--output_path={output}", f"--export_dir={serving}"]),
+    ]:
+        rc, log = _step(name, env, f"--model_dir={model_dir}", *flags)
+        assert rc == 0, log[-3000:]
+        logs.append(log)
+    # A rotated secret is the same config: training resumes, the evaluator keeps its records.
+    env["SERVICE_TOKEN"] = rotated
+    for name, flags in [("train", ["--train_steps=60", "--steps_per_loop=20", "--checkpoint_interval=20"]),
+                        ("continuous_eval", ["--poll_interval=0.1", "--idle_timeout=60"])]:
+        rc, log = _step(name, env, f"--model_dir={model_dir}", *flags)
+        assert rc == 0, log[-3000:]
+        logs.append(log)
+    assert "train | done | step: 60" in logs[4]
+
+    stored = run_dir.read_json(str(model_dir / "run_config.json"))["task_config"]
+    assert stored["data_uri"] == {"from_env": "DIGITS_DATA"} and stored["api_token"] == {"from_env": "SERVICE_TOKEN"}
+    best = eval_records.read_best_record(eval_records.eval_dir(str(model_dir), "validation"))
+    assert best["step"] in (20, 40, 60) and best["eval_identity"]["task_config"]["api_token"] == {
+        "from_env": "SERVICE_TOKEN"}
+    files = 0
+    for root in (model_dir, output, serving):
+        for path in root.rglob("*"):
+            if path.is_file():
+                text = path.read_bytes().decode("latin-1")
+                for value in (str(data), data.name, token, rotated):
+                    assert value not in text, f"a from_env value leaked into {path}"
+                files += 1
+    assert files > 20
+    for log in logs:
+        for value in (data.name, token, rotated):
+            assert value not in log, f"a from_env value leaked into a step's log: {log[-2000:]}"
+
+
+@pytest.mark.parametrize(
+    "config, value",
+    [
+        ({"data_uri": {"from_env": "PLANTED"}}, "http://planted-5e6f7a8b9c.example/data"),  # Not an accepted URI.
+        ({"data_uri": {"from_env": "PLANTED"}}, "/no/such/planted-5e6f7a8b9c"),  # Holds no TFRecords.
+        ({"batch_size": {"from_env": "PLANTED"}}, "planted-5e6f7a8b9c"),  # A string where an integer goes.
+    ],
+)
+def test_errors_never_echo_a_from_env_value(tmp_path, config, value):
+    out = subprocess.run(
+        [sys.executable, "-m", "tfpipe.components.train", "--task=digits", f"--task_config={json.dumps(config)}",
+         f"--model_dir={tmp_path}/run", "--train_steps=10"],
+        cwd=ROOT, env={**os.environ, "PLANTED": value, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode in (1, 2), out.stdout[-2000:] + out.stderr[-2000:]
+    assert "planted-5e6f7a8b9c" not in out.stdout + out.stderr, out.stderr[-2000:]
+    assert "PLANTED" in out.stderr  # The variable's name says where the value came from.

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from tfpipe import checks
 from tfpipe.components.tasks.base import Task
 from tfpipe.components.tasks.config import config_from_dict
+from tfpipe.components.tasks.config import hidden
 from tfpipe.components.tasks.packages import install_task_package
 
 TaskFactory = Callable[[Dict[str, Any]], Task]
@@ -102,10 +103,10 @@ def build_task(task: str, config: Mapping[str, Any]) -> Task:
     factory = resolve_factory(task)
     try:
         built = factory(dict(config))
-    except checks.InputError:
-        raise
+    except checks.InputError as e:  # Values from the environment (`from_env`) never appear in a message.
+        raise checks.InputError(hidden(str(e))) from None
     except ValueError as e:  # A task's own config check: input, not a fault (so: one line, no retries).
-        raise checks.InputError(f"`task` ({checks.shown(task)}) refused its `task_config`: {e}") from e
+        raise checks.InputError(f"`task` ({checks.shown(task)}) refused its `task_config`: {hidden(str(e))}") from None
     if not isinstance(built, Task):
         raise checks.InputError(
             f"`task` ({checks.shown(task)}): the factory returned {type(built).__name__}, not a "
