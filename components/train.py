@@ -41,7 +41,8 @@ def run(args: Any) -> TrainResult:
     `train_steps` trains nothing and reports the same result. The run config is
     recorded once the task is built; a `model_dir` trained with another task or
     config is refused. One trainer at a time writes a run directory (a writer
-    lease); checkpoint files whose state file is missing or unreadable are
+    lease, taken before the run config is compared for good, recorded, or a
+    checkpoint restored); checkpoint files whose state file is missing or unreadable are
     recovered, never trained over.
 
     Under a multi-worker strategy (`TF_CONFIG`) every worker runs this; only the
@@ -80,7 +81,7 @@ def run(args: Any) -> TrainResult:
     precision_lib.check_generic_runner(built, precision=args.precision, jit_compile=args.jit_compile,
                                        runner="trainer")
     wanted = run_config.run_config(args.task, built, args.task_config, args.precision)
-    run_config.check_run_config(args.model_dir, wanted, for_training=True)
+    run_config.check_run_config(args.model_dir, wanted, for_training=True)  # Early: fails without waiting.
     trainer = built.trainer or KerasTrainer(built, distribution, precision=args.precision,
                                             jit_compile=args.jit_compile)
 
@@ -88,7 +89,8 @@ def run(args: Any) -> TrainResult:
     with writer or _no_lease(), \
             strategy_lib.worker_checkpoint_dir(distribution, args.model_dir) as checkpoint_dir, \
             preemption.TerminationWatcher() as watcher:
-        if chief:
+        if chief:  # Under the lease: the run config another trainer recorded while this one waited counts.
+            run_config.check_run_config(args.model_dir, wanted, for_training=True)
             checkpoints.recover_checkpoint_state(args.model_dir)
             run_config.record_run_config(args.model_dir, wanted)
         multi_worker = strategy_lib.is_multi_worker(distribution)

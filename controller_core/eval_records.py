@@ -132,6 +132,29 @@ def checkpoint_fingerprint(checkpoint: str) -> Optional[str]:
         return None
 
 
+def is_complete_checkpoint(prefix: str, fingerprint: Optional[str], *, index_only: bool = False) -> bool:
+    """Whether `prefix` is a complete checkpoint with the content `fingerprint` names.
+
+    Complete: its `.index` (always written, copied and moved last) is not empty, has the fingerprint when one
+    is given, and (unless `index_only`) every data shard it names (`.data-i-of-n`) is present.
+    """
+    try:
+        if tf.io.gfile.stat(f"{prefix}.index").length == 0:
+            return False
+    except tf.errors.NotFoundError:
+        return False
+    if fingerprint is not None and checkpoint_fingerprint(prefix) != fingerprint:
+        return False
+    if index_only:
+        return True
+    shards = [os.path.basename(f)[len(os.path.basename(prefix)) + len(".data-"):]
+              for f in tf.io.gfile.glob(f"{prefix}.data-*")]
+    counts = {shard.partition("-of-")[2] for shard in shards}
+    if len(counts) != 1 or not next(iter(counts)).isdigit():
+        return False
+    return sorted(shards) == [f"{i:05d}-of-{int(n):05d}" for n in counts for i in range(int(n))]
+
+
 def checkpoint_files(checkpoint: str) -> List[str]:
     """The files of a checkpoint prefix: its `.index` and `.data-*` shards."""
     return sorted(tf.io.gfile.glob(f"{checkpoint}.index") + tf.io.gfile.glob(f"{checkpoint}.data-*"))
@@ -225,9 +248,10 @@ class BestCheckpoint:
     def repair(self, records: "EvalRecords") -> None:
         """Makes `best/` agree with the records: the best recorded checkpoint pinned, nothing partial left.
 
-        A record whose pin was cut short (a crash, a full disk) is pinned from its complete staged candidate,
-        or from the original checkpoint while it exists; when neither is left, the best pinned one stays and
-        a warning names the lost step.
+        A record whose pin was cut short (a crash, a full disk) is pinned from a complete copy of the checkpoint
+        it judged (its fingerprint), wherever the crash left it: in `best/` (moved, `best.json` not written
+        yet), half moved from its staged candidate, staged, or the original while it exists. When no complete
+        copy is left anywhere, the best pinned one stays and a warning names the lost step.
         """
         best, comparator = None, NewBestMetric(self.metric, higher_is_better=(self.mode == "higher"))
         for step in records.steps():  # The same choice the live run makes: in step order, strictly better wins.
@@ -240,17 +264,7 @@ class BestCheckpoint:
                 continue
         current = self._record
         if best is not None and (current is None or int(current["step"]) != int(best["step"])):
-            source = self._complete(f"{self.candidates}/{os.path.basename(best['checkpoint'])}") or (
-                best["checkpoint"] if self._complete(best["checkpoint"]) else None)
-            if source is None:
-                logging.warning("The best recorded checkpoint (step %d) is gone; %s stays pinned.", best["step"],
-                                f"step {current['step']}" if current else "nothing")
-            else:
-                if not source.startswith(self.candidates):
-                    source = self.stage(source)
-                print(f" eval | repaired the best checkpoint: step {best['step']} (recorded, not pinned yet)",
-                      flush=True)
-                self._pin(best, source)
+            self._complete_pin(best, current)
         for leftover in tf.io.gfile.glob(f"{self.candidates}/*"):
             run_dir.remove_if_present(leftover)
         if self._record is not None:
@@ -258,18 +272,41 @@ class BestCheckpoint:
 
     # -------------------------------------------------------------------------------------------------- internals
 
-    def _complete(self, prefix: str) -> Optional[str]:
-        """`prefix` when its `.index` exists and is not empty (copied last), else None."""
-        try:
-            return prefix if tf.io.gfile.stat(f"{prefix}.index").length > 0 else None
-        except tf.errors.NotFoundError:
-            return None
+    def _complete_pin(self, best: Mapping[str, Any], current: Optional[Mapping[str, Any]]) -> None:
+        """Pins the recorded best `best` from a complete copy of its checkpoint, wherever one is left."""
+        name = os.path.basename(best["checkpoint"])
+        fingerprint = best.get("checkpoint_fingerprint")
+        pinned, candidate = f"{self.directory}/{name}", f"{self.candidates}/{name}"
+        if not is_complete_checkpoint(pinned, fingerprint) and is_complete_checkpoint(candidate, fingerprint,
+                                                                                       index_only=True):
+            self._move_into_best(candidate)  # A move cut short: its .index (moved last) is still staged.
+        if is_complete_checkpoint(pinned, fingerprint):
+            where = "its copy in best/"
+        elif is_complete_checkpoint(best["checkpoint"], fingerprint):
+            where = "the original checkpoint"
+            self._move_into_best(self.stage(best["checkpoint"]))
+        else:
+            logging.warning(
+                "The best recorded checkpoint (step %d, fingerprint %s) has no complete copy left (not in %s, "
+                "not staged, the original %s is gone or another checkpoint); %s stays pinned.", best["step"],
+                fingerprint, self.directory, best["checkpoint"],
+                f"step {current['step']}" if current else "nothing")
+            return
+        print(f" eval | repaired the best checkpoint: step {best['step']} (recorded, not pinned yet), pinned "
+              f"from {where}", flush=True)
+        self._commit(best, pinned)
 
     def _pin(self, record: Mapping[str, Any], staged: str) -> None:
-        name = os.path.basename(staged)
-        pinned = f"{self.directory}/{name}"
+        self._commit(record, self._move_into_best(staged))
+
+    def _move_into_best(self, staged: str) -> str:
+        """Moves the files of the staged copy `staged` into `best/`, `.index` last; returns the pinned prefix."""
         for f in sorted(checkpoint_files(staged), key=lambda f: f.endswith(".index")):
             tf.io.gfile.rename(f, f"{self.directory}/{os.path.basename(f)}", overwrite=True)
+        return f"{self.directory}/{os.path.basename(staged)}"
+
+    def _commit(self, record: Mapping[str, Any], pinned: str) -> None:
+        """Writes `best.json` for the complete copy at `pinned`: the pin is committed."""
         best = {
             **dict(record),
             "best_checkpoint": pinned,

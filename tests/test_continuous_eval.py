@@ -195,6 +195,81 @@ def test_a_crash_between_the_record_and_the_pin_is_repaired_on_start(tmp_path):
     TinyRunner().checkpoint().restore(best["best_checkpoint"]).assert_existing_objects_matched()
 
 
+def test_a_kill_inside_the_pin_keeps_the_complete_copy_in_best_and_completes_the_pin(tmp_path, monkeypatch):
+    """Killed after the candidate was moved into best/ but before best.json, then the original deleted.
+
+    The restart recognises the copy in best/ by its fingerprint and pins it; a worse checkpoint never replaces
+    it, and export's `auto` resolves to it.
+    """
+    from tfpipe.components import checkpoints
+
+    model_dir = str(tmp_path)
+    train_run(model_dir, steps=20, interval=5)
+    directory = eval_records.eval_dir(model_dir, "validation")
+    records = eval_records.EvalRecords(directory)
+    tracker = eval_records.BestCheckpoint(directory, "eval_loss", "lower")
+    for step, loss in ((5, 3.0), (10, 2.0)):
+        staged = tracker.stage(f"{model_dir}/ckpt-{step}")
+        tracker.consider(records.write(step, f"{model_dir}/ckpt-{step}", {"eval_loss": loss}), staged)
+
+    class Killed(BaseException):
+        """kill -9: nothing after this point runs."""
+
+    write_json_atomic = run_dir.write_json_atomic
+
+    def killed_before_best_json(path, *args, **kwargs):
+        if path.endswith(f"/{eval_records.BEST_RECORD}"):
+            raise Killed()
+        return write_json_atomic(path, *args, **kwargs)
+
+    staged = tracker.stage(f"{model_dir}/ckpt-15")
+    written = records.write(15, f"{model_dir}/ckpt-15", {"eval_loss": 1.0},
+                            checkpoint_fingerprint=eval_records.checkpoint_fingerprint(staged))
+    monkeypatch.setattr(run_dir, "write_json_atomic", killed_before_best_json)
+    with pytest.raises(Killed):
+        tracker.consider(written, staged)
+    monkeypatch.undo()
+    assert eval_records.read_best_record(directory)["step"] == 10
+    assert sorted(os.listdir(f"{directory}/best/.candidate")) == []  # The candidate is in best/ already.
+    for f in tf.io.gfile.glob(f"{model_dir}/ckpt-15.*"):  # The trainer's max_to_keep deletes the original.
+        tf.io.gfile.remove(f)
+
+    restarted = eval_records.BestCheckpoint(directory, "eval_loss", "lower")
+    restarted.repair(records)
+    best = eval_records.read_best_record(directory)
+    assert best["step"] == 15 and best["best_checkpoint"] == f"{directory}/best/ckpt-15"
+    assert eval_records.checkpoint_fingerprint(best["best_checkpoint"]) == written["checkpoint_fingerprint"]
+    runner = TinyRunner()
+    runner.checkpoint().restore(best["best_checkpoint"]).assert_existing_objects_matched()
+    assert int(runner.global_step.numpy()) == 15
+    assert not tf.io.gfile.glob(f"{directory}/best/ckpt-10.*")
+
+    # A later checkpoint better than the old pin (10) but worse than the recorded best (15) does not replace it.
+    staged = restarted.stage(f"{model_dir}/ckpt-20")
+    assert not restarted.consider(records.write(20, f"{model_dir}/ckpt-20", {"eval_loss": 1.5}), staged)
+    assert eval_records.read_best_record(directory)["step"] == 15
+    assert checkpoints.resolve_checkpoint(model_dir, "auto", "validation") == f"{directory}/best/ckpt-15"
+
+
+def test_a_best_copy_that_is_not_the_recorded_checkpoint_is_not_pinned(tmp_path):
+    """A copy in best/ whose fingerprint differs from the record (another checkpoint, same name) is never pinned."""
+    model_dir = str(tmp_path)
+    train_run(model_dir, steps=15, interval=5)
+    directory = eval_records.eval_dir(model_dir, "validation")
+    records = eval_records.EvalRecords(directory)
+    tracker = eval_records.BestCheckpoint(directory, "eval_loss", "lower")
+    for step, loss in ((5, 3.0), (10, 2.0)):
+        staged = tracker.stage(f"{model_dir}/ckpt-{step}")
+        tracker.consider(records.write(step, f"{model_dir}/ckpt-{step}", {"eval_loss": loss}), staged)
+    records.write(15, f"{model_dir}/ckpt-15", {"eval_loss": 1.0})
+    for f in tf.io.gfile.glob(f"{model_dir}/ckpt-5.*"):  # Another checkpoint's bytes under step 15's name.
+        tf.io.gfile.copy(f, f"{directory}/best/ckpt-15{f[len(model_dir) + 7:]}")
+    for f in tf.io.gfile.glob(f"{model_dir}/ckpt-15.*"):
+        tf.io.gfile.remove(f)
+    eval_records.BestCheckpoint(directory, "eval_loss", "lower").repair(records)
+    assert eval_records.read_best_record(directory)["step"] == 10
+
+
 def test_nan_never_becomes_best(tmp_path):
     model_dir = str(tmp_path)
     train_run(model_dir, steps=10, interval=5)

@@ -174,6 +174,49 @@ def test_two_trainers_on_one_model_dir(where, tmp_path, request):
     assert again.returncode == 0 and "waiting for the writer lease" not in log, log[-2000:]
 
 
+def _wait_for(predicate, what, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_two_trainers_with_different_configs_never_mix_in_one_model(tmp_path):
+    """Both pass the early config check (no run config yet) and wait for the lease; the one that gets it second
+    compares its config with the first's under the lease and is refused, never restoring the first's checkpoint."""
+    model_dir = tmp_path / "run"
+    held = lease.WriterLease(str(model_dir)).acquire()  # Makes the race deterministic: both start, then wait.
+    procs, logs = {}, {}
+    try:
+        for rate in (0.01, 0.02):
+            logs[rate] = tmp_path / f"lr-{rate}.log"
+            flags = ["--task=digits", json.dumps({"batch_size": 32, "learning_rate": rate}).join(
+                ["--task_config=", ""]), f"--model_dir={model_dir}", "--train_steps=20", "--steps_per_loop=10",
+                     "--checkpoint_interval=10"]
+            with open(logs[rate], "w") as log:
+                procs[rate] = subprocess.Popen([sys.executable, "-m", "tfpipe.components.train", *flags], cwd=ROOT,
+                                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=log,
+                                               stderr=subprocess.STDOUT, text=True)
+        _wait_for(lambda: all("waiting for the writer lease" in logs[r].read_text() for r in logs),
+                  "both trainers to wait for the lease")
+    finally:
+        held.release()
+    for proc in procs.values():
+        proc.wait(timeout=300)
+    codes = {rate: proc.returncode for rate, proc in procs.items()}
+    assert sorted(codes.values()) == [0, 2], {r: logs[r].read_text()[-2000:] for r in logs}
+    winner = next(rate for rate, code in codes.items() if code == 0)
+    loser = next(rate for rate, code in codes.items() if code == 2)
+    recorded = json.loads((model_dir / run_config.RUN_CONFIG).read_text())
+    assert recorded["task_config"]["learning_rate"] == winner
+    log = logs[loser].read_text()
+    last = log.strip().splitlines()[-1]
+    assert last.startswith(f"train: `model_dir` ({model_dir}) was trained with another task config") and (
+        "learning_rate" in last), log[-2000:]
+    assert "Traceback" not in log and "restoring" not in log and "training until" not in log, log[-2000:]
+    assert sorted(checkpoint_watcher.list_checkpoints(str(model_dir))) == [10, 20]
+
+
 def test_a_lapsed_gcs_lease_is_taken_over_and_its_holder_stops(gcs_emulator, gcs_bucket):
     now = [1000.0]
     model_dir = f"{gcs_bucket}/lease-{uuid.uuid4().hex[:6]}"
