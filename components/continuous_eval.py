@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from tfpipe.components import artifacts
+from tfpipe.components import data_identity
 from tfpipe.components import entry_point
 from tfpipe.components import evaluation
 from tfpipe.components import run_config
@@ -69,11 +70,14 @@ def run(args: Any, *, html_path: Optional[str] = None) -> ContinuousEvalResult:
     )
     metric = args.best_metric or setup.task.best_metric
     mode = args.best_mode or setup.task.best_mode
+    identity = {"task": args.task, "task_config": run_config.run_config(
+        args.task, setup.task, args.task_config)["task_config"], "eval_steps": args.eval_steps}
+    if args.eval_data is not None:  # What is evaluated on: its content, not its URI.
+        identity["eval_data"] = data_identity.fingerprint(args.eval_data)["digest"]
     evaluator = continuous_eval.ContinuousEvaluator(
         setup.controller, policy=args.policy, eval_name=args.eval_name, target_step=args.target_step,
         idle_timeout=args.idle_timeout, poll_interval=args.poll_interval, best_metric=metric, best_mode=mode,
-        eval_identity={"task": args.task, "task_config": run_config.run_config(
-            args.task, setup.task, args.task_config)["task_config"], "eval_steps": args.eval_steps},
+        eval_identity=identity,
     )
     try:
         stats = evaluator.run(steps=args.eval_steps)

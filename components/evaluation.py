@@ -17,11 +17,13 @@ import tfpipe.controller_core as orbit
 from tfpipe import checks
 from tfpipe.components import artifacts
 from tfpipe.components import checkpoints
+from tfpipe.components import data_identity
 from tfpipe.components import precision as precision_lib
 from tfpipe.components import run_config
 from tfpipe.components import strategy as strategy_lib
 from tfpipe.components import summaries
 from tfpipe.components import tasks
+from tfpipe.components.data import DataInputs
 from tfpipe.components.tasks import Task
 from tfpipe.components.tasks.keras_runners import KerasEvaluator
 from tfpipe.controller_core import eval_records
@@ -39,7 +41,7 @@ class EvalSetup:
 
 
 def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Iterable[str] = (),
-              for_training: bool = False, runners: Sequence[str] = ()) -> Task:
+              for_training: bool = False, runners: Sequence[str] = (), data_optional: bool = False) -> Task:
     """Builds the step's task and checks it against the run, before any evaluation.
 
     Args:
@@ -50,6 +52,8 @@ def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Itera
         for_training: Compare the run config as training does (every key, precision too), not as an evaluator.
         runners: `trainer` and/or `evaluator`: the generic runners the step's `precision` and `jit_compile` are
             for (refused for a task that brings its own).
+        data_optional: Compare only the data inputs the step was given with the run's (export: it evaluates
+            nothing); otherwise a data input the run was trained with must be given again, with the same content.
 
     Raises:
         checks.InputError: For a task config (or, training, a precision) that differs from training's, a metric
@@ -57,14 +61,18 @@ def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Itera
     """
     precision = getattr(args, "precision", precision_lib.FLOAT32)
     tasks.install_task_package(args.task_package)
+    data = DataInputs.from_inputs(args)
+    data_fingerprints = data_identity.identify(data)
     with distribution.scope(), precision_lib.policy_scope(precision):
-        task = tasks.build_task(args.task, args.task_config)
+        task = tasks.build_task(args.task, args.task_config, data)
     for runner in runners:
         precision_lib.check_generic_runner(task, precision=precision, jit_compile=getattr(args, "jit_compile", False),
                                            runner=runner)
     run_config.check_run_config(
-        args.model_dir, run_config.run_config(args.task, task, args.task_config, precision), for_training=for_training,
-        eval_only_keys=task.eval_only_config_keys, allow_different=getattr(args, "allow_different_config", False))
+        args.model_dir, run_config.with_data(run_config.run_config(args.task, task, args.task_config, precision),
+                                             data_fingerprints),
+        for_training=for_training, eval_only_keys=task.eval_only_config_keys,
+        allow_different=getattr(args, "allow_different_config", False), skip_absent_data=data_optional)
     check_metric_names(task, metrics)
     return task
 

@@ -54,6 +54,8 @@ class ExportResult:
     export_path: Optional[str]
     metrics: Dict[str, float]
     signatures: List[str]
+    checkpoint_fingerprint: str = ""
+    exported: bool = True
 
 
 def _serving_module(task: Any) -> tf.Module:
@@ -117,6 +119,9 @@ def commit_export(task: Any, source: str, destination: str, info: Mapping[str, A
 def run(args: Any) -> ExportResult:
     """Exports a checkpoint of `model_dir` as a SavedModel with the task's serving signature (inputs: `INTERFACE`).
 
+    With `passed` false nothing is read or written: the result says `exported=False` (step -1), so that a DAG's
+    always-running export step can output whether it exported.
+
     Returns:
         The step, checkpoint, paths, metrics and signature names.
 
@@ -124,9 +129,14 @@ def run(args: Any) -> ExportResult:
         checks.InputError: For a bad input, naming it; a threshold on a metric the task lacks included.
         thresholds_lib.ThresholdNotMetError: If a threshold is missed (nothing is written).
     """
+    if not args.passed:
+        print("export | not exported: `passed` is false (the gate did not pass)", flush=True)
+        return ExportResult(step=-1, checkpoint="", path="", export_path=None, metrics={}, signatures=[],
+                            exported=False)
     path = resolve_own_checkpoint(args, args.eval_name)
     step = run_dir.checkpoint_step(path)
-    built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=args.thresholds)
+    built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=args.thresholds,
+                                 data_optional=True)
     if built.serving_signature is None:
         raise checks.InputError(f"`task` ({args.task!r}) defines no serving signature to export.")
     if args.precision != precision_lib.FLOAT32:  # The model computes in 16 bits; its callers see float32.
@@ -157,19 +167,29 @@ def run(args: Any) -> ExportResult:
     print(f"export | step: {step} | checkpoint: {path} | saved model: {args.output_path}"
           + (f" | export: {export_path}" if export_path else ""), flush=True)
     return ExportResult(step=step, checkpoint=path, path=args.output_path, export_path=export_path,
-                        metrics=metrics, signatures=signatures)
+                        metrics=metrics, signatures=signatures,
+                        checkpoint_fingerprint=info["checkpoint_fingerprint"])
 
 
 @entry_point.exit_on_input_error("export")
 def run_for_kfp(*, model: Any, **inputs: Any) -> tuple:
-    """The KFP component's body: `run(**inputs)` into the model artifact, then its metadata."""
+    """The KFP component's body: `run(**inputs)` into the model artifact, then its metadata.
+
+    When nothing was exported (`passed` false) the model artifact is an empty folder whose metadata says
+    `exported: false`.
+    """
     result = run(**inputs, output_path=model.path)
+    if not result.exported:
+        tf.io.gfile.makedirs(model.path)
+        model.metadata.update({"exported": False})
+        return result.step, "", False
     model.metadata.update({
-        "framework": "tensorflow", "step": result.step, "checkpoint": result.checkpoint,
-        "metrics": result.metrics, "signatures": result.signatures, "export_path": result.export_path or "",
+        "framework": "tensorflow", "exported": True, "step": result.step, "checkpoint": result.checkpoint,
+        "checkpoint_fingerprint": result.checkpoint_fingerprint, "metrics": result.metrics,
+        "signatures": result.signatures, "export_path": result.export_path or "",
         "precision": inputs.get("precision", precision_lib.FLOAT32),
     })
-    return result.step, result.export_path or ""
+    return result.step, result.export_path or "", True
 
 
 def main(values: Dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ import types
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from tfpipe import checks
+from tfpipe.components import data as data_lib
 from tfpipe.components import vertex_env
 
 REQUIRED = object()  # The default of an input that has none.
@@ -46,6 +47,9 @@ class Input:
         kfp: Whether the KFP component has it as a parameter (False: an entry-point flag whose value KFP
             provides otherwise, e.g. an output artifact's path).
         pipeline: Whether the train → evaluate → export pipeline exposes it as a parameter.
+        artifact: For an input KFP gives as an artifact: the `kfp.dsl` artifact class name (e.g. `Dataset`); the
+            KFP function takes it as an optional `Input[<artifact>]`, the entry point and `run()` as a URI (see
+            `tfpipe.components.data`).
     """
 
     name: str
@@ -56,6 +60,7 @@ class Input:
     choices: Tuple[str, ...] = ()
     kfp: bool = True
     pipeline: bool = True
+    artifact: str = ""
 
     @property
     def required(self) -> bool:
@@ -131,7 +136,8 @@ class Interface:
 
         The decorated function is called with a namespace of every input, checked and in normal form (defaults
         filled in; an empty `model_dir` or `export_dir` takes Vertex AI's output directory where a custom job sets
-        one, `tfpipe.components.vertex_env`), and the `extra` keywords (e.g. where an output artifact goes), before
+        one, `tfpipe.components.vertex_env`, and a data input that is not given Vertex's `AIP_*_DATA_URI`,
+        `tfpipe.components.data`), and the `extra` keywords (e.g. where an output artifact goes), before
         it does any work.
         Unknown keywords are a `TypeError`, as for any Python function.
 
@@ -149,6 +155,8 @@ class Interface:
                 unset_dirs = {i.name: i.default for i in self.inputs
                               if i.name in vertex_env.DEFAULTS and not i.required}
                 inputs = vertex_env.with_defaults({**unset_dirs, **inputs})
+                unset_data = {i.name: i.default for i in self.inputs if i.name in data_lib.NAMES}
+                inputs = data_lib.vertex_defaults({**unset_data, **inputs})
                 options = {k: kwargs.get(k, default) for k, default in extra.items()}
                 return fn(self.check(inputs, fill_defaults=True), **options)
 
@@ -209,12 +217,16 @@ class Interface:
                 value = values[item.name]
                 if item.type is bool:
                     value = "true" if value else "false"
+                elif isinstance(value, data_lib.DataRef):
+                    value = value.to_json()
+                elif value is None and item.artifact:
+                    continue  # A data input that was not given.
                 out.append(f"--{item.name}={value}")
         return out
 
 
-def graph_function(name: str, summary: str, inputs: Sequence[Input], body: Callable[[Dict[str, Any]], None],
-                   defaults: Optional[Mapping[str, Any]] = None) -> Callable[..., None]:
+def graph_function(name: str, summary: str, inputs: Sequence[Input], body: Callable[[Dict[str, Any]], Any],
+                   defaults: Optional[Mapping[str, Any]] = None, returns: Any = None) -> Callable[..., Any]:
     """A function for `@dsl.pipeline` whose parameters are `inputs`: a pipeline's signature derived, not typed.
 
     KFP builds a pipeline from its function's signature and docstring, and calls it with one channel per
@@ -226,6 +238,7 @@ def graph_function(name: str, summary: str, inputs: Sequence[Input], body: Calla
         inputs: The parameters, in order; required ones (no default in `defaults` either) first.
         body: Called with `{name: channel}` while KFP traces the pipeline.
         defaults: Pipeline-level defaults that replace the inputs' own (e.g. a task for the whole pipeline).
+        returns: The outputs' `NamedTuple` type, for a graph component with outputs (`body` returns them).
 
     Returns:
         The function.
@@ -234,17 +247,25 @@ def graph_function(name: str, summary: str, inputs: Sequence[Input], body: Calla
     parameters = []
     for item in inputs:
         default = defaults.get(item.name, item.default)
+        annotation: Any = item.type
+        if item.artifact:  # An optional artifact input of the graph (`Input[Dataset] = None`).
+            from kfp import dsl
+
+            annotation, default = dsl.Input[getattr(dsl, item.artifact)], None
         parameters.append(inspect.Parameter(
-            item.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=item.type,
+            item.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation,
             default=inspect.Parameter.empty if default is REQUIRED else default))
     parameters.sort(key=lambda p: p.default is not inspect.Parameter.empty)
     names = [p.name for p in parameters]
 
-    def pipeline(*channels: Any) -> None:
-        body(dict(zip(names, channels)))
+    def pipeline(*channels: Any) -> Any:
+        return body(dict(zip(names, channels)))
 
     pipeline.__name__ = pipeline.__qualname__ = name
-    pipeline.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    pipeline.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        parameters, return_annotation=inspect.Signature.empty if returns is None else returns)
+    if returns is not None:
+        pipeline.__annotations__ = {"return": returns}
     helps = {item.name: item.help for item in inputs}
     pipeline.__doc__ = "\n".join([summary, "", "Args:", *(f"    {n}: {helps[n]}" for n in names)])
     return pipeline

@@ -12,6 +12,13 @@ data) unless `allow_different_config` is set; they may evaluate in any precision
 trained in float32. A value the task config takes from the environment
 (`{"from_env": NAME}`) is recorded and compared as that reference, never as its value
 (see `tfpipe.components.tasks.config`): a rotated secret is the same config.
+
+A run given data inputs (`train_data`, `eval_data`) records their content
+fingerprints under `data` (`with_data`, `tfpipe.components.data_identity`), never
+their URIs: the same data at another URI (a new pipeline run's artifact) is the same
+run config, changed data is a difference like a changed config key. A step given
+no data input compares nothing for it only where `skip_absent_data` says so
+(export, which evaluates nothing).
 """
 
 import json
@@ -22,6 +29,7 @@ from absl import logging
 import tensorflow as tf
 
 from tfpipe import checks
+from tfpipe.components import data_identity
 from tfpipe.components.tasks import Task
 from tfpipe.components.tasks import config as config_lib
 from tfpipe.controller_core import run_dir
@@ -36,6 +44,24 @@ def run_config(task_name: str, task: Task, given: Mapping[str, Any], precision: 
     effective.update({key: dict(value) for key, value in given.items()
                       if key in effective and config_lib.is_from_env(value)})
     return {"task": task_name, "task_config": config_lib.stored_view(effective), "precision": precision}
+
+
+def with_data(config: Mapping[str, Any], identity: Mapping[str, Any]) -> Dict[str, Any]:
+    """`config` (a `run_config(...)`) with the data inputs' fingerprints (`data_identity.identify`), if any."""
+    return {**config, "data": dict(identity)} if identity else dict(config)
+
+
+def _data_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], skip_absent: bool) -> list:
+    """The data inputs whose fingerprints differ, in words."""
+    stored_data, wanted_data = stored.get("data") or {}, wanted.get("data") or {}
+    found = []
+    for name in data_identity.RECORDED:
+        if skip_absent and name not in wanted_data:
+            continue
+        difference = data_identity.compare(stored_data.get(name), wanted_data.get(name), name)
+        if difference:
+            found.append(difference)
+    return found
 
 
 def _differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: Any,
@@ -59,7 +85,7 @@ def _differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], ignore: A
 
 def check_run_config(
     model_dir: str, wanted: Mapping[str, Any], *, for_training: bool, eval_only_keys: Any = (),
-    allow_different: bool = False,
+    allow_different: bool = False, skip_absent_data: bool = False,
 ) -> Optional[Dict[str, Any]]:
     """Compares this step's run config with the one `model_dir` was trained with.
 
@@ -69,6 +95,7 @@ def check_run_config(
         for_training: Training compares every key; evaluators skip `eval_only_keys`.
         eval_only_keys: The task's evaluation-only config keys.
         allow_different: Evaluators: warn instead of refusing.
+        skip_absent_data: Compare only the data inputs this step was given (export).
 
     Returns:
         The stored run config, or None when the run has none yet.
@@ -80,14 +107,17 @@ def check_run_config(
     if stored is None:
         return None
     differ = _differences(stored, wanted, () if for_training else set(eval_only_keys), for_training)
-    if not differ:
+    data_differ = _data_differences(stored, wanted, skip_absent_data)
+    if not differ and not data_differ:
         return stored
-    described = "; ".join(f"{key}: {json.dumps(checks.redacted(key, a))} there, {json.dumps(checks.redacted(key, b))} "
-                          "here" for key, (a, b) in differ.items())
+    described = "; ".join([*(f"{key}: {json.dumps(checks.redacted(key, a))} there, "
+                             f"{json.dumps(checks.redacted(key, b))} here" for key, (a, b) in differ.items()),
+                           *(f"data {d}" for d in data_differ)])
     if for_training:
         raise checks.InputError(
             f"`model_dir` ({model_dir}) was trained with another task config ({checks.clipped(described)}). Use "
-            "a new `model_dir`, or the same `task`, `task_config` and `precision`; nothing was changed."
+            "a new `model_dir`, or the same `task`, `task_config`, `precision` and data (`train_data`, `eval_data`: "
+            "the same content, at any URI); nothing was changed."
         )
     if allow_different:
         logging.warning("Evaluating %s with a task config that differs from training's: %s", model_dir, described)
@@ -96,8 +126,8 @@ def check_run_config(
     raise checks.InputError(
         f"`task_config` differs from the one `model_dir` ({model_dir}) was trained with "
         f"({checks.clipped(described)}); evaluating with it could use data the model was trained on. Use the "
-        "training config (only the task's evaluation-only keys may differ), or set `allow_different_config` to "
-        "evaluate with this one on purpose."
+        "training config and data (only the task's evaluation-only keys may differ), or set "
+        "`allow_different_config` to evaluate with this one on purpose."
     )
 
 

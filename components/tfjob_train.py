@@ -54,6 +54,7 @@ from kubeflow.training.utils import utils as sdk_utils
 from kubernetes.client import ApiException
 
 from tfpipe import checks
+from tfpipe.components import data as data_lib
 from tfpipe.components import train_outputs
 from tfpipe.components.definitions.train import INTERFACE as TRAIN
 from tfpipe.components.train_outputs import TrainResult
@@ -86,7 +87,8 @@ def train_args(train_inputs: Mapping[str, Any]) -> List[str]:
     if unknown:
         raise checks.InputError(f"{unknown} are not inputs of the train component; its inputs are {TRAIN.names()}.")
     TRAIN.check(values)
-    return TRAIN.argv(values)
+    # Data artifacts go to the replicas as `{"uri", "metadata"}` flags: the artifact's gs:// URI, which every pod reads.
+    return TRAIN.argv({k: data_lib.check_data_ref(k, v) if k in data_lib.NAMES else v for k, v in values.items()})
 
 
 def default_job_name(run_id: str, prefix: str = "tfpipe-train") -> str:
@@ -428,6 +430,8 @@ def train_with_tfjob(
     precision: str = "float32",
     jit_compile: bool = False,
     profile_steps: str = "",
+    train_data: dsl.Input[dsl.Dataset] = None,
+    eval_data: dsl.Input[dsl.Dataset] = None,
     replicas: int = 2,
     placement: str = "{}",
     run_id: str = "",

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import tfpipe.controller_core as orbit
 from tfpipe.components import checkpoints
+from tfpipe.components import data_identity
 from tfpipe.components import entry_point
 from tfpipe.components import lease
 from tfpipe.components import precision as precision_lib
@@ -25,6 +26,7 @@ from tfpipe.components import summaries
 from tfpipe.components import tasks
 from tfpipe.components import train_outputs
 from tfpipe.components import vertex_env
+from tfpipe.components.data import DataInputs
 from tfpipe.components.definitions.train import INTERFACE
 from tfpipe.components.tasks.keras_runners import KerasTrainer
 from tfpipe.components.train_outputs import TrainResult
@@ -40,7 +42,10 @@ def run(args: Any) -> TrainResult:
     one's meaning). A run that finds `model_dir` already trained to
     `train_steps` trains nothing and reports the same result. The run config is
     recorded once the task is built; a `model_dir` trained with another task or
-    config is refused. One trainer at a time writes a run directory (a writer
+    config is refused. `train_data` and `eval_data` reach the task as its factory's
+    `data` keyword (`tfpipe.components.data`); their content fingerprints are
+    recorded with the run config, and a `model_dir` trained on other data is refused
+    (the same data at another URI is not other data). One trainer at a time writes a run directory (a writer
     lease, taken before the run config is compared for good, recorded, or a
     checkpoint restored); checkpoint files whose state file is missing or unreadable are
     recovered, never trained over.
@@ -72,15 +77,18 @@ def run(args: Any) -> TrainResult:
     """
     tasks.install_task_package(args.task_package)
     tasks.resolve_factory(args.task)
+    data = DataInputs.from_inputs(args)
+    data_fingerprints = data_identity.identify(data)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     distribution = strategy_lib.create_strategy(args.distribution_strategy)
     chief = strategy_lib.is_chief(distribution)
     with distribution.scope(), precision_lib.policy_scope(args.precision):
-        built = tasks.build_task(args.task, args.task_config)
+        built = tasks.build_task(args.task, args.task_config, data)
     precision_lib.check_generic_runner(built, precision=args.precision, jit_compile=args.jit_compile,
                                        runner="trainer")
-    wanted = run_config.run_config(args.task, built, args.task_config, args.precision)
+    wanted = run_config.with_data(run_config.run_config(args.task, built, args.task_config, args.precision),
+                                  data_fingerprints)
     run_config.check_run_config(args.model_dir, wanted, for_training=True)  # Early: fails without waiting.
     trainer = built.trainer or KerasTrainer(built, distribution, precision=args.precision,
                                             jit_compile=args.jit_compile)

@@ -12,6 +12,7 @@ import re
 
 import pytest
 from absl import flags
+from kfp import dsl
 from kfp.dsl.types import type_annotations
 
 from tfpipe.components import check_inputs, continuous_eval, definitions, evaluate, export, interface, train
@@ -29,6 +30,13 @@ def _is_output(annotation) -> bool:
     return type_annotations.is_artifact_wrapped_in_Output(annotation)
 
 
+def _expected_kfp_parameter(item):
+    """The annotation and default of a declared input in a KFP function: an artifact input is `Input[X] = None`."""
+    if item.artifact:
+        return dsl.Input[getattr(dsl, item.artifact)], None
+    return item.type, inspect.Parameter.empty if item.required else item.default
+
+
 @pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
 def test_kfp_function_signature_matches_the_declaration(name):
     declared = definitions.INTERFACES[name]
@@ -39,8 +47,8 @@ def test_kfp_function_signature_matches_the_declaration(name):
         if not item.kfp:
             continue
         parameter = parameters[item.name]
-        assert parameter.annotation is item.type, item.name
-        expected = inspect.Parameter.empty if item.required else item.default
+        annotation, expected = _expected_kfp_parameter(item)
+        assert parameter.annotation == annotation, item.name
         assert parameter.default == expected and type(parameter.default) is type(expected), item.name
 
 
@@ -60,8 +68,8 @@ def test_the_tfjob_launcher_takes_every_train_input():
     parameters = inspect.signature(tfjob_train.train_with_tfjob).parameters
     for item in definitions.TRAIN.inputs:
         if item.kfp:
-            expected = inspect.Parameter.empty if item.required else item.default
-            assert parameters[item.name].default == expected and parameters[item.name].annotation is item.type
+            annotation, expected = _expected_kfp_parameter(item)
+            assert parameters[item.name].default == expected and parameters[item.name].annotation == annotation
 
 
 def test_check_inputs_step_matches_its_declaration():
@@ -89,7 +97,7 @@ def test_pipeline_parameters_are_every_declared_pipeline_input(tmp_path):
     assert set(parameters) == declared | {"baseline_model_uri", "final_evaluate"}
     # Every train input reaches the train task (the drift of deterministic & co. is gone).
     tasks = pipeline.pipeline_spec.root.dag.tasks
-    assert set(tasks["train"].inputs.parameters) == set(definitions.TRAIN.names(kfp_only=True))
+    assert set(tasks["train"].inputs.parameters) == {i.name for i in definitions.TRAIN.inputs if i.kfp and not i.artifact}
 
 
 def test_argv_and_flags_round_trip():

@@ -10,6 +10,8 @@ threshold names against the task's metrics.
 
 from typing import NamedTuple
 
+from kfp import dsl
+
 from tfpipe.components.definitions import shared
 from tfpipe.components.definitions.continuous_eval import INTERFACE as CONTINUOUS_EVAL
 from tfpipe.components.interface import Interface
@@ -24,6 +26,7 @@ INTERFACE = Interface("check_inputs", (
     shared.THRESHOLDS,
     shared.PRECISION,
     shared.JIT_COMPILE,
+    *shared.DATA,
 ))
 
 
@@ -37,6 +40,8 @@ def check_inputs(
     thresholds: str = "{}",
     precision: str = "float32",
     jit_compile: bool = False,
+    train_data: dsl.Input[dsl.Dataset] = None,
+    eval_data: dsl.Input[dsl.Dataset] = None,
 ) -> NamedTuple("CheckedInputs", [("best_metric", str), ("best_mode", str)]):
     """Checks a run's inputs against the task before anything runs; outputs the effective best metric and mode.
 

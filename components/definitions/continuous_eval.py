@@ -2,6 +2,7 @@
 
 from typing import NamedTuple
 
+from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Metrics, Output
 
 from tfpipe import checks
@@ -33,6 +34,7 @@ INTERFACE = Interface("continuous_eval", (
     shared.ALLOW_DIFFERENT_CONFIG,
     shared.PRECISION,
     shared.JIT_COMPILE,
+    *shared.DATA,
 ))
 
 
@@ -57,6 +59,8 @@ def continuous_eval(
     allow_different_config: bool = False,
     precision: str = "float32",
     jit_compile: bool = False,
+    train_data: dsl.Input[dsl.Dataset] = None,
+    eval_data: dsl.Input[dsl.Dataset] = None,
 ) -> NamedTuple(
     "ContinuousEvalOutputs",
     [("best_step", int), ("best_checkpoint", str), ("evaluated", int), ("skipped", int), ("passed", bool)],

@@ -2,6 +2,7 @@
 
 from typing import NamedTuple
 
+from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Metrics, Output
 
 from tfpipe import checks
@@ -24,6 +25,8 @@ INTERFACE = Interface("evaluate", (
     shared.ALLOW_DIFFERENT_CONFIG,
     shared.PRECISION,
     shared.JIT_COMPILE,
+    *shared.DATA,
+    shared.TEST_DATA,
 ))
 
 
@@ -43,6 +46,9 @@ def evaluate(
     allow_different_config: bool = False,
     precision: str = "float32",
     jit_compile: bool = False,
+    train_data: dsl.Input[dsl.Dataset] = None,
+    eval_data: dsl.Input[dsl.Dataset] = None,
+    test_data: dsl.Input[dsl.Dataset] = None,
 ) -> NamedTuple("EvaluateOutputs", [("step", int), ("checkpoint", str)]):
     """Evaluates one checkpoint of `model_dir`: `latest`, `best`, a step or a path.
 

@@ -2,6 +2,7 @@
 
 from typing import NamedTuple
 
+from kfp import dsl
 from kfp.dsl import Model, Output
 
 from tfpipe import checks
@@ -24,6 +25,11 @@ INTERFACE = Interface("export", (
           check=checks.check_optional_uri),
     shared.ALLOW_DIFFERENT_CONFIG,
     shared.PRECISION,
+    Input("passed", bool, "Export only if true (e.g. continuous_eval's `passed`); if false nothing is written, "
+          "the model output is empty and `exported` is false.", default=True, check=checks.check_bool,
+          pipeline=False),
+    *shared.DATA,
+    shared.TEST_DATA,
 ))
 
 
@@ -39,10 +45,15 @@ def export(
     export_dir: str = "",
     allow_different_config: bool = False,
     precision: str = "float32",
-) -> NamedTuple("ExportOutputs", [("step", int), ("export_path", str)]):
+    passed: bool = True,
+    train_data: dsl.Input[dsl.Dataset] = None,
+    eval_data: dsl.Input[dsl.Dataset] = None,
+    test_data: dsl.Input[dsl.Dataset] = None,
+) -> NamedTuple("ExportOutputs", [("step", int), ("export_path", str), ("exported", bool)]):
     """Exports a checkpoint of `model_dir` as a SavedModel with the task's serving signature.
 
-    Also outputs the parameters `step` and `export_path`. (`Args:` are added from `INTERFACE`.)
+    Also outputs the parameters `step`, `export_path` and `exported` (false when `passed` is false: nothing was
+    exported, `step` is -1). (`Args:` are added from `INTERFACE`.)
     """
     inputs = dict(locals())  # Before the import below adds a local.
     from tfpipe.components import export as export_lib
@@ -51,5 +62,6 @@ def export(
 
 
 INTERFACE.document(export, outputs={
-    "model": "The SavedModel (metadata: step, checkpoint, metrics, signatures, export_path).",
+    "model": "The SavedModel (metadata: exported, step, checkpoint, checkpoint_fingerprint, metrics, signatures, "
+             "export_path); empty, with metadata exported=false, when `passed` is false.",
 })

@@ -1,4 +1,4 @@
-"""Export, only when a gate passed: a graph component for the condition `passed == True`.
+"""Export, only when a gate passed: a graph component for the condition `passed == True`, with the model out.
 
 The natural gate in a user's DAG, `with dsl.If(ce.outputs["passed"] == True):
 export(...)`, runs on KFP and Vertex but never under `kfp.local` (kfp 2.17): the
@@ -9,9 +9,25 @@ parent input" and skips the branch while the run reports success. Here the
 condition is evaluated inside a graph component, where `passed` is an input, which
 resolves everywhere. Use it as `export_if_passed(passed=ce.outputs["passed"], ...)`
 (load it with `tfpipe.components.load_component("export_if_passed", image=...)`).
+
+Its outputs are the exported `model` (a `Model`: the SavedModel, metadata
+`exported`, `step`, `checkpoint`, `checkpoint_fingerprint`, `metrics`, ...) and
+`exported` (bool), for a deploy or registration step of one's own. They come from
+the export step, which always runs and exports only when `passed` is true (else its
+`model` is empty and `exported` is false): kfp.local 2.17 cannot resolve a
+`dsl.OneOf` output fed from a conditional branch ("Expected 1 artifact in
+ArtifactSelectorSpec. Got: 2"), while an output of a step that always runs
+resolves everywhere. Branch on `exported` inside a graph component of your own
+(where it is an input) for the same kfp.local reason.
+
+The packaged spec has no data inputs: under kfp.local a graph component's optional
+artifact input that is left unconnected fails the run ("Parent pipeline input
+argument ... not found"); `build(..., data_inputs=...)` builds one with them (the
+packaged pipeline does so when it is given data), and export compares only the data
+it is given with the run's.
 """
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from kfp import dsl
 
@@ -25,11 +41,13 @@ PASSED = Input("passed", bool, "The gate's verdict, e.g. continuous_eval's `pass
                check=checks.check_bool)
 FINAL_EVALUATE = Input("final_evaluate", bool, "Evaluate the exported checkpoint once more (records under "
                        "eval/final/).", default=False, check=checks.check_bool)
-INPUTS = (PASSED, *(i for i in EXPORT.inputs if i.kfp), FINAL_EVALUATE)
+INPUTS = (PASSED, *(i for i in EXPORT.inputs if i.kfp and i.name != PASSED.name and not i.artifact), FINAL_EVALUATE)
+DATA_INPUTS = tuple(i.name for i in EXPORT.inputs if i.artifact)
+Outputs = NamedTuple("ExportIfPassedOutputs", [("model", dsl.Model), ("exported", bool)])
 
 
 def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any, str], Any]] = None,
-          register: Optional[Callable[[Any], Any]] = None) -> Any:
+          register: Optional[Callable[[Any], Any]] = None, data_inputs: Sequence[str] = ()) -> Any:
     """The `export-if-passed` graph component over the given export and evaluate components.
 
     Args:
@@ -39,25 +57,37 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
             `eval`); none by default.
         register: `register(export_task)` adds steps that register the export (e.g. in Vertex AI Model Registry,
             `tfpipe.pipelines.vertex.model_registration`); none by default.
+        data_inputs: Data inputs of export (`train_data`, `eval_data`, `test_data`) the graph takes as (optional)
+            `Dataset` inputs and hands to export and the final evaluation; none by default (see above).
 
     Returns:
-        The `@dsl.pipeline` graph component.
+        The `@dsl.pipeline` graph component; its outputs are `model` and `exported`.
     """
     configure = configure or (lambda task, step: task)
+    unknown = sorted(set(data_inputs) - set(DATA_INPUTS))
+    if unknown:
+        raise ValueError(f"`data_inputs` {unknown} are not data inputs of export; they are {list(DATA_INPUTS)}.")
+    inputs = (*INPUTS, *(EXPORT[name] for name in data_inputs))
 
-    def body(p: dict) -> None:
+    def body(p: dict) -> Outputs:
+        data = {name: p[name] for name in data_inputs}
+        # Always runs, exporting only when `passed`: its outputs are the graph's outputs (see above).
+        exported = configure(export_op(**{i.name: p[i.name] for i in INPUTS if i.name in EXPORT.names(kfp_only=True)},
+                                       **data), "export")
+        exported.set_display_name("export")
         with dsl.If(p["passed"] == True, name="passed"):  # noqa: E712 (a KFP condition)
-            exported = configure(export_op(**{i.name: p[i.name] for i in EXPORT.inputs if i.kfp}), "export")
-            exported.set_display_name("export")
             if register is not None:
                 register(exported)
             with dsl.If(p["final_evaluate"] == True, name="final-evaluate"):  # noqa: E712
                 shared = {n: p[n] for n in ("task", "model_dir", "task_config", "task_package",
                                             "allow_different_config", "precision") if n in EVALUATE.names()}
                 final = configure(evaluate_op(**shared, checkpoint="best", eval_name="final",
-                                              best_eval_name=p["eval_name"]), "eval")
+                                              best_eval_name=p["eval_name"],
+                                              **{n: v for n, v in data.items() if n in EVALUATE.names()}), "eval")
                 final.set_display_name("evaluate-exported").after(exported)
+        return Outputs(model=exported.outputs["model"], exported=exported.outputs["exported"])
 
     return dsl.pipeline(name=NAME)(graph_function(
-        "export_if_passed", "Exports the chosen checkpoint when `passed` is true; optionally evaluates it again.",
-        INPUTS, body, defaults={"checkpoint": "best"}))
+        "export_if_passed", "Exports the chosen checkpoint when `passed` is true; optionally evaluates it again. "
+        "Outputs the exported `model` and whether it was `exported`.",
+        inputs, body, defaults={"checkpoint": "best"}, returns=Outputs))

@@ -1,6 +1,7 @@
 """Inputs that several components share, declared once (see `tfpipe.components.interface`)."""
 
 from tfpipe import checks
+from tfpipe.components import data
 from tfpipe.components import thresholds
 from tfpipe.components.interface import Input
 
@@ -33,3 +34,16 @@ JIT_COMPILE = Input(
 ALLOW_DIFFERENT_CONFIG = Input(
     "allow_different_config", bool, "Evaluate with a task config that differs from training's (normally refused).",
     default=False, check=checks.check_bool, pipeline=False)
+TRAIN_DATA = Input(
+    "train_data", str, "Training data (a KFP Dataset; entry point: its URI): handed to the task as `data.train`; "
+    "its content fingerprint is recorded with the run.", default="", check=data.check_data_ref, pipeline=False,
+    artifact="Dataset")
+EVAL_DATA = Input(
+    "eval_data", str, "Validation data (a KFP Dataset; entry point: its URI): handed to the task as `data.eval`; "
+    "its content fingerprint is recorded with the run.", default="", check=data.check_data_ref, pipeline=False,
+    artifact="Dataset")
+TEST_DATA = Input(
+    "test_data", str, "Held-out test data (a KFP Dataset; entry point: its URI): handed to the task as "
+    "`data.test` (not recorded with the run).", default="", check=data.check_data_ref, pipeline=False,
+    artifact="Dataset")
+DATA = (TRAIN_DATA, EVAL_DATA)

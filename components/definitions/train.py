@@ -2,6 +2,7 @@
 
 from typing import NamedTuple
 
+from kfp import dsl
 from kfp.dsl import Metrics, Model, Output
 
 from tfpipe import checks
@@ -34,6 +35,7 @@ INTERFACE = Interface("train", (
     Input("profile_steps", str, "Trace these global steps, START-STOP such as '100-110', with the TensorFlow "
           "profiler into <model_dir>/train/ (TensorBoard's Profile tab); empty: no profiling.", default="",
           check=checks.check_step_range),
+    *shared.DATA,
 ))
 
 
@@ -56,6 +58,8 @@ def train(
     precision: str = "float32",
     jit_compile: bool = False,
     profile_steps: str = "",
+    train_data: dsl.Input[dsl.Dataset] = None,
+    eval_data: dsl.Input[dsl.Dataset] = None,
 ) -> NamedTuple("TrainOutputs", [("final_step", int), ("checkpoint", str)]):
     """Trains `task` in `model_dir` up to `train_steps`, resuming from its latest checkpoint.
 

@@ -15,14 +15,20 @@ modules before they are imported with an allow-list of module prefixes in
 `$TFPIPE_TASK_MODULES` (e.g. `mypkg,tfpipe`). Whoever sets a run's `task` (and
 `task_package`) chooses the code that runs as the step's service account: treat
 those inputs like the image reference itself.
+
+A factory whose signature has a `data` keyword receives the step's data inputs
+(`train_data`, `eval_data`, `test_data`) as `data=DataInputs(...)`
+(`tfpipe.components.data`); `tfpipe.components.tasks.readers` reads them.
 """
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from tfpipe import checks
+from tfpipe.components.data import DataInputs, DataRef
 from tfpipe.components.tasks.base import Task
 from tfpipe.components.tasks.config import config_from_dict
 from tfpipe.components.tasks.config import hidden
@@ -98,11 +104,33 @@ def resolve_factory(task: Any) -> TaskFactory:
     return factory
 
 
-def build_task(task: str, config: Mapping[str, Any]) -> Task:
-    """Builds a task from its name (or reference) and config; call inside the strategy's scope."""
-    factory = resolve_factory(task)
+def _data_keyword(factory: TaskFactory, task: str, data: Optional[DataInputs]) -> Dict[str, DataInputs]:
+    """`{"data": data}` for a factory that takes a `data` keyword (or `**kwargs`); `{}` for one that does not.
+
+    Raises:
+        checks.InputError: If data inputs were given for a task whose factory cannot take them (it would train on
+            its own data, not on the data given).
+    """
     try:
-        built = factory(dict(config))
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # A builtin or C callable: no keywords to inspect.
+        parameters = []
+    if any(p.name == "data" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return {"data": data or DataInputs()}
+    if data:
+        raise checks.InputError(
+            f"`task` ({checks.shown(task)}) takes no data inputs, but {sorted(data.given())} were given: its factory "
+            "has no `data` keyword (`def build(config, *, data: DataInputs)`), so it would not read them."
+        )
+    return {}
+
+
+def build_task(task: str, config: Mapping[str, Any], data: Optional[DataInputs] = None) -> Task:
+    """Builds a task from its name (or reference), config and data inputs; call inside the strategy's scope."""
+    factory = resolve_factory(task)
+    data_keyword = _data_keyword(factory, task, data)
+    try:
+        built = factory(dict(config), **data_keyword)
     except checks.InputError as e:  # Values from the environment (`from_env`) never appear in a message.
         raise checks.InputError(hidden(str(e))) from None
     except ValueError as e:  # A task's own config check: input, not a fault (so: one line, no retries).
@@ -116,6 +144,8 @@ def build_task(task: str, config: Mapping[str, Any]) -> Task:
 
 
 __all__ = [
+    "DataInputs",
+    "DataRef",
     "ENTRY_POINT_GROUP",
     "Task",
     "TaskFactory",

@@ -1,19 +1,26 @@
 """The built-in example: handwritten digits (8x8 images, 10 classes) with a small classifier.
 
 The data is the UCI digits set that scikit-learn ships (`sklearn.datasets.load_digits`):
-nothing is downloaded. With `data_uri` set, the data is read instead from TFRecord
-files (`train-*.tfrecord`, `eval-*.tfrecord`) at that URI, gs:// included; write
-them with `write_tfrecords`.
+nothing is downloaded. Given data inputs (`train_data`, `eval_data`, `test_data`: a
+KFP `Dataset` or a URI, see `tfpipe.components.data`), the task reads every
+`*.tfrecord` file in each instead, in the format `write_tfrecords` writes (an
+`image` of 64 floats in [0, 1] and an int64 `label` per `tf.train.Example`);
+evaluation reads `test_data` when it is given, else `eval_data`, else the bundled
+split. With `task_config['data_uri']` set, the data is read from TFRecord files
+`train-*.tfrecord` and `eval-*.tfrecord` at that URI (gs:// included), as
+`write_tfrecords(uri)` writes them from the bundled data.
 """
 
 import dataclasses
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from tfpipe import checks
+from tfpipe.components.data import DataInputs
+from tfpipe.components.tasks import readers
 from tfpipe.components.tasks import task_factory
 from tfpipe.components.tasks.base import Task
 from tfpipe.components.tasks.config import config_from_dict
@@ -83,19 +90,57 @@ def load_arrays(config: DigitsConfig) -> Tuple[Tuple[np.ndarray, np.ndarray], Tu
     return (x[train_idx], y[train_idx]), (x[eval_idx], y[eval_idx])
 
 
-def write_tfrecords(uri: str, config: Optional[DigitsConfig] = None, shards: int = 2) -> None:
-    """Writes the bundled digits as TFRecord shards `train-*.tfrecord` and `eval-*.tfrecord` at `uri`."""
-    config = config or DigitsConfig()
+FEATURE_SPEC = {
+    "image": tf.io.FixedLenFeature([NUM_FEATURES], tf.float32),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def _write_shards(uri: str, prefix: str, x: np.ndarray, y: np.ndarray, shards: int) -> List[str]:
+    paths = []
+    for shard in range(shards):
+        path = f"{uri.rstrip('/')}/{prefix}-{shard:05d}-of-{shards:05d}.tfrecord"
+        with tf.io.TFRecordWriter(path) as w:
+            for features, label in zip(x[shard::shards], y[shard::shards]):
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    "image": tf.train.Feature(float_list=tf.train.FloatList(value=features)),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                }))
+                w.write(example.SerializeToString(deterministic=True))  # The same examples, the same bytes.
+        paths.append(path)
+    return paths
+
+
+def write_tfrecords(uri: str, images: Optional[Sequence[Any]] = None, labels: Optional[Sequence[int]] = None, *,
+                    config: Optional[DigitsConfig] = None, shards: int = 2, prefix: str = "part") -> List[str]:
+    """Writes digits as TFRecord shards at `uri` (gs:// included), deterministically serialized.
+
+    Args:
+        uri: The folder (e.g. a KFP `Output[Dataset]`'s `path`).
+        images: Examples to write, each 64 floats in [0, 1] (e.g. a subset or a transform of `load_arrays`'s);
+            with `labels`, as `<prefix>-NNNNN-of-NNNNN.tfrecord`, the files `train_data`/`eval_data` are read from.
+            None: the bundled data's two splits, as `train-*.tfrecord` and `eval-*.tfrecord` (what
+            `task_config['data_uri']` reads).
+        labels: The digit of each image.
+        config: With `images` None: the split's `eval_fraction` and `seed`.
+        shards: Files per split.
+        prefix: The file names' prefix, with `images`.
+
+    Returns:
+        The paths written.
+    """
     tf.io.gfile.makedirs(uri)
-    for split, (x, y) in zip(("train", "eval"), load_arrays(config)):
-        for shard in range(shards):
-            with tf.io.TFRecordWriter(f"{uri.rstrip('/')}/{split}-{shard:05d}-of-{shards:05d}.tfrecord") as w:
-                for features, label in zip(x[shard::shards], y[shard::shards]):
-                    example = tf.train.Example(features=tf.train.Features(feature={
-                        "image": tf.train.Feature(float_list=tf.train.FloatList(value=features)),
-                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                    }))
-                    w.write(example.SerializeToString())
+    if images is None:
+        (tx, ty), (ex, ey) = load_arrays(config or DigitsConfig())
+        return _write_shards(uri, "train", tx, ty, shards) + _write_shards(uri, "eval", ex, ey, shards)
+    x, y = np.asarray(images, np.float32), np.asarray(labels, np.int64)
+    if x.ndim != 2 or x.shape[1] != NUM_FEATURES or y.shape != (len(x),):
+        raise ValueError(f"`images` must be N x {NUM_FEATURES} and `labels` N digits; got {x.shape} and {y.shape}.")
+    return _write_shards(uri, prefix, x, y, shards)
+
+
+def _as_pairs(examples: tf.data.Dataset) -> tf.data.Dataset:
+    return examples.map(lambda e: (e["image"], e["label"]))
 
 
 def _tfrecord_dataset(uri: str, split: str) -> tf.data.Dataset:
@@ -103,13 +148,7 @@ def _tfrecord_dataset(uri: str, split: str) -> tf.data.Dataset:
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"`task_config['data_uri']` ({uri!r}) holds no {split} TFRecords matching {pattern!r}.")
-    spec = {
-        "image": tf.io.FixedLenFeature([NUM_FEATURES], tf.float32),
-        "label": tf.io.FixedLenFeature([], tf.int64),
-    }
-    return tf.data.TFRecordDataset(files).map(
-        lambda record: (lambda e: (e["image"], e["label"]))(tf.io.parse_single_example(record, spec))
-    )
+    return _as_pairs(readers.tfrecord_dataset(pattern, FEATURE_SPEC))
 
 
 def _for_input_pipeline(
@@ -123,22 +162,35 @@ def _for_input_pipeline(
 
 
 @task_factory
-def build(config_dict: Dict[str, Any]) -> Task:
+def build(config_dict: Dict[str, Any], *, data: Optional[DataInputs] = None) -> Task:
     """The `digits` task factory: call it inside the strategy's scope.
 
     Args:
         config_dict: Keys of `DigitsConfig` (all optional).
+        data: The step's data inputs: every `*.tfrecord` file of `data.train` is the training data, of
+            `data.test` (else `data.eval`) the evaluation data; what is not given comes from the bundled data.
 
     Returns:
         The task.
     """
     config = config_from_dict(DigitsConfig, config_dict, task="digits")
+    data = data or DataInputs()
+    if data and config.data_uri:
+        raise checks.InputError(
+            f"task 'digits' was given data inputs {sorted(data.given())} and `task_config['data_uri']` "
+            f"({checks.shown(config.data_uri)}): give the data one way.")
     if config.data_uri:
         train, evaluation = _tfrecord_dataset(config.data_uri, "train"), _tfrecord_dataset(config.data_uri, "eval")
     else:
-        (tx, ty), (ex, ey) = load_arrays(config)
-        train = tf.data.Dataset.from_tensor_slices((tx, ty))
-        evaluation = tf.data.Dataset.from_tensor_slices((ex, ey))
+        train = evaluation = None
+        if data.train is None or (data.test or data.eval) is None:
+            (tx, ty), (ex, ey) = load_arrays(config)
+            train = tf.data.Dataset.from_tensor_slices((tx, ty))
+            evaluation = tf.data.Dataset.from_tensor_slices((ex, ey))
+        if data.train is not None:
+            train = _as_pairs(readers.tfrecord_dataset(data.train, FEATURE_SPEC))
+        if (data.test or data.eval) is not None:
+            evaluation = _as_pairs(readers.tfrecord_dataset(data.test or data.eval, FEATURE_SPEC))
     classes = CLASS_NAMES
     if config.one_vs_rest is not None:
         digit = config.one_vs_rest
