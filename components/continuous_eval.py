@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from tfpipe.components import artifacts
+from tfpipe.components import attempts
 from tfpipe.components import entry_point
 from tfpipe.components import evaluation
 from tfpipe.components import run_config
@@ -48,6 +49,7 @@ class ContinuousEvalResult:
 
 @preemption.exits_on_termination
 @INTERFACE.takes_inputs(html_path=None)
+@attempts.guarded("continuous_eval")
 def run(args: Any, *, html_path: Optional[str] = None) -> ContinuousEvalResult:
     """Evaluates the checkpoints of `model_dir` as they appear, until training is over (inputs: see `INTERFACE`).
 
