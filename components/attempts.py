@@ -1,14 +1,16 @@
 """What a retried step knows about the attempt before it: a small failure record in the run directory.
 
-KFP retries a failed step with the same inputs (train: `RETRY_POLICIES["train"]` in
-`tfpipe.components.definitions.retries`), after a backoff. That is right for a
+KFP retries a failed step with the same inputs (train: `SETTINGS["train"]` in
+`tfpipe.components.definitions.step_settings`), after a backoff. That is right for a
 preemption or a flaky service, and wrong for a mistake that can never work: each
 retry repeats it (on Vertex, on a freshly provisioned VM). So the train and
 continuous-eval steps record how they failed, in `<model_dir>/failures/<step>.json`:
 a fingerprint of their inputs (a hash: no value is stored), the error in one line,
-whether it is of a kind that repeats (`DETERMINISTIC`: a bad input, a shape or type
-mistake; not a network, storage or preemption error), and the latest checkpoint at
-the time. The next attempt reads it first:
+whether it is of a kind that repeats (`DETERMINISTIC`: a shape, type or value
+mistake, e.g. a malformed record in the data; not a network, storage or preemption
+error), and the latest checkpoint at the time. (A bad input is not recorded: the
+checks find it before any work, in seconds, and write nothing.) The next attempt
+reads it first:
 
 * same inputs, a repeating error, no checkpoint then and none now (nothing could have
   changed): it fails at once, saying so (`RepeatedFailureError`, one line, exit 2);
@@ -34,14 +36,15 @@ from tfpipe import checks
 from tfpipe.components import checkpoints
 from tfpipe.components import probe
 from tfpipe.components import strategy as strategy_lib
+from tfpipe.components.definitions.step_settings import RETRIES_ENV
 from tfpipe.controller_core import run_dir
 
 FOLDER = "failures"
-RETRIES_ENV = "TFPIPE_RETRIES"
 TTL_S = 3600.0
-# Errors that come back the same way when nothing changed: inputs, types, shapes. Storage, network, memory and
-# preemption errors are not here: those retry as KFP says.
-DETERMINISTIC = (checks.InputError, ValueError, TypeError, KeyError, AttributeError, IndexError, NotImplementedError,
+# Errors that come back the same way when nothing changed: types, shapes, values. Storage, network, memory and
+# preemption errors are not here: those retry as KFP says. (A bad input, `checks.InputError`, is found before any
+# work, in seconds, and writes nothing, as docs/inputs.md promises: it is not recorded.)
+DETERMINISTIC = (ValueError, TypeError, KeyError, AttributeError, IndexError, NotImplementedError,
                  ImportError, ZeroDivisionError, tf.errors.InvalidArgumentError, tf.errors.UnimplementedError)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,6 +123,8 @@ def guarded(step: str) -> Callable[[F], F]:
             chief = _is_chief()
             try:
                 result = fn(args, **extra)
+            except checks.InputError:
+                raise  # Found by the checks before any work, in seconds, at every attempt; nothing is written.
             except Exception as e:
                 if chief:
                     _maybe_write(path, {

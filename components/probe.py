@@ -41,9 +41,18 @@ def describe(tree: Any) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    """An exception as one short line: its type and the first lines of its message, whitespace folded."""
+    """An exception as one short line: its type and its message, whitespace folded.
+
+    TensorFlow's graph errors carry the Python stack of the failing node ("Graph execution error: Detected at node
+    ... defined at (most recent call last): <indented frames>"): only the message lines are kept.
+    """
     text = getattr(error, "message", None) or str(error)
-    text = re.sub(r"\s+", " ", text.split("\n\nCall arguments received")[0]).strip()
+    text = text.split("\n\nCall arguments received")[0]
+    if isinstance(error, tf.errors.OpError):
+        kept = [line for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t"))
+                and not line.startswith(("Graph execution error", "Detected at node"))]
+        text = "\n".join(kept) or text
+    text = re.sub(r"\s+", " ", text).strip()
     if len(text) > _MAX_ERROR:
         text = text[:_MAX_ERROR - 3] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

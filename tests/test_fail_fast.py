@@ -71,20 +71,27 @@ def test_the_train_entry_point_says_it_in_one_line_with_status_2(tmp_path):
 
 def test_a_retry_of_a_repeating_failure_before_the_first_checkpoint_fails_at_once(tmp_path, capsys):
     model_dir = str(tmp_path / "run")
-    with pytest.raises(checks.InputError, match="does not fit the model"):
-        train.run(task=MISMATCHED, model_dir=model_dir, train_steps=4)
+    values = dict(task="tests.support.shape_tasks:breaks_at_step_3", model_dir=model_dir, train_steps=10,
+                  steps_per_loop=1, checkpoint_interval=100)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="malformed record"):
+        train.run(**values)
     record = json.loads((tmp_path / "run" / "failures" / "train.json").read_text())
     assert record["deterministic"] and record["progress"] is None and record["attempt"] == 1
-    assert "does not fit the model" in record["error"] and set(record) == {
+    assert record["error"].startswith("InvalidArgumentError: ") and "malformed record" in record["error"] and set(record) == {
         "step", "inputs", "attempt", "error", "deterministic", "progress", "time"}  # No input values stored.
     # The retry (same inputs) refuses before building anything, naming the first attempt's error.
     with pytest.raises(attempts.RepeatedFailureError, match=r"not retrying: attempt 1 failed with the same inputs "
-                                                            r"before the first checkpoint.*does not fit the model"):
-        train.run(task=MISMATCHED, model_dir=model_dir, train_steps=4)
-    # Other inputs are not a retry: they run (and here train, which clears the record).
-    result = train.run(task=MISMATCHED, task_config='{"features": 3}', model_dir=str(tmp_path / "other"),
-                       train_steps=2, steps_per_loop=1)
-    assert result.final_step == 2
+                                                            r"before the first checkpoint.*malformed record"):
+        train.run(**values)
+    # Other inputs are not a retry of these: they run (and here train).
+    assert train.run(**{**values, "train_steps": 2}).final_step == 2
+    assert not (tmp_path / "run" / "failures" / "train.json").exists()  # A success clears the record.
+
+
+def test_a_bad_input_is_not_recorded(tmp_path):
+    with pytest.raises(checks.InputError, match="does not fit the model"):
+        train.run(task=MISMATCHED, model_dir=str(tmp_path / "run"), train_steps=4)
+    assert not (tmp_path / "run" / "failures").exists()
 
 
 def test_a_retry_after_a_transient_failure_says_so_and_runs(tmp_path, capsys, monkeypatch):

@@ -50,3 +50,19 @@ def keras3_trainer(config: dict) -> Task:
     trainer = _Keras3Trainer()
     return Task(name="keras3", model=trainer.model, trainer=trainer, global_step=trainer.global_step,
                 eval_dataset=lambda ctx=None: _data(3, repeat=False), loss=lambda y, p: tf.zeros_like(y, tf.float32))
+
+
+@task_factory
+def breaks_at_step_3(config: dict) -> Task:
+    """A task whose train data holds a malformed batch at step 3 (a deterministic failure before any checkpoint)."""
+    task = mismatched({"features": 3})
+
+    def train_dataset(ctx=None) -> tf.data.Dataset:
+        def check(i, batch):
+            tf.debugging.assert_less(i, tf.constant(2, tf.int64), message="malformed record in batch")
+            return batch
+        return _data(3, repeat=True).enumerate().map(check)
+
+    task.train_dataset = train_dataset
+    task.name = "breaks"
+    return task
