@@ -24,9 +24,12 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 ARG TFPIPE_EXTRAS=gpu,examples
 
+# TF_USE_LEGACY_KERAS=1: `tf.keras` is Keras 2 (`tf_keras`), what tfpipe and Orbit-style task code are written for
+# (Keras 3 objects are refused with this fix named: tfpipe.controller_core.keras3).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
+    TF_USE_LEGACY_KERAS=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

@@ -4,6 +4,7 @@ from typing import Any, Tuple
 
 from tfpipe.components import entry_point
 from tfpipe.components import evaluation
+from tfpipe.components import probe
 from tfpipe.components import strategy as strategy_lib
 from tfpipe.components.definitions.check_inputs import INTERFACE
 
@@ -13,14 +14,17 @@ from tfpipe.components.definitions.check_inputs import INTERFACE
 def run(args: Any) -> Tuple[str, str]:
     """Checks the inputs (see `INTERFACE`) and returns the effective best metric and mode.
 
+    The task is built on one device and one batch of its train and eval data goes through its model, loss,
+    metrics and serving signature (`tfpipe.components.probe`), so a shape or dtype mistake fails here, in seconds.
+
     Raises:
         checks.InputError: For the first bad input, naming it.
     """
     metrics = [m for m in [args.best_metric, *args.thresholds] if m]
     built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=metrics,
-                                 for_training=True, runners=["trainer", "evaluator"])
+                                 for_training=True, runners=["trainer", "evaluator"], probe_splits=probe.SPLITS)
     metric = args.best_metric or built.best_metric
     mode = args.best_mode or built.best_mode
     print(f"check_inputs | task {args.task!r} | best checkpoint by {metric} ({mode}) | thresholds: "
-          f"{sorted(args.thresholds) or 'none'} | all inputs are valid", flush=True)
+          f"{sorted(args.thresholds) or 'none'} | one batch fits the model, loss, metrics and serving signature | all inputs are valid", flush=True)
     return metric, mode

@@ -4,7 +4,9 @@
 
 Runs beside the train component on the same `model_dir`. It stops once training's
 final checkpoint is evaluated (or `target_step` is), and fails when no new checkpoint
-came for `idle_timeout` seconds. A restarted run (a KFP retry) skips what is recorded.
+came for `idle_timeout` seconds. With `start_timeout`, it stops without failing when
+training has not started by then (no new checkpoint, no trainer holding `model_dir`),
+for a later evaluator to continue (`tfpipe.pipelines.dag.train_and_evaluate`). A restarted run (a KFP retry) skips what is recorded.
 The best checkpoint is picked by the task's primary metric unless `best_metric` and
 `best_mode` say otherwise. Its inputs are declared in
 `tfpipe.components.definitions.continuous_eval.INTERFACE`.
@@ -14,9 +16,12 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from tfpipe.components import artifacts
+from tfpipe.components import attempts
+from tfpipe.components import checkpoints
 from tfpipe.components import data_identity
 from tfpipe.components import entry_point
 from tfpipe.components import evaluation
+from tfpipe.components import lease
 from tfpipe.components import run_config
 from tfpipe.components import thresholds as thresholds_lib
 from tfpipe.components.definitions.continuous_eval import INTERFACE
@@ -49,6 +54,7 @@ class ContinuousEvalResult:
 
 @preemption.exits_on_termination
 @INTERFACE.takes_inputs(html_path=None)
+@attempts.guarded("continuous_eval")
 def run(args: Any, *, html_path: Optional[str] = None) -> ContinuousEvalResult:
     """Evaluates the checkpoints of `model_dir` as they appear, until training is over (inputs: see `INTERFACE`).
 
@@ -79,8 +85,9 @@ def run(args: Any, *, html_path: Optional[str] = None) -> ContinuousEvalResult:
         idle_timeout=args.idle_timeout, poll_interval=args.poll_interval, best_metric=metric, best_mode=mode,
         eval_identity=identity,
     )
+    start = _maybe_start_timeout(args.model_dir, args.start_timeout)
     try:
-        stats = evaluator.run(steps=args.eval_steps)
+        stats = evaluator.run(steps=args.eval_steps, **start)
     finally:
         setup.report()  # Whatever happened, the report shows every record there is.
     best = eval_records.read_best_record(setup.directory)
@@ -93,6 +100,23 @@ def run(args: Any, *, html_path: Optional[str] = None) -> ContinuousEvalResult:
         stop_reason=stats.stop_reason, best=best, best_metric=metric, passed=best is not None and not missed,
         task=setup.task,
     )
+
+
+def _maybe_start_timeout(model_dir: str, start_timeout: Optional[float]) -> Dict[str, Any]:
+    """`ContinuousEvaluator.run` options for `start_timeout`: stop when, `start_timeout` seconds without a new
+    checkpoint, no checkpoint came since the start and no trainer holds `model_dir` (none: wait)."""
+    if not start_timeout:
+        return {}
+    at_start = checkpoints.latest_complete_checkpoint(model_dir)
+
+    def training_not_started() -> bool:
+        if checkpoints.latest_complete_checkpoint(model_dir) != at_start or lease.holder(model_dir) is not None:
+            return False
+        print(f"continuous_eval | no new checkpoint and no trainer in {model_dir} after {start_timeout:g} s "
+              "(start_timeout): stopping; a later evaluator on this model_dir continues", flush=True)
+        return True
+
+    return {"timeout": start_timeout, "timeout_fn": training_not_started}
 
 
 @entry_point.exit_on_input_error("continuous_eval")

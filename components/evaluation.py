@@ -19,6 +19,7 @@ from tfpipe.components import artifacts
 from tfpipe.components import checkpoints
 from tfpipe.components import data_identity
 from tfpipe.components import precision as precision_lib
+from tfpipe.components import probe
 from tfpipe.components import run_config
 from tfpipe.components import strategy as strategy_lib
 from tfpipe.components import summaries
@@ -41,7 +42,8 @@ class EvalSetup:
 
 
 def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Iterable[str] = (),
-              for_training: bool = False, runners: Sequence[str] = (), data_optional: bool = False) -> Task:
+              for_training: bool = False, runners: Sequence[str] = (), data_optional: bool = False,
+              probe_splits: Sequence[str] = ("eval",)) -> Task:
     """Builds the step's task and checks it against the run, before any evaluation.
 
     Args:
@@ -54,10 +56,13 @@ def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Itera
             for (refused for a task that brings its own).
         data_optional: Compare only the data inputs the step was given with the run's (export: it evaluates
             nothing); otherwise a data input the run was trained with must be given again, with the same content.
+        probe_splits: The datasets of which one batch goes through the model, loss, metrics and serving
+            signature before anything else (`tfpipe.components.probe`; on one device only).
 
     Raises:
         checks.InputError: For a task config (or, training, a precision) that differs from training's, a metric
-            the task does not report, or a precision/jit_compile its own runner would ignore.
+            the task does not report, a precision/jit_compile its own runner would ignore, or a batch its model,
+            loss, metrics or serving signature refuse.
     """
     precision = getattr(args, "precision", precision_lib.FLOAT32)
     tasks.install_task_package(args.task_package)
@@ -74,6 +79,7 @@ def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Itera
         for_training=for_training, eval_only_keys=task.eval_only_config_keys,
         allow_different=getattr(args, "allow_different_config", False), skip_absent_data=data_optional)
     check_metric_names(task, metrics)
+    probe.maybe_probe(task, distribution, splits=probe_splits)
     return task
 
 

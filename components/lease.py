@@ -51,6 +51,40 @@ def _holder() -> Dict[str, Any]:
     return {"holder": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
 
 
+def holder(model_dir: str, *, clock: Callable[[], float] = time.time) -> Optional[Dict[str, Any]]:
+    """Who holds the writer lease of `model_dir` now (a trainer is running there), or None.
+
+    For a reader (continuous evaluation deciding whether training has started): on Cloud Storage it reads the lease
+    object (a lapsed lease is no holder); locally it tests the `flock` with a shared, non-blocking lock that it
+    drops at once.
+    """
+    model_dir = model_dir.rstrip("/")
+    location = gcs.gcs_location(model_dir)
+    if location is not None:
+        from google.api_core import exceptions
+
+        bucket, prefix = location
+        try:
+            held = json.loads(gcs.blob(bucket, f"{prefix}/{LEASE_OBJECT}" if prefix else LEASE_OBJECT)
+                              .download_as_text())
+        except exceptions.NotFound:
+            return None
+        return held if float(held.get("expires", 0)) > clock() else None
+    try:
+        fd = os.open(os.path.join(model_dir, LOCK_FILE), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        with os.fdopen(os.dup(fd)) as f:
+            text = f.read()
+        return json.loads(text) if text.strip() else {"holder": "unknown"}
+    finally:
+        os.close(fd)  # Drops the shared lock, if it was taken.
+    return None
+
+
 class WriterLease:
     """An exclusive claim on a run directory for one trainer; use as a context manager.
 

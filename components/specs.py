@@ -1,7 +1,8 @@
 """The compiled component specs: where they ship, how to load them for an image, how to regenerate them.
 
 The four specs (`train.yaml`, `evaluate.yaml`, `continuous_eval.yaml`,
-`export.yaml`), and the graph component `export_if_passed.yaml`, are compiled from `tfpipe.components.kfp_components` and ship in
+`export.yaml`), the packaged pipeline's own steps (`check_inputs.yaml`,
+`model_dir.yaml`) and the graph component `export_if_passed.yaml`, are compiled from `tfpipe.components.kfp_components` and ship in
 the wheel as package data of `tfpipe.component_specs` (the repository's
 `component_specs/` folder). Use them in your own pipeline::
 
@@ -24,10 +25,12 @@ from typing import Any, List, Optional
 from tfpipe import checks
 
 COMPONENT_NAMES = ("train", "evaluate", "continuous_eval", "export")
+# The packaged pipeline's own steps, for users' DAGs: check-inputs and model-dir (`kfp_components.STEP_FUNCTIONS`).
+STEP_NAMES = ("check_inputs", "model_dir")
 # Graph components shipped beside them: `export_if_passed` gates export inside a sub-DAG (see
 # `tfpipe.components.definitions.gated_export` for why a plain `dsl.If` on an output does not run under kfp.local).
 GRAPH_NAMES = ("export_if_passed",)
-SPEC_NAMES = COMPONENT_NAMES + GRAPH_NAMES
+SPEC_NAMES = COMPONENT_NAMES + STEP_NAMES + GRAPH_NAMES
 SPEC_PACKAGE = "tfpipe.component_specs"
 SPEC_FOLDER = "component_specs"
 # `name = "tfpipe"` in the [project] table (tomllib is not in Python 3.10).
@@ -44,7 +47,7 @@ def spec_path(name: str) -> pathlib.Path:
     """The installed spec file of component `name`, for `kfp.components.load_component_from_file`.
 
     Args:
-        name: `train`, `evaluate`, `continuous_eval`, `export` or `export_if_passed`.
+        name: One of `SPEC_NAMES`.
 
     Raises:
         ValueError: For another name.
@@ -71,7 +74,8 @@ def load_component(name: str, image: Optional[str] = None) -> Any:
     """Loads the packaged spec of component `name` as a KFP component, optionally for another image.
 
     Args:
-        name: `train`, `evaluate`, `continuous_eval`, `export` or `export_if_passed`.
+        name: `train`, `evaluate`, `continuous_eval`, `export`, `check_inputs`, `model_dir` or
+            `export_if_passed`.
         image: The container image the component runs in (your registry's copy
             of the tfpipe image, or an image derived from it); None keeps the
             image the specs were compiled for.
@@ -103,7 +107,7 @@ def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None
 
     os.makedirs(directory, exist_ok=True)
     built = kfp_components.components_for_image(image or kfp_components.LOCAL_IMAGE)
-    specs = {name: getattr(built, name) for name in COMPONENT_NAMES}
+    specs = {name: getattr(built, name) for name in COMPONENT_NAMES + STEP_NAMES}
     specs["export_if_passed"] = gated_export.build(built.export, built.evaluate)
     paths = []
     for name, component in specs.items():

@@ -14,11 +14,13 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 
 import tfpipe.controller_core as orbit
+from tfpipe.components import attempts
 from tfpipe.components import checkpoints
 from tfpipe.components import data_identity
 from tfpipe.components import entry_point
 from tfpipe.components import lease
 from tfpipe.components import precision as precision_lib
+from tfpipe.components import probe
 from tfpipe.components import profiling
 from tfpipe.components import run_config
 from tfpipe.components import strategy as strategy_lib
@@ -35,6 +37,7 @@ from tfpipe.controller_core import run_dir
 
 
 @INTERFACE.takes_inputs()
+@attempts.guarded("train")
 def run(args: Any) -> TrainResult:
     """Trains `task` in `model_dir` up to `train_steps`, resuming from the latest checkpoint.
 
@@ -68,6 +71,11 @@ def run(args: Any) -> TrainResult:
     `AIP_TENSORBOARD_LOG_DIR`, an empty `model_dir` is the former and the
     summaries are copied into the latter (`tfpipe.components.vertex_env`).
 
+    Before anything else, one batch of the train data goes through the model, loss, metrics and serving signature
+    (`tfpipe.components.probe`, on one device). A failure is recorded in `<model_dir>/failures/train.json`: a retry
+    with the same inputs after a failure that repeats, with no checkpoint yet, fails at once
+    (`tfpipe.components.attempts`).
+
     Returns:
         The final step, the final checkpoint and the last training metrics.
 
@@ -87,6 +95,7 @@ def run(args: Any) -> TrainResult:
         built = tasks.build_task(args.task, args.task_config, data)
     precision_lib.check_generic_runner(built, precision=args.precision, jit_compile=args.jit_compile,
                                        runner="trainer")
+    probe.maybe_probe(built, distribution, splits=["train"])
     wanted = run_config.with_data(run_config.run_config(args.task, built, args.task_config, args.precision),
                                   data_fingerprints)
     run_config.check_run_config(args.model_dir, wanted, for_training=True)  # Early: fails without waiting.

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfpipe.controller_core import continuous_eval
+from tfpipe.controller_core import keras3
 from tfpipe.controller_core import preemption
 from tfpipe.controller_core import progress
 from tfpipe.controller_core import restore
@@ -60,6 +61,8 @@ def _check_arguments(trainer, evaluator, steps_per_loop, summary_interval, globa
                     f"`summary_interval` ({summary_interval}) must be a multiple of "
                     f"`steps_per_loop` ({steps_per_loop})."
                 )
+    if keras3.is_keras3(global_step):
+        raise ValueError(keras3.describe("global_step", global_step))
     if not isinstance(global_step, tf.Variable):
         raise ValueError(f"`global_step` must be a `tf.Variable`, got {type(global_step).__name__}: {global_step!r}.")
 

@@ -20,6 +20,7 @@ from typing import Dict, List, NoReturn, Optional
 
 from tfpipe import checks
 from tfpipe.components import kfp_components
+from tfpipe.pipelines import dag
 from tfpipe.pipelines import vertex as vertex_defaults
 from tfpipe.pipelines.local_run import RUNNERS
 
@@ -182,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     for step in ("train", "eval", "export"):
         comp.add_argument(f"--{step}-resources", default="",
                           help=f"Resources of the {step} step, e.g. 'cpu=8,memory=32G,gpu=l4:1,spot' or 'tpu=v5e:2x2'.")
-    comp.add_argument("--train-retries", type=int, default=3, help="Retries of the train step (preemption).")
+    comp.add_argument("--train-retries", type=int, default=None,
+                      help="Retries of the train step (preemption); default: "
+                           f"{dag.SETTINGS['train'].retry.num_retries}.")
     comp.add_argument("--train-replicas", type=int, default=1,
                       help="Train on N workers (MultiWorkerMirroredStrategy): a Vertex worker pool of N replicas, "
                            "or a TFJob on GKE (needs the Kubeflow training operator).")

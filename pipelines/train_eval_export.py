@@ -33,7 +33,7 @@ from tfpipe.components.definitions import baseline as baseline_definition
 from tfpipe.components.definitions import check_inputs as check_inputs_definition
 from tfpipe.components.definitions import gated_export
 from tfpipe.components.definitions import model_dir as model_dir_definition
-from tfpipe.pipelines import backends, placement, vertex
+from tfpipe.pipelines import backends, dag, placement, vertex
 from tfpipe.pipelines.profiles import parse_profile
 
 BACKENDS = ("local", "gke", "vertex")
@@ -123,7 +123,7 @@ def build_pipeline(
     backend: str = "local",
     image: Optional[str] = None,
     profiles: Optional[Mapping[str, object]] = None,
-    train_retries: int = 3,
+    train_retries: Optional[int] = None,
     secret_env: Optional[Mapping[str, Mapping[str, str]]] = None,
     train_replicas: int = 1,
     vertex_tensorboard: str = "",
@@ -144,7 +144,8 @@ def build_pipeline(
         profiles: Resource profiles per step (`train`, `eval`, `export`), each a
             spec string such as `"cpu=8,memory=32G,gpu=l4:1,spot"` or a mapping.
         train_retries: Retries of the train step (preemption); it resumes from
-            its latest checkpoint.
+            its latest checkpoint. Default: `dag.SETTINGS["train"]`, the policy
+            users' DAGs get from `dag.configure` too.
         train_replicas: Machines that train together with
             MultiWorkerMirroredStrategy (the pipeline's `distribution_strategy` input then
             does not apply to the train step). 1 (the default): one train
@@ -189,7 +190,8 @@ def build_pipeline(
     if backend != "local":
         for step, profile in parsed.items():
             backends.validate_for_backend(profile, backend=backend, custom_job=custom_job[step])
-    checks.check_non_negative_int("train_retries", train_retries)
+    if train_retries is not None:
+        checks.check_non_negative_int("train_retries", train_retries)
     replicas = _check_train_replicas(train_replicas, backend)
     custom_job["train"] = custom_job["train"] or (backend == "vertex" and replicas > 1)
     tfjob = backend == "gke" and replicas > 1
@@ -212,15 +214,16 @@ def build_pipeline(
 
     ops = kfp_components.components_for_image(image)
     light = dict(base_image=image, install_kfp_package=False)
-    resolve_op = dsl.component(
-        model_dir_definition.resolve_run_dirs if tensorboard else model_dir_definition.resolve_model_dir, **light)
-    check_op = dsl.component(check_inputs_definition.check_inputs, **light)
+    resolve_op = dsl.component(model_dir_definition.resolve_run_dirs, **light) if tensorboard else ops.model_dir
     baseline_op = dsl.component(baseline_definition.beats_baseline, **light)
 
     def place(component, step, **options):
-        if custom_job[step]:
-            return vertex.vertex_custom_job_component(component, parsed[step], **options)
-        return component
+        """The step's component with its profile (`dag.with_resources`); a TFJob launcher is light (the train
+        profile goes to the TFJob's replicas instead)."""
+        if backend == "local" or (tfjob and step == "train"):
+            return component
+        return dag.with_resources(component, parsed[step], backend=backend, step=step, custom_job=custom_job[step],
+                                  **options)
 
     board = vertex.tensorboard_options(tensorboard) if tensorboard else {}
     if tfjob:
@@ -231,51 +234,37 @@ def build_pipeline(
         train_op = place(ops.train, "train", **board)
     eval_op = place(ops.continuous_eval, "eval", **board)
 
-    def with_secrets(task):
+    def with_secrets(task, step=None):
         for secret_name, key_to_env in secrets.items():
             kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=dict(key_to_env))
         return task
 
-    def configure(task, step):
-        # A TFJob launcher is light: the train profile goes to the TFJob's replicas instead.
-        if backend != "local" and not custom_job[step] and not (tfjob and step == "train"):
-            backends.apply_profile(task, parsed[step], backend=backend)
-        return with_secrets(task)
-
     register = vertex.model_registration(
         display_name=registered_name, image=image, serving_image=serving_image, parent_model=parent,
     ) if registered_name else None
-    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval"), configure=configure,
-                                      register=register)
+    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval"),
+                                      configure=with_secrets, register=register)
 
     def body(p: Dict[str, Any]) -> None:
-        run_dir = resolve_op(model_dir=p["model_dir"], pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
-                             job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        run_dir.set_display_name("model-dir").set_caching_options(False)
+        run_dir = dag.run_dir(resolve_op, p["model_dir"])
         values = {**p, "model_dir": run_dir.outputs["model_dir"] if tensorboard else run_dir.output}
         # With a Vertex TensorBoard, each custom job's base output directory (AIP_TENSORBOARD_LOG_DIR's parent).
         outputs = {step: {"base_output_directory": run_dir.outputs[f"{step}_output_dir"]} if tensorboard else {}
                    for step in ("train", "eval")}
-        checked = with_secrets(check_op(**_arguments(check_inputs_definition.INTERFACE, values)))
-        checked.set_display_name("check-inputs").set_caching_options(False)  # No retries: bad input fails once.
+        checked = with_secrets(dag.check_inputs(ops.check_inputs,
+                                                **_arguments(check_inputs_definition.INTERFACE, values)))
         values.update(best_metric=checked.outputs["best_metric"], best_mode=checked.outputs["best_mode"])
-        train_args = _arguments(definitions.TRAIN, values)
+        train_args = {**_arguments(definitions.TRAIN, values), **outputs["train"]}
         if tfjob:
-            trained = configure(train_op(
-                **train_args, image=image, replicas=replicas, placement=replica_placement.to_json(),
-                secret_env=json.dumps(secrets, sort_keys=True), run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "train")
-            trained.set_display_name("train")
-        else:
-            if replicas > 1:
-                train_args["distribution_strategy"] = "multi_worker_mirrored"
-            trained = configure(train_op(**train_args, **outputs["train"]), "train")
-        trained.after(checked)
-        trained.set_caching_options(False).set_retry(num_retries=train_retries, backoff_duration="30s",
-                                                     backoff_factor=2.0, backoff_max_duration="600s")
-        watched = configure(eval_op(**_arguments(definitions.CONTINUOUS_EVAL, values), **outputs["eval"]), "eval")
-        watched.after(checked).set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
-        if backend == "local":
-            watched.after(trained)  # Local tasks run one at a time: the evaluator catches up afterwards.
+            train_args.update(image=image, replicas=replicas, placement=replica_placement.to_json(),
+                              secret_env=json.dumps(secrets, sort_keys=True), run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        elif replicas > 1:
+            train_args["distribution_strategy"] = "multi_worker_mirrored"
+        pair = dag.train_and_evaluate(
+            train_op, eval_op, train_args=train_args,
+            eval_args={**_arguments(definitions.CONTINUOUS_EVAL, values), **outputs["eval"]},
+            backend=backend, train_retries=train_retries, after=[checked], configure_task=with_secrets)
+        trained, watched = pair.train, pair.evaluator
         stage = {i.name: values[i.name] for i in gated_export.INPUTS if i.name in values}
         with dsl.If(p["baseline_model_uri"] != "", name="baseline-given"):
             baseline = dsl.importer(artifact_uri=p["baseline_model_uri"], artifact_class=Model, reimport=False)

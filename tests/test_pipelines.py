@@ -132,8 +132,8 @@ def test_submit_params_keep_the_types_the_pipeline_declares(tmp_path):
 
 def test_cli_specs(tmp_path, capsys):
     assert cli.main(["specs", "--out", str(tmp_path)]) == 0
-    assert sorted(os.listdir(tmp_path)) == ["continuous_eval.yaml", "evaluate.yaml", "export.yaml",
-                                            "export_if_passed.yaml", "train.yaml"]
+    assert sorted(os.listdir(tmp_path)) == ["check_inputs.yaml", "continuous_eval.yaml", "evaluate.yaml",
+                                            "export.yaml", "export_if_passed.yaml", "model_dir.yaml", "train.yaml"]
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,9 @@ INTERFACE = Interface("continuous_eval", (
           check=checks.check_optional_step, pipeline=False),
     Input("idle_timeout", float, "Fail after this many seconds without a new checkpoint (0: never).",
           default=3600.0, check=checks.check_optional_seconds),
+    Input("start_timeout", float, "Stop without evaluating, leaving the run to a later evaluator, when no new "
+          "checkpoint came and no trainer holds model_dir this many seconds after the start (0: wait as "
+          "idle_timeout says).", default=0.0, check=checks.check_optional_seconds, pipeline=False),
     Input("poll_interval", float, "Seconds between looks for new checkpoints.", default=1.0,
           check=checks.check_positive_seconds),
     Input("best_metric", str, "The metric that picks the best checkpoint (empty: the task's primary metric).",
@@ -49,6 +52,7 @@ def continuous_eval(
     policy: str = "all",
     target_step: int = 0,
     idle_timeout: float = 3600.0,
+    start_timeout: float = 0.0,
     poll_interval: float = 1.0,
     best_metric: str = "",
     best_mode: str = "",

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from tfpipe import checks
 from tfpipe.components.data import DataInputs, DataRef
+from tfpipe.controller_core import keras3
 from tfpipe.components.tasks.base import Task
 from tfpipe.components.tasks.config import config_from_dict
 from tfpipe.components.tasks.config import hidden
@@ -140,7 +141,26 @@ def build_task(task: str, config: Mapping[str, Any], data: Optional[DataInputs] 
             f"`task` ({checks.shown(task)}): the factory returned {type(built).__name__}, not a "
             "tfpipe.components.tasks.Task."
         )
+    _check_no_keras3(task, built)
     return built
+
+
+def _check_no_keras3(task: str, built: Task) -> None:
+    """Refuses a task whose model, optimizer, step counter, runners' state or loss is a Keras 3 object.
+
+    Raises:
+        checks.InputError: Naming the first such object and the fix (`tf_keras`, or `TF_USE_LEGACY_KERAS=1`).
+    """
+    parts = [("model", built.model), ("optimizer", built.optimizer), ("global_step", built.global_step),
+             ("loss", built.loss)]
+    for runner_name in ("trainer", "evaluator"):
+        runner = getattr(built, runner_name)
+        parts += [(f"{runner_name}.{attr}", getattr(runner, attr, None))
+                  for attr in ("global_step", "model", "optimizer")] if runner is not None else []
+    parts += [(f"checkpoint_items[{key!r}]", value) for key, value in built.checkpoint_items.items()]
+    found = keras3.first_keras3(parts)
+    if found is not None:
+        raise checks.InputError(f"`task` ({checks.shown(task)}): {keras3.describe(*found)}")
 
 
 __all__ = [
