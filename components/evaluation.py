@@ -56,14 +56,15 @@ def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Itera
             the task does not report, or a precision/jit_compile its own runner would ignore.
     """
     precision = getattr(args, "precision", precision_lib.FLOAT32)
-    tasks.install_task_package(args.task_package)
+    package = tasks.install_task_package(args.task_package)
     with distribution.scope(), precision_lib.policy_scope(precision):
         task = tasks.build_task(args.task, args.task_config)
     for runner in runners:
         precision_lib.check_generic_runner(task, precision=precision, jit_compile=getattr(args, "jit_compile", False),
                                            runner=runner)
     run_config.check_run_config(
-        args.model_dir, run_config.run_config(args.task, task, args.task_config, precision), for_training=for_training,
+        args.model_dir, run_config.run_config(args.task, task, args.task_config, precision, package),
+        for_training=for_training,
         eval_only_keys=task.eval_only_config_keys, allow_different=getattr(args, "allow_different_config", False))
     check_metric_names(task, metrics)
     return task

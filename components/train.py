@@ -69,7 +69,7 @@ def run(args: Any) -> TrainResult:
         checks.InputError: For a bad input (naming it), or a `model_dir` trained with another task or config.
         lease.LeaseHeldError: If another trainer holds `model_dir`.
     """
-    tasks.install_task_package(args.task_package)
+    package = tasks.install_task_package(args.task_package)
     tasks.resolve_factory(args.task)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -79,7 +79,7 @@ def run(args: Any) -> TrainResult:
         built = tasks.build_task(args.task, args.task_config)
     precision_lib.check_generic_runner(built, precision=args.precision, jit_compile=args.jit_compile,
                                        runner="trainer")
-    wanted = run_config.run_config(args.task, built, args.task_config, args.precision)
+    wanted = run_config.run_config(args.task, built, args.task_config, args.precision, package)
     run_config.check_run_config(args.model_dir, wanted, for_training=True)
     trainer = built.trainer or KerasTrainer(built, distribution, precision=args.precision,
                                             jit_compile=args.jit_compile)

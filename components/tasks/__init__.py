@@ -26,6 +26,7 @@ from tfpipe import checks
 from tfpipe.components.tasks.base import Task
 from tfpipe.components.tasks.config import config_from_dict
 from tfpipe.components.tasks.config import hidden
+from tfpipe.components.tasks.packages import TaskPackage
 from tfpipe.components.tasks.packages import install_task_package
 
 TaskFactory = Callable[[Dict[str, Any]], Task]
@@ -48,13 +49,14 @@ def registered_tasks() -> Dict[str, str]:
     return {**found, **_BUILTIN}
 
 
-def _allowed_modules() -> Optional[List[str]]:
+def allowed_modules() -> Optional[List[str]]:
+    """The module prefixes `$TFPIPE_TASK_MODULES` allows, or None when it is not set (every module)."""
     value = os.environ.get(ALLOWED_MODULES_ENV, "").strip()
     return [m.strip() for m in value.split(",") if m.strip()] or None
 
 
 def _check_allowed(task: str, module: str) -> None:
-    allowed = _allowed_modules()
+    allowed = allowed_modules()
     if allowed is not None and not any(module == m or module.startswith(f"{m}.") for m in allowed):
         raise checks.InputError(
             f"`task` ({checks.shown(task)}): module {module!r} is not among the task modules this image accepts "
@@ -119,6 +121,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Task",
     "TaskFactory",
+    "TaskPackage",
     "build_task",
     "config_from_dict",
     "install_task_package",
