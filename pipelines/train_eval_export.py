@@ -218,8 +218,9 @@ def build_pipeline(
     baseline_op = dsl.component(baseline_definition.beats_baseline, **light)
 
     def place(component, step, **options):
-        if custom_job[step]:
-            return vertex.vertex_custom_job_component(component, parsed[step], **options)
+        if custom_job[step]:  # Every custom job runs as the run's service account, like the other steps.
+            return vertex.vertex_custom_job_component(
+                component, parsed[step], **{"service_account": vertex.SERVICE_ACCOUNT_PLACEHOLDER, **options})
         return component
 
     board = vertex.tensorboard_options(tensorboard) if tensorboard else {}
@@ -245,8 +246,8 @@ def build_pipeline(
     register = vertex.model_registration(
         display_name=registered_name, image=image, serving_image=serving_image, parent_model=parent,
     ) if registered_name else None
-    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval"), configure=configure,
-                                      register=register)
+    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval", **board),
+                                      configure=configure, register=register, final_output_dir=bool(tensorboard))
 
     def body(p: Dict[str, Any]) -> None:
         run_dir = resolve_op(model_dir=p["model_dir"], pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
@@ -277,6 +278,8 @@ def build_pipeline(
         if backend == "local":
             watched.after(trained)  # Local tasks run one at a time: the evaluator catches up afterwards.
         stage = {i.name: values[i.name] for i in gated_export.INPUTS if i.name in values}
+        if tensorboard:
+            stage[gated_export.FINAL_OUTPUT_DIR.name] = run_dir.outputs["final_output_dir"]
         with dsl.If(p["baseline_model_uri"] != "", name="baseline-given"):
             baseline = dsl.importer(artifact_uri=p["baseline_model_uri"], artifact_class=Model, reimport=False)
             verdict = baseline_op(candidate=watched.outputs["metrics"], baseline=baseline.output,

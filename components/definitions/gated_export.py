@@ -26,10 +26,12 @@ PASSED = Input("passed", bool, "The gate's verdict, e.g. continuous_eval's `pass
 FINAL_EVALUATE = Input("final_evaluate", bool, "Evaluate the exported checkpoint once more (records under "
                        "eval/final/).", default=False, check=checks.check_bool)
 INPUTS = (PASSED, *(i for i in EXPORT.inputs if i.kfp), FINAL_EVALUATE)
+FINAL_OUTPUT_DIR = Input("final_output_dir", str, "The final evaluation's Vertex custom job `base_output_directory` "
+                         "(its TensorBoard logs go under it).", default="")
 
 
 def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any, str], Any]] = None,
-          register: Optional[Callable[[Any], Any]] = None) -> Any:
+          register: Optional[Callable[[Any], Any]] = None, final_output_dir: bool = False) -> Any:
     """The `export-if-passed` graph component over the given export and evaluate components.
 
     Args:
@@ -39,6 +41,8 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
             `eval`); none by default.
         register: `register(export_task)` adds steps that register the export (e.g. in Vertex AI Model Registry,
             `tfpipe.pipelines.vertex.model_registration`); none by default.
+        final_output_dir: `evaluate_op` is a Vertex custom job: the graph takes `final_output_dir` and passes it
+            as the final evaluation's `base_output_directory`.
 
     Returns:
         The `@dsl.pipeline` graph component.
@@ -54,10 +58,11 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
             with dsl.If(p["final_evaluate"] == True, name="final-evaluate"):  # noqa: E712
                 shared = {n: p[n] for n in ("task", "model_dir", "task_config", "task_package",
                                             "allow_different_config", "precision") if n in EVALUATE.names()}
+                job = {"base_output_directory": p[FINAL_OUTPUT_DIR.name]} if final_output_dir else {}
                 final = configure(evaluate_op(**shared, checkpoint="best", eval_name="final",
-                                              best_eval_name=p["eval_name"]), "eval")
+                                              best_eval_name=p["eval_name"], **job), "eval")
                 final.set_display_name("evaluate-exported").after(exported)
 
     return dsl.pipeline(name=NAME)(graph_function(
         "export_if_passed", "Exports the chosen checkpoint when `passed` is true; optionally evaluates it again.",
-        INPUTS, body, defaults={"checkpoint": "best"}))
+        (*INPUTS, FINAL_OUTPUT_DIR) if final_output_dir else INPUTS, body, defaults={"checkpoint": "best"}))
