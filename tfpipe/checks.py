@@ -182,6 +182,15 @@ def check_step_range(name: str, value: Any) -> Optional[tuple]:
     return int(match[1]), int(match[2])
 
 
+def check_step_range_within(steps: tuple, train_steps: int) -> None:
+    """Checks that the step range `profile_steps` ends by `train_steps` (a range past it would trace nothing)."""
+    if steps[1] > train_steps:
+        raise InputError(
+            f"`profile_steps` ({steps[0]}-{steps[1]}) ends after `train_steps` ({train_steps}): training stops "
+            f"first. Accepted: a range within 0-{train_steps}."
+        )
+
+
 def check_eval_name(name: str, value: Any) -> str:
     """Checks an evaluator name: letters, digits, `_`, `-` or `.`, at most 100 characters (a folder under `eval/`)."""
     if (not isinstance(value, str) or len(value) > MAX_NAME_LENGTH or not _EVAL_NAME.fullmatch(value)
