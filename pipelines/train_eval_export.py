@@ -58,7 +58,6 @@ def _arguments(component: interface.Interface, values: Mapping[str, Any], **over
     return {**arguments, **overrides}
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
@@ -82,8 +81,7 @@ def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], bac
                 raise ValueError(
                     f"`secret_env[{name!r}]` key {key!r} is not a Kubernetes secret key (letters, digits, '-', '_', '.')."
                 )
-            if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
-                raise ValueError(f"`secret_env[{name!r}][{key!r}]` must be an environment variable name, got {env!r}.")
+            checks.check_secret_env_name(f"secret_env[{name!r}][{key!r}]", env)
     return {name: dict(keys) for name, keys in secret_env.items()}
 
 

@@ -167,6 +167,7 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 
 
 _STEP_RANGE = re.compile(r"([0-9]+)-([0-9]+)")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_step_range(name: str, value: Any) -> Optional[tuple]:
@@ -189,6 +190,29 @@ def check_step_range_within(steps: tuple, train_steps: int) -> None:
             f"`profile_steps` ({steps[0]}-{steps[1]}) ends after `train_steps` ({train_steps}): training stops "
             f"first. Accepted: a range within 0-{train_steps}."
         )
+
+
+# Environment variables a step's secrets may never set: they choose the code, libraries, identity, trust or
+# cluster role of the step, or are the image's own controls (`TFPIPE_*`).
+PROTECTED_ENV = frozenset({
+    "PATH", "HOME", "SHELL", "USER", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "GOOGLE_APPLICATION_CREDENTIALS",
+    "STORAGE_EMULATOR_HOST", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+})
+PROTECTED_ENV_PREFIXES = ("LD_", "PYTHON", "TFPIPE_", "TF_", "AIP_", "KFP_", "CLOUD_ML_", "GCE_METADATA")
+
+
+def check_secret_env_name(name: str, value: Any) -> str:
+    """Checks the environment variable a secret is exposed as: a variable name that is not `PROTECTED_ENV`."""
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise InputError(f"`{name}` must be an environment variable name, got {shown(value)}.")
+    if value.upper() in PROTECTED_ENV or value.upper().startswith(PROTECTED_ENV_PREFIXES):
+        raise InputError(
+            f"`{name}` ({shown(value)}) would override a variable that chooses the step's code, libraries, identity "
+            f"or settings; accepted: any other name (not {sorted(PROTECTED_ENV)}, nor starting with "
+            f"{list(PROTECTED_ENV_PREFIXES)})."
+        )
+    return value
 
 
 def check_eval_name(name: str, value: Any) -> str:
