@@ -129,10 +129,14 @@ class Interface:
                 raise checks.InputError(f"`{item.name}` is required: {item.help}")
             elif fill_defaults:
                 checked[item.name] = item.validate(item.default)
+        self.check_relations(checked)
+        return types.SimpleNamespace(**checked)
+
+    def check_relations(self, checked: Mapping[str, Any]) -> None:
+        """Checks the rules between inputs whose values (checked, in normal form) are all set in `checked`."""
         for relation in self.relations:
             if all(checked.get(name) is not None for name in relation.names):
                 relation.check(*(checked[name] for name in relation.names))
-        return types.SimpleNamespace(**checked)
 
     def signature(self, **extra: Any) -> inspect.Signature:
         """The keyword-only signature of a function taking these inputs (and `extra` keywords with defaults)."""

@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import re
+import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker_mirrored")
@@ -340,6 +341,12 @@ def check_task(name: str, value: Any) -> str:
         raise InputError(
             f"`{name}` must be a registered task name (such as 'digits') or a 'package.module:factory' reference, "
             f"got {shown(value)}."
+        )
+    module = value.partition(":")[0].split(".")[0]
+    if ":" in value and module in sys.stdlib_module_names:
+        raise InputError(
+            f"`{name}` ({shown(value)}) is not declared a tfpipe task factory: {module!r} is a module of Python's "
+            "standard library, which holds none. Nothing was imported."
         )
     return value
 

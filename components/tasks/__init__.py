@@ -18,6 +18,7 @@ those inputs like the image reference itself.
 """
 
 import importlib
+import inspect
 import importlib.metadata
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -91,7 +92,7 @@ def resolve_factory(task: Any) -> TaskFactory:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise checks.InputError(f"`task` ({checks.shown(task)}): module {module_name!r} has no callable {attr!r}.")
-    if not getattr(factory, _MARKER, False):
+    if inspect.getattr_static(factory, _MARKER, None) is not True:  # Set by `task_factory`, not computed on the fly.
         raise checks.InputError(
             f"`task` ({checks.shown(task)}) is not declared a tfpipe task factory: decorate it with "
             "`@tfpipe.components.tasks.task_factory`, or register it in the package's "
