@@ -20,6 +20,12 @@
 #
 # The KFP components are lightweight Python components with `base_image` set to this image and
 # `install_kfp_package=False`: nothing is pip-installed when a step starts.
+#
+# Task code (README, "Your own model"): an image derived from this one can refuse code that a run's inputs name:
+#   ENV TFPIPE_TASK_PACKAGES=off          # refuse every `task_package` (only the image's own tasks run)
+#   ENV TFPIPE_TASK_MODULES=mypkg,tfpipe  # import tasks (and install package modules) from these modules only
+# and opt into source distributions as `task_package`, whose build code runs at install:
+#   ENV TFPIPE_TASK_PACKAGE_SDISTS=allow
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 ARG TFPIPE_EXTRAS=gpu,examples

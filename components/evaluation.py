@@ -65,7 +65,7 @@ def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Itera
             loss, metrics or serving signature refuse.
     """
     precision = getattr(args, "precision", precision_lib.FLOAT32)
-    tasks.install_task_package(args.task_package)
+    package = tasks.install_task_package(args.task_package)
     data = DataInputs.from_inputs(args)
     data_fingerprints = data_identity.identify(data)
     with distribution.scope(), precision_lib.policy_scope(precision):
@@ -74,7 +74,7 @@ def load_task(args: Any, *, distribution: tf.distribute.Strategy, metrics: Itera
         precision_lib.check_generic_runner(task, precision=precision, jit_compile=getattr(args, "jit_compile", False),
                                            runner=runner)
     run_config.check_run_config(
-        args.model_dir, run_config.with_data(run_config.run_config(args.task, task, args.task_config, precision),
+        args.model_dir, run_config.with_data(run_config.run_config(args.task, task, args.task_config, precision, package),
                                              data_fingerprints),
         for_training=for_training, eval_only_keys=task.eval_only_config_keys,
         allow_different=getattr(args, "allow_different_config", False), skip_absent_data=data_optional)

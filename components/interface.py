@@ -77,11 +77,25 @@ class Input:
 
 
 @dataclasses.dataclass(frozen=True)
+class Relation:
+    """A rule between inputs, checked once each of them is checked and set (not None).
+
+    Attributes:
+        names: The inputs it relates.
+        check: `check(*values)` (in the order of `names`, in normal form) raises `checks.InputError`, naming them.
+    """
+
+    names: Tuple[str, ...]
+    check: Callable[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
 class Interface:
-    """The inputs of one component, in the order of its signature (required ones first)."""
+    """The inputs of one component, in the order of its signature (required ones first), and rules between them."""
 
     name: str
     inputs: Tuple[Input, ...]
+    relations: Tuple[Relation, ...] = ()
 
     def __post_init__(self) -> None:
         names = [i.name for i in self.inputs]
@@ -120,7 +134,14 @@ class Interface:
                 raise checks.InputError(f"`{item.name}` is required: {item.help}")
             elif fill_defaults:
                 checked[item.name] = item.validate(item.default)
+        self.check_relations(checked)
         return types.SimpleNamespace(**checked)
+
+    def check_relations(self, checked: Mapping[str, Any]) -> None:
+        """Checks the rules between inputs whose values (checked, in normal form) are all set in `checked`."""
+        for relation in self.relations:
+            if all(checked.get(name) is not None for name in relation.names):
+                relation.check(*(checked[name] for name in relation.names))
 
     def signature(self, **extra: Any) -> inspect.Signature:
         """The keyword-only signature of a function taking these inputs (and `extra` keywords with defaults)."""

@@ -2,8 +2,8 @@
 
 `ProfileSteps` is the train component's `profile_steps` input at work. It starts
 `tf.profiler.experimental` at the loop boundary where the range begins and stops
-it at the one where it ends (the train loops are cut there, `steps_per_loop`),
-so the trace holds exactly those steps. The profiler writes
+it at the one where it ends (the train loops are cut there, `steps_per_loop`,
+and end on multiples of it otherwise), so the trace holds exactly those steps. The profiler writes
 `<logdir>/plugins/profile/<timestamp>/<host>.xplane.pb` into the training
 summaries' directory (`<model_dir>/train/`), the layout TensorBoard's profile
 plugin lists as a run; with `$AIP_TENSORBOARD_LOG_DIR` set the trace is copied
@@ -51,11 +51,12 @@ class ProfileSteps:
         self._runs_before: set = set()
 
     def steps_per_loop(self, steps_per_loop: int) -> Callable[[int], int]:
-        """`steps_per_loop` for the controller, cut so that a loop ends at `start` and at `stop`."""
+        """`steps_per_loop` for the controller, cut so that a loop ends at `start` and at `stop`, and otherwise at
+        the multiples of `steps_per_loop` (so the loops, and the checkpoints at their ends, keep their places)."""
 
         def cut(step: int) -> int:
-            boundary = next((b for b in (self.start, self.stop) if b > step), None)
-            return steps_per_loop if boundary is None else max(1, min(steps_per_loop, boundary - step))
+            grid = (step // steps_per_loop + 1) * steps_per_loop
+            return min([grid] + [b for b in (self.start, self.stop) if b > step]) - step
 
         return cut
 

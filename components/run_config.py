@@ -32,18 +32,42 @@ from tfpipe import checks
 from tfpipe.components import data_identity
 from tfpipe.components.tasks import Task
 from tfpipe.components.tasks import config as config_lib
+from tfpipe.components.tasks.packages import TaskPackage
 from tfpipe.controller_core import run_dir
 
 RUN_CONFIG = "run_config.json"
+PACKAGE_SHA256 = "task_package_sha256"
 
 
-def run_config(task_name: str, task: Task, given: Mapping[str, Any], precision: str = "float32") -> Dict[str, Any]:
-    """What a run records: the task's name, its effective config (the given one when the task has none), and the
-    precision it trains in; values from the environment stay `{"from_env": NAME}` references."""
+def run_config(task_name: str, task: Task, given: Mapping[str, Any], precision: str = "float32",
+               package: Optional[TaskPackage] = None) -> Dict[str, Any]:
+    """What a run records: the task's name, its effective config (the given one when the task has none), the
+    precision it trains in, and the SHA-256 of its `task_package` file when it has one; values from the
+    environment stay `{"from_env": NAME}` references."""
     effective = dict(task.config if task.config is not None else given)
     effective.update({key: dict(value) for key, value in given.items()
                       if key in effective and config_lib.is_from_env(value)})
-    return {"task": task_name, "task_config": config_lib.stored_view(effective), "precision": precision}
+    config = {"task": task_name, "task_config": config_lib.stored_view(effective), "precision": precision}
+    if package is not None:
+        config[PACKAGE_SHA256] = package.sha256
+    return config
+
+
+def _check_package(model_dir: str, stored: Mapping[str, Any], wanted: Mapping[str, Any], *, for_training: bool,
+                   allow_different: bool) -> None:
+    """Refuses a `task_package` file other than the one `model_dir` was trained with (by SHA-256)."""
+    if PACKAGE_SHA256 not in stored or stored[PACKAGE_SHA256] == wanted.get(PACKAGE_SHA256):
+        return  # Trained without a package (or by an older version, which recorded none), or the same file.
+    here = f"sha256 {wanted[PACKAGE_SHA256]}" if wanted.get(PACKAGE_SHA256) else "no task_package"
+    described = f"`model_dir` ({model_dir}) was trained with the task_package of sha256 {stored[PACKAGE_SHA256]}; " \
+                f"this step has {here}"
+    if allow_different and not for_training:
+        print(f"warning | {described} (allow_different_config)", flush=True)
+        return
+    raise checks.InputError(
+        f"{described}: another package runs other code. Give the package file training used, or train in a new "
+        "`model_dir`" + ("" if for_training else ", or set `allow_different_config` to evaluate with "
+                         "this one on purpose") + ". Nothing was changed.")
 
 
 def with_data(config: Mapping[str, Any], identity: Mapping[str, Any]) -> Dict[str, Any]:
@@ -106,6 +130,7 @@ def check_run_config(
     stored = run_dir.read_json(os.path.join(model_dir, RUN_CONFIG))
     if stored is None:
         return None
+    _check_package(model_dir, stored, wanted, for_training=for_training, allow_different=allow_different)
     differ = _differences(stored, wanted, () if for_training else set(eval_only_keys), for_training)
     data_differ = _data_differences(stored, wanted, skip_absent_data)
     if not differ and not data_differ:

@@ -157,6 +157,7 @@ def _secret_env_vars(secret_env: Mapping[str, Mapping[str, str]]) -> List[models
         if not isinstance(keys, Mapping) or not keys:
             raise ValueError(f"`secret_env[{secret!r}]` must map secret keys to environment variables, got {keys!r}.")
         for key, variable in sorted(keys.items()):
+            checks.check_secret_env_name(f"secret_env[{secret!r}][{key!r}]", variable)
             source = models.V1EnvVarSource(secret_key_ref=models.V1SecretKeySelector(name=secret, key=key))
             env.append(models.V1EnvVar(name=variable, value_from=source))
     return env

@@ -49,7 +49,10 @@ def missed_thresholds(metrics: Mapping[str, float], thresholds: Thresholds) -> l
         if name not in metrics:
             missed.append(f"{name} is not among the evaluated metrics {sorted(metrics)}")
         elif not _OPS[op](metrics[name], bound):
-            missed.append(f"{name} = {metrics[name]:.6g} is not {op} {bound:g}")
+            value, limit = f"{metrics[name]:.6g}", f"{bound:g}"
+            if value == limit:  # Rounded alike: show the digits that differ.
+                value, limit = repr(float(metrics[name])), repr(float(bound))
+            missed.append(f"metric {name!r} is {value}, which does not meet its threshold {op} {limit}")
     return missed
 
 

@@ -83,7 +83,7 @@ def run(args: Any) -> TrainResult:
         checks.InputError: For a bad input (naming it), or a `model_dir` trained with another task or config.
         lease.LeaseHeldError: If another trainer holds `model_dir`.
     """
-    tasks.install_task_package(args.task_package)
+    package = tasks.install_task_package(args.task_package)
     tasks.resolve_factory(args.task)
     data = DataInputs.from_inputs(args)
     data_fingerprints = data_identity.identify(data)
@@ -96,7 +96,7 @@ def run(args: Any) -> TrainResult:
     precision_lib.check_generic_runner(built, precision=args.precision, jit_compile=args.jit_compile,
                                        runner="trainer")
     probe.maybe_probe(built, distribution, splits=["train"])
-    wanted = run_config.with_data(run_config.run_config(args.task, built, args.task_config, args.precision),
+    wanted = run_config.with_data(run_config.run_config(args.task, built, args.task_config, args.precision, package),
                                   data_fingerprints)
     run_config.check_run_config(args.model_dir, wanted, for_training=True)  # Early: fails without waiting.
     trainer = built.trainer or KerasTrainer(built, distribution, precision=args.precision,

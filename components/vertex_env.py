@@ -19,6 +19,8 @@ directory applies (`tfpipe compile --vertex-tensorboard`).
 import os
 from typing import Any, Dict, Mapping, Optional
 
+from tfpipe import checks
+
 CHECKPOINT_DIR = "AIP_CHECKPOINT_DIR"
 MODEL_DIR = "AIP_MODEL_DIR"
 TENSORBOARD_LOG_DIR = "AIP_TENSORBOARD_LOG_DIR"
@@ -32,6 +34,25 @@ def _value(name: str, environ: Optional[Mapping[str, str]]) -> Optional[str]:
     return value.rstrip("/") or None
 
 
+def check_environment(environ: Optional[Mapping[str, str]] = None) -> None:
+    """Checks each of Vertex's directory variables that is set, before anything is written.
+
+    Raises:
+        checks.InputError: Naming the variable and its value, for one that is not a gs:// URI, a /gcs/ path or
+            an absolute local path, or that is a filesystem root.
+    """
+    environ = os.environ if environ is None else environ
+    for variable in (CHECKPOINT_DIR, MODEL_DIR, TENSORBOARD_LOG_DIR):
+        value = environ.get(variable, "").strip()
+        if not value:
+            continue
+        checks.check_uri(f"${variable}", value)
+        if "://" not in value and not value.startswith("/"):
+            raise checks.InputError(
+                f"`${variable}` ({checks.shown(value)}) is a relative path; it must be a gs:// URI, a /gcs/ path or "
+                "an absolute path.")
+
+
 def with_defaults(values: Mapping[str, Any], environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """`values` (a component's inputs) with each empty `model_dir`/`export_dir` set from Vertex's variable.
 
@@ -41,7 +62,12 @@ def with_defaults(values: Mapping[str, Any], environ: Optional[Mapping[str, str]
 
     Returns:
         A copy of `values`, the defaults applied (and announced on stdout).
+
+    Raises:
+        checks.InputError: For a Vertex directory variable that is set to something unusable
+            (`check_environment`).
     """
+    check_environment(environ)
     result = dict(values)
     for name, variable in DEFAULTS.items():
         if result.get(name, None) != "":

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from typing import Dict, List, NoReturn, Optional
 
 from tfpipe import checks
@@ -57,10 +58,36 @@ def _secret_env(items: List[str]) -> Dict[str, Dict[str, str]]:
 
 
 def _check_output_file(path: str) -> str:
+    """Checks that `--output` can be written (its folder exists and takes a file), before anything is built."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"`--output` ({checks.shown(path)}): the folder {folder} does not exist; create it first")
+    if os.path.isdir(path):
+        raise ValueError(f"`--output` ({checks.shown(path)}) is a folder; give a file name such as pipeline.yaml")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tfpipe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"`--output` ({checks.shown(path)}) cannot be written: {e.strerror or e}") from None
     return path
+
+
+def _compile_to(pipeline: object, path: str) -> None:
+    """Compiles `pipeline` into a file beside `path`, then renames it into place (a failure leaves no half file)."""
+    from kfp import compiler
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, partial = tempfile.mkstemp(prefix=".tfpipe-", suffix=os.path.splitext(path)[1] or ".yaml", dir=folder)
+    os.close(fd)
+    try:
+        compiler.Compiler().compile(pipeline, partial)
+        os.replace(partial, path)
+    except OSError as e:
+        raise ValueError(f"`--output` ({checks.shown(path)}) cannot be written: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def cmd_run_local(args: argparse.Namespace) -> int:
@@ -75,8 +102,6 @@ def cmd_run_local(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from kfp import compiler
-
     from tfpipe.pipelines.train_eval_export import build_pipeline, pipeline_image
 
     profiles = {step: spec for step, spec in (("train", args.train_resources), ("eval", args.eval_resources),
@@ -88,7 +113,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                               register_model=args.register_model, parent_model=args.parent_model,
                               serving_image=args.serving_image)
     image = pipeline_image(args.image, args.backend)  # The image it was built for (`--image` or $TFPIPE_IMAGE).
-    compiler.Compiler().compile(pipeline, output)
+    _compile_to(pipeline, output)
     print(f"compiled {args.backend} pipeline for image {image} to {output}")
     return 0
 

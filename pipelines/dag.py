@@ -143,8 +143,9 @@ def with_resources(component: Callable[..., Any], resources: Any, *, backend: st
     route = custom_job or needs_custom_job(profile, backend=backend, replica_count=replica_count)
     if route and backend == "vertex":
         backends.validate_for_backend(profile, backend=backend, custom_job=True)
-        return vertex.vertex_custom_job_component(component, profile, replica_count=replica_count,
-                                                  **custom_job_options)
+        # Every custom job runs as the run's service account, like the other steps (unless told otherwise).
+        options = {"service_account": vertex.SERVICE_ACCOUNT_PLACEHOLDER, **custom_job_options}
+        return vertex.vertex_custom_job_component(component, profile, replica_count=replica_count, **options)
     if custom_job or replica_count != 1 or custom_job_options:
         raise ValueError(f"`replica_count`, `custom_job` and custom-job options need backend 'vertex', got backend "
                          f"{backend!r} (GKE: one pod per task; for several machines see tfpipe.components.tfjob_train).")

@@ -55,6 +55,7 @@ def parse_count(what: str, value: Any) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 MEMORY_UNITS = ("K", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+MAX_CPU_CORES = 1024
 
 
 def _is_digits(text: str) -> bool:
@@ -215,8 +216,10 @@ def _normalize_cpu(cpu: Any) -> str | None:
     if isinstance(cpu, bool) or not isinstance(cpu, (str, int, float)):
         raise ResourceProfileError(f"cpu {cpu!r} is malformed; accepted: '8', '0.5', '500m' or a number")
     text = str(cpu).strip()
-    if cpu_cores(text) <= 0:
-        raise ResourceProfileError(f"cpu {cpu!r} is not positive; accepted: more than 0 cores")
+    if not 0 < cpu_cores(text) <= MAX_CPU_CORES:
+        raise ResourceProfileError(
+            f"cpu {cpu!r} is out of range; accepted: more than 0 and at most {MAX_CPU_CORES} cores (the largest "
+            "machines have 416 vCPUs)")
     return text
 
 

@@ -26,6 +26,7 @@ import urllib3
 import yaml
 
 from tfpipe import checks
+from tfpipe.components import definitions
 
 _LOG = logging.getLogger(__name__)
 
@@ -198,9 +199,36 @@ def parameters_from_text(spec: Mapping[str, Any], texts: Mapping[str, str]) -> d
     return values
 
 
+def check_tfpipe_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """For a pipeline tfpipe compiled: checks each parameter's value (given, else compiled) with the check of the
+    component input it feeds, and the rules between inputs, as check-inputs and the steps would, before a run
+    exists. Other pipelines' parameters are left to them.
+
+    Raises:
+        checks.InputError: Naming the input and the value.
+    """
+    from tfpipe.pipelines import train_eval_export
+
+    if spec.get("pipelineInfo", {}).get("name") != train_eval_export.PIPELINE_NAME:
+        return
+    declared: Mapping[str, Any] = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    effective = {key: int(d["defaultValue"]) if d.get("parameterType") == "NUMBER_INTEGER" else d["defaultValue"]
+                 for key, d in declared.items() if "defaultValue" in d}  # The YAML holds integers as floats.
+    effective.update(values)
+    inputs = {item.name: item for item in train_eval_export.PIPELINE_INPUTS}
+    checked = {}
+    for key, value in effective.items():
+        if key in inputs and not (key == "model_dir" and value == ""):  # "": the pipeline's model-dir step picks one.
+            checked[key] = inputs[key].validate(value)
+    for component in (definitions.TRAIN, definitions.CONTINUOUS_EVAL, definitions.EXPORT):
+        component.check_relations(checked)
+
+
 def _check_optional_text(name: str, value: str | None, *, max_length: int = 1024) -> None:
-    if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > max_length):
-        raise ValueError(f"{name} {value!r} is invalid; accepted: a non-empty string of at most {max_length} chars")
+    if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > max_length
+                              or not value.isprintable()):
+        raise ValueError(f"{name} {value!r} is invalid; accepted: a non-empty string of at most {max_length} "
+                         "printable characters, on one line")
 
 
 def _check_optional_bool(name: str, value: bool | None) -> None:
@@ -275,6 +303,7 @@ def submit_to_kfp(
     docs = load_pipeline_package(package_path, suffixes=KFP_PACKAGE_SUFFIXES)
     host = check_kfp_host(host)
     params = check_parameters(docs[0], arguments, name="arguments")
+    check_tfpipe_values(docs[0], params)
     _check_optional_text("run_name", run_name)
     _check_optional_text("experiment_name", experiment_name)
     _check_optional_bool("enable_caching", enable_caching)
@@ -445,6 +474,7 @@ def submit_to_vertex(
         )
     check_vertex_location(project=project, region=region, pipeline_root=pipeline_root)
     params = check_parameters(docs[0], parameter_values, name="parameter_values")
+    check_tfpipe_values(docs[0], params)
     label_map = check_labels(labels)
     _check_optional_bool("enable_caching", enable_caching)
     _check_optional_bool("dry_run", dry_run)

@@ -58,7 +58,6 @@ def _arguments(component: interface.Interface, values: Mapping[str, Any], **over
     return {**arguments, **overrides}
 
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
@@ -82,8 +81,7 @@ def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], bac
                 raise ValueError(
                     f"`secret_env[{name!r}]` key {key!r} is not a Kubernetes secret key (letters, digits, '-', '_', '.')."
                 )
-            if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
-                raise ValueError(f"`secret_env[{name!r}][{key!r}]` must be an environment variable name, got {env!r}.")
+            checks.check_secret_env_name(f"secret_env[{name!r}][{key!r}]", env)
     return {name: dict(keys) for name, keys in secret_env.items()}
 
 
@@ -242,8 +240,8 @@ def build_pipeline(
     register = vertex.model_registration(
         display_name=registered_name, image=image, serving_image=serving_image, parent_model=parent,
     ) if registered_name else None
-    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval"),
-                                      configure=with_secrets, register=register)
+    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval", **board),
+                                      configure=with_secrets, register=register, final_output_dir=bool(tensorboard))
 
     def body(p: Dict[str, Any]) -> None:
         run_dir = dag.run_dir(resolve_op, p["model_dir"])
@@ -266,6 +264,8 @@ def build_pipeline(
             backend=backend, train_retries=train_retries, after=[checked], configure_task=with_secrets)
         trained, watched = pair.train, pair.evaluator
         stage = {i.name: values[i.name] for i in gated_export.INPUTS if i.name in values}
+        if tensorboard:
+            stage[gated_export.FINAL_OUTPUT_DIR.name] = run_dir.outputs["final_output_dir"]
         with dsl.If(p["baseline_model_uri"] != "", name="baseline-given"):
             baseline = dsl.importer(artifact_uri=p["baseline_model_uri"], artifact_class=Model, reimport=False)
             verdict = baseline_op(candidate=watched.outputs["metrics"], baseline=baseline.output,

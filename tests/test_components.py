@@ -155,8 +155,17 @@ def test_export_best_with_thresholds_and_export_dir(trained, tmp_path):
     assert os.path.getmtime(f"{serving}/300/saved_model.pb") == mtime
 
 
+def test_a_missed_threshold_names_the_metric_its_value_and_the_threshold():
+    from tfpipe.components import thresholds
+
+    parsed = thresholds.parse_thresholds("thresholds", {"accuracy": ">= 0.9", "loss": "< 0.5"})
+    assert thresholds.missed_thresholds({"accuracy": 0.8999999, "loss": 0.75}, parsed) == [
+        "metric 'accuracy' is 0.8999999, which does not meet its threshold >= 0.9",  # Not "0.9 is not >= 0.9".
+        "metric 'loss' is 0.75, which does not meet its threshold < 0.5"]
+
+
 def test_export_threshold_missed_writes_nothing(trained, tmp_path):
-    with pytest.raises(ThresholdNotMetError, match=r"Not exporting step 300: accuracy = 0\.9\d+ is not >= 0\.999"):
+    with pytest.raises(ThresholdNotMetError, match=r"Not exporting step 300: metric 'accuracy' is 0\.9\d+, which does not meet its threshold >= 0\.999\."):
         export.run(task="digits", model_dir=trained[0], output_path=str(tmp_path / "m"),
                    thresholds={"accuracy": ">= 0.999"})
     assert os.listdir(tmp_path) == []

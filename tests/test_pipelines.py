@@ -95,6 +95,9 @@ def test_cli_compile_and_errors(tmp_path, capsys):
         (["compile", "--backend", "gke", "--secret", "creds:../../k=ENV"], "is not a Kubernetes secret key"),
         (["compile", "--backend", "azure"], "invalid choice: 'azure'"),
         (["compile", "--backend", "gke", "-o", "/no/such/folder/p.yaml"], "does not exist"),
+        (["compile", "--backend", "gke", "-o", "/proc/self/x.yaml"], "`--output` ('/proc/self/x.yaml') cannot be "
+                                                                     "written"),
+        (["compile", "--backend", "gke", "-o", "."], "is a folder; give a file name"),
         (["submit", "missing.yaml", "--host", "http://localhost:1"], "is not a file"),
         (["frobnicate"], "invalid choice"),
     ],

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
+from tfpipe import checks
 from tfpipe.components import profiling, train
 from tfpipe.components import vertex_env
 
@@ -49,7 +50,9 @@ def test_profile_steps_traces_exactly_that_range_where_tensorboard_reads_it(tmp_
     train.run(task="digits", model_dir=model_dir, train_steps=60, steps_per_loop=20, checkpoint_interval=20,
               profile_steps="25-35", jit_compile=jit_compile)
     out = capfd.readouterr().out
-    assert train_loop_ends(out) == [20, 25, 35, 55, 60]  # Loops are cut at the range's ends, nowhere else.
+    assert train_loop_ends(out) == [20, 25, 35, 40, 60]  # Cut at the range's ends, then back on the loops' grid...
+    assert sorted(int(p.split("-")[-1].split(".")[0]) for p in glob.glob(f"{model_dir}/ckpt-*.index")) == [
+        20, 40, 60]  # ...so the checkpoints keep their places.
     assert "profile | step: 25 | tracing to step 35" in out
 
     (trace,) = traces(model_dir)  # One run of the profile plugin: plugins/profile/<run>/<host>.xplane.pb.
@@ -72,11 +75,18 @@ def test_profiling_off_changes_nothing(tmp_path, capfd):
     assert profiling.maybe_profile(None, model_dir, global_step=tf.Variable(0)) is None
 
 
+def test_a_range_past_train_steps_is_refused_before_training(tmp_path):
+    with pytest.raises(checks.InputError, match=r"`profile_steps` \(50-60\) ends after `train_steps` \(40\): "
+                                                r"training stops first. Accepted: a range within 0-40"):
+        train.run(task="digits", model_dir=str(tmp_path / "run"), train_steps=40, profile_steps="50-60")
+    assert not os.path.exists(tmp_path / "run")
+
+
 def test_loops_are_cut_at_the_range_and_a_resumed_run_traces_what_is_left(tmp_path):
     step = tf.Variable(0, dtype=tf.int64)
     profile = profiling.ProfileSteps((100, 110), str(tmp_path), global_step=step)
     cut = profile.steps_per_loop(64)
-    assert [cut(s) for s in (0, 64, 100, 105, 110, 174)] == [64, 36, 10, 5, 64, 64]
+    assert [cut(s) for s in (0, 64, 100, 105, 110, 128, 174)] == [64, 36, 10, 5, 18, 64, 18]
 
     step.assign(105)  # A run resumed inside the range: it traces steps 105..109.
     with profile:

@@ -140,7 +140,9 @@ def test_quantities():
         # Malformed cpu / memory.
         ("cpu=8cores", ["cpu '8cores' is malformed", "accepted: a number of cores ('8', '0.5') or millicores"]),
         ("cpu=-1", ["cpu '-1' is malformed"]),
-        ("cpu=0", ["cpu '0' is not positive"]),
+        ("cpu=0", ["cpu '0' is out of range; accepted: more than 0 and at most 1024 cores"]),
+        ("cpu=99999999999999999999", ["cpu '99999999999999999999' is out of range", "at most 1024 cores"]),
+        ("cpu=1025", ["cpu '1025' is out of range"]),
         # Forms Kubernetes reads but KFP's task setters refuse: refused here, so every route takes a profile.
         ("cpu=1e3", ["cpu '1e3' is malformed"]),
         ("cpu=+5", ["cpu '+5' is malformed"]),

@@ -72,11 +72,27 @@ def test_secret_env_is_by_reference_and_commands_are_argument_lists(tmp_path):
         ({"Bad_Name": {"k": "ENV"}}, "gke", r"secret name 'Bad_Name' is not a Kubernetes name"),
         ({"creds": {"k": "1ENV"}}, "gke", r"`secret_env\['creds'\]\['k'\]` must be an environment variable name"),
         ({"creds": {"k": "ENV"}}, "vertex", r"`secret_env` needs backend 'gke'"),
+        *(({"creds": {"tok": env}}, "gke", rf"`secret_env\['creds'\]\['tok'\]` \('{env}'\) would override a "
+           r"variable that chooses the step's code, libraries, identity or settings; accepted: any other name")
+          for env in ("LD_PRELOAD", "PATH", "PYTHONPATH", "LD_LIBRARY_PATH", "TFPIPE_TASK_PACKAGES", "TF_CONFIG",
+                      "path")),
     ],
 )
 def test_secret_env_is_validated(secret_env, backend, message):
     with pytest.raises(ValueError, match=message):
         build_pipeline(backend=backend, secret_env=secret_env)
+
+
+def test_compile_refuses_a_secret_that_overrides_a_protected_variable(tmp_path, capsys):
+    out = tmp_path / "p.yaml"
+    assert cli.main(["compile", "--backend", "gke", "--image", "reg/x:2", "--secret", "creds:tok=LD_PRELOAD",
+                     "-o", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "('LD_PRELOAD') would override a variable" in line and not out.exists()
+    from tfpipe.components import tfjob_train
+
+    with pytest.raises(ValueError, match=r"\('PYTHONPATH'\) would override"):  # A user's own DAG's TFJob too.
+        tfjob_train._secret_env_vars({"creds": {"tok": "PYTHONPATH"}})
 
 
 def test_local_run_logs_and_artifacts_hold_no_credentials(tmp_path):

@@ -487,3 +487,31 @@ def test_the_fake_vertex_api_refuses_a_job_the_real_one_would():
                           ({"pipelineSpec": {"roots": {}}}, 'has no field named "roots"')]:
             answer = _refused_post(server.url + "/v1/projects/p/locations/us-central1/pipelineJobs?pipelineJobId=j", job)
             assert says in answer["error"]["message"]
+
+
+@pytest.mark.parametrize("param, says", [
+    ("train_steps=0", "`train_steps` must be a positive integer"),
+    ("model_dir=/", "`model_dir` ('/') is a filesystem root"),
+    ("task_config={oops", "`task_config` is not valid JSON"),
+    ("task=subprocess:run", "`task` ('subprocess:run') is not declared a tfpipe task factory: 'subprocess' is a "
+                            "module of Python's standard library"),
+    ("task_package=http://example.com/p-1.0-py3-none-any.whl", "`task_package` ('http://example.com/p-1.0-py3-none-"
+                                                              "any.whl') has an unsupported scheme"),
+    ("profile_steps=1500-1600", "`profile_steps` (1500-1600) ends after `train_steps` (1000)"),  # The compiled 1000.
+    (None, "name 'a\\nb' is invalid; accepted: a non-empty string of at most"),  # --run-name, on either target.
+])
+@pytest.mark.parametrize("target", ["vertex-dry-run", "kfp"])
+def test_submit_checks_a_tfpipe_pipelines_values_as_check_inputs_does(tmp_path: Path, no_outside_network: None,
+                                                                       capsys, param, says, target):
+    from tfpipe.pipelines import cli
+
+    package = tmp_path / "p.yaml"
+    backend = "vertex" if target == "vertex-dry-run" else "gke"
+    assert cli.main(["compile", "--backend", backend, "--image", "reg/x:2", "-o", str(package)]) == 0
+    capsys.readouterr()
+    where = (["--vertex", "--project", "my-project-1", "--region", "us-central1", "--pipeline-root", "gs://bucket/r",
+              "--dry-run"] if target == "vertex-dry-run" else ["--host", "http://127.0.0.1:9"])
+    given = ["--param", param] if param else ["--run-name", "a\nb"]
+    assert cli.main(["submit", str(package), *where, *given]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert says in line, line

@@ -23,7 +23,8 @@ def test_registered_and_module_references_resolve():
         ("nope", r"`task` \('nope'\) is not a registered task \['digits'\] and not a 'package.module:factory'"),
         ("no_such_module:build", r"`task` \('no_such_module:build'\): cannot import module 'no_such_module'"),
         ("tests.support.custom_task:missing", r"module 'tests.support.custom_task' has no callable 'missing'"),
-        ("subprocess:run", r"`task` \('subprocess:run'\) is not declared a tfpipe task factory.*It was not called"),
+        ("subprocess:run", r"`task` \('subprocess:run'\) is not declared a tfpipe task factory: 'subprocess' is a "
+                           r"module of Python's standard library, which holds none. Nothing was imported"),
         ("os:system", r"is not declared a tfpipe task factory"),
         ("", r"`task` must be a registered task name"),
         (None, r"`task` must be a registered task name"),
@@ -50,6 +51,23 @@ def test_a_factory_is_called_only_when_declared(tmp_path, monkeypatch):
     with pytest.raises(checks.InputError, match=r"is not declared a tfpipe task factory"):
         tasks.build_task("plain_tasks:build", {})
     assert not called.exists()
+
+
+def test_an_object_that_answers_every_attribute_is_no_task_factory(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _module(tmp_path, "anything", """
+        class Anything:
+            def __getattr__(self, name):
+                return Anything()
+            def __call__(self, *args, **kwargs):
+                return Anything()
+        everything = Anything()
+    """)
+    with pytest.raises(checks.InputError, match=r"`task` \('anything:everything'\) is not declared a tfpipe task "
+                                                r"factory"):
+        tasks.resolve_factory("anything:everything")
+    with pytest.raises(checks.InputError, match=r"'unittest' is a module of Python's standard library"):
+        tasks.resolve_factory("unittest.mock:call")
 
 
 def test_the_allow_list_refuses_a_module_before_importing_it(tmp_path, monkeypatch):

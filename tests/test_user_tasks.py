@@ -43,12 +43,12 @@ def test_task_package_installs_from_gcs_and_registers_its_task(example_wheel, pa
     uri = f"{gcs_bucket}/packages/{example_wheel.name}"
     bucket, _, name = uri[len("gs://"):].partition("/")
     gcs_emulator.client().bucket(bucket).blob(name).upload_from_filename(str(example_wheel))
-    site = tasks.install_task_package(uri)
-    assert pathlib.Path(site).parent == package_cache
+    installed = tasks.install_task_package(uri)
+    assert pathlib.Path(installed.site).parent == package_cache
     assert tasks.registered_tasks()["sine"] == "sine_regression.task:build"  # Its entry point, from the wheel.
     task = tasks.build_task("sine", {"samples": 64})
     assert task.best_metric == "mae" and task.best_mode == "lower" and not task.is_classifier
-    assert tasks.install_task_package(uri) == site  # Installed once per file content.
+    assert tasks.install_task_package(uri) == installed  # Installed once per file content.
 
 
 def test_task_package_errors_are_input_errors(example_wheel, package_cache, tmp_path):
@@ -56,7 +56,7 @@ def test_task_package_errors_are_input_errors(example_wheel, package_cache, tmp_
         tasks.install_task_package(str(tmp_path / "nowhere.whl"))
     broken = tmp_path / "broken-1.0-py3-none-any.whl"
     broken.write_bytes(b"not a zip file")
-    with pytest.raises(checks.InputError, match=r"could not be installed by pip"):
+    with pytest.raises(checks.InputError, match=r"is not a valid wheel: File is not a zip file"):
         tasks.install_task_package(str(broken))
 
 

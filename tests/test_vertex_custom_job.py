@@ -122,6 +122,7 @@ def test_a_cpu_only_spot_step_keeps_gcpc_defaults_for_what_the_profile_leaves_ou
     assert job.job_spec.scheduling.strategy == Strategy.SPOT
     assert job.job_spec.scheduling.timeout.total_seconds() == 604800  # GCPC's default: 7 days.
     assert (pool.disk_spec.boot_disk_type, pool.disk_spec.boot_disk_size_gb) == ("pd-ssd", 100)
+    assert job.job_spec.service_account == "runner@proj.iam.gserviceaccount.com"  # The run's, not Vertex's agent.
     # Steps without spot or TPUs keep the task setters: no custom job.
     _, _, train = find_task(spec, "train")
     assert train["image"] == IMAGE
@@ -259,7 +260,7 @@ def test_vertex_tensorboard_uploads_train_and_eval_curves_from_custom_jobs(tmp_p
     from tfpipe.components.definitions.model_dir import resolve_run_dirs
 
     spec = compile_with_cli(tmp_path, "--vertex-tensorboard", TENSORBOARD, "--train-resources", "gpu=l4:1")
-    _, train_dir, eval_dir = resolve_run_dirs("/gcs/bucket/runs/7", "gs://root", "job-7")
+    _, train_dir, eval_dir, _ = resolve_run_dirs("/gcs/bucket/runs/7", "gs://root", "job-7")
     assert (train_dir, eval_dir) == ("gs://bucket/runs/7/vertex/train", "gs://bucket/runs/7/vertex/eval")
     for task, base in (("train", train_dir), ("continuous-eval", eval_dir)):
         job = launch(spec, task, service, tmp_path, runtime={**RUNTIME, "base_output_directory": base})
@@ -277,6 +278,30 @@ def test_vertex_tensorboard_uploads_train_and_eval_curves_from_custom_jobs(tmp_p
     # The model-dir step gives each job its own directory under the run's.
     _, _, resolver = find_task(spec, "resolve-run-dirs")
     assert resolver["image"] == IMAGE
+
+
+def test_the_final_evaluation_runs_as_the_run_with_its_tensorboard_and_output_directory(tmp_path, service):
+    from tfpipe.components.definitions.model_dir import resolve_run_dirs
+
+    spec = compile_with_cli(tmp_path, "--vertex-tensorboard", TENSORBOARD)
+    *_, final_dir = resolve_run_dirs("/gcs/bucket/runs/7", "gs://root", "job-7")
+    assert final_dir == "gs://bucket/runs/7/vertex/final"
+    # The run's final_output_dir reaches the export stage's graph...
+    stages = [t for c in spec["components"].values() for t in c.get("dag", {}).get("tasks", {}).values()
+              if t["taskInfo"]["name"].startswith("export-if-")]
+    assert len(stages) == 2 and all(t["inputs"]["parameters"]["final_output_dir"] == {
+        "componentInputParameter": "pipelinechannel--resolve-run-dirs-final_output_dir"} for t in stages)
+    # ...and becomes the final evaluation job's base output directory, beside the run's identity and TensorBoard.
+    holders = [name for name, c in spec["components"].items() if "evaluate" in c.get("dag", {}).get("tasks", {})]
+    assert holders
+    for within in holders:
+        step, _, _ = find_task(spec, "evaluate", within)
+        assert "final_output_dir" in json.dumps(step["inputs"]["parameters"]["base_output_directory"])
+        job = launch(spec, "evaluate", service, tmp_path, within=within,
+                     runtime={**RUNTIME, "base_output_directory": final_dir})
+        assert job.job_spec.service_account == "runner@proj.iam.gserviceaccount.com"
+        assert job.job_spec.tensorboard == TENSORBOARD
+        assert job.job_spec.base_output_directory.output_uri_prefix == final_dir
 
 
 @pytest.mark.parametrize("parent", [PARENT, None], ids=["new-version", "new-model"])

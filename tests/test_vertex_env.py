@@ -9,21 +9,39 @@ from tfpipe.components import evaluate, export, train, vertex_env
 
 
 def test_with_defaults_fills_only_empty_inputs():
-    environ = {vertex_env.CHECKPOINT_DIR: "gs://b/base/checkpoints/", vertex_env.MODEL_DIR: "gs://b/base/model/"}
+    environ = {vertex_env.CHECKPOINT_DIR: "gs://bkt/base/checkpoints/", vertex_env.MODEL_DIR: "gs://bkt/base/model/"}
     assert vertex_env.with_defaults({"model_dir": "", "export_dir": ""}, environ) == {
-        "model_dir": "gs://b/base/checkpoints", "export_dir": "gs://b/base/model"}
-    given = {"model_dir": "gs://b/mine", "export_dir": "gs://b/serving"}
+        "model_dir": "gs://bkt/base/checkpoints", "export_dir": "gs://bkt/base/model"}
+    given = {"model_dir": "gs://bkt/mine", "export_dir": "gs://bkt/serving"}
     assert vertex_env.with_defaults(given, environ) == given  # Explicit inputs win.
     assert vertex_env.with_defaults({"model_dir": ""}, {}) == {"model_dir": ""}  # Not on Vertex: nothing changes.
     assert vertex_env.with_defaults({"task": "digits"}, environ) == {"task": "digits"}  # Inputs it lacks stay out.
-    assert vertex_env.tensorboard_dir("eval/x", {vertex_env.TENSORBOARD_LOG_DIR: "gs://b/base/logs/"}) == \
-        "gs://b/base/logs/eval/x"
+    assert vertex_env.tensorboard_dir("eval/x", {vertex_env.TENSORBOARD_LOG_DIR: "gs://bkt/base/logs/"}) == \
+        "gs://bkt/base/logs/eval/x"
     assert vertex_env.tensorboard_dir("train", {}) is None
 
 
 def test_an_empty_model_dir_without_vertex_is_still_refused(tmp_path):
     with pytest.raises(ValueError, match=r"`model_dir` must be a gs://bucket/path URI"):
         train.run(task="digits", model_dir="", train_steps=10)
+
+
+@pytest.mark.parametrize("variable, value, says", [
+    (vertex_env.TENSORBOARD_LOG_DIR, "s3://bucket/logs/", r"`\$AIP_TENSORBOARD_LOG_DIR` \('s3://bucket/logs/'\) has an "
+                                                           r"unsupported scheme"),
+    (vertex_env.CHECKPOINT_DIR, "/", r"`\$AIP_CHECKPOINT_DIR` \('/'\) is a filesystem root"),
+    (vertex_env.CHECKPOINT_DIR, "base/checkpoints/", r"`\$AIP_CHECKPOINT_DIR` \('base/checkpoints/'\) is a relative "
+                                                     r"path; it must be a gs:// URI, a /gcs/ path or an absolute path"),
+    (vertex_env.MODEL_DIR, "gs:/b/model", r"`\$AIP_MODEL_DIR` \('gs:/b/model'\) is not a gs:// URI"),
+])
+def test_an_unusable_vertex_directory_is_refused_by_name_before_anything_is_written(
+        tmp_path, monkeypatch, variable, value, says):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=says):
+        train.run(task="digits", model_dir="" if variable == vertex_env.CHECKPOINT_DIR else str(tmp_path / "run"),
+                  train_steps=10)
+    assert os.listdir(tmp_path) == []  # Nothing written, here or in a relative directory.
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import re
+import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker_mirrored")
@@ -167,6 +168,7 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 
 
 _STEP_RANGE = re.compile(r"([0-9]+)-([0-9]+)")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_step_range(name: str, value: Any) -> Optional[tuple]:
@@ -180,6 +182,38 @@ def check_step_range(name: str, value: Any) -> Optional[tuple]:
             f"{MAX_STEPS}), or empty for none, got {shown(value)}."
         )
     return int(match[1]), int(match[2])
+
+
+def check_step_range_within(steps: tuple, train_steps: int) -> None:
+    """Checks that the step range `profile_steps` ends by `train_steps` (a range past it would trace nothing)."""
+    if steps[1] > train_steps:
+        raise InputError(
+            f"`profile_steps` ({steps[0]}-{steps[1]}) ends after `train_steps` ({train_steps}): training stops "
+            f"first. Accepted: a range within 0-{train_steps}."
+        )
+
+
+# Environment variables a step's secrets may never set: they choose the code, libraries, identity, trust or
+# cluster role of the step, or are the image's own controls (`TFPIPE_*`).
+PROTECTED_ENV = frozenset({
+    "PATH", "HOME", "SHELL", "USER", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "GOOGLE_APPLICATION_CREDENTIALS",
+    "STORAGE_EMULATOR_HOST", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+})
+PROTECTED_ENV_PREFIXES = ("LD_", "PYTHON", "TFPIPE_", "TF_", "AIP_", "KFP_", "CLOUD_ML_", "GCE_METADATA")
+
+
+def check_secret_env_name(name: str, value: Any) -> str:
+    """Checks the environment variable a secret is exposed as: a variable name that is not `PROTECTED_ENV`."""
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise InputError(f"`{name}` must be an environment variable name, got {shown(value)}.")
+    if value.upper() in PROTECTED_ENV or value.upper().startswith(PROTECTED_ENV_PREFIXES):
+        raise InputError(
+            f"`{name}` ({shown(value)}) would override a variable that chooses the step's code, libraries, identity "
+            f"or settings; accepted: any other name (not {sorted(PROTECTED_ENV)}, nor starting with "
+            f"{list(PROTECTED_ENV_PREFIXES)})."
+        )
+    return value
 
 
 def check_eval_name(name: str, value: Any) -> str:
@@ -307,6 +341,12 @@ def check_task(name: str, value: Any) -> str:
         raise InputError(
             f"`{name}` must be a registered task name (such as 'digits') or a 'package.module:factory' reference, "
             f"got {shown(value)}."
+        )
+    module = value.partition(":")[0].split(".")[0]
+    if ":" in value and module in sys.stdlib_module_names:
+        raise InputError(
+            f"`{name}` ({shown(value)}) is not declared a tfpipe task factory: {module!r} is a module of Python's "
+            "standard library, which holds none. Nothing was imported."
         )
     return value
 

@@ -43,11 +43,14 @@ FINAL_EVALUATE = Input("final_evaluate", bool, "Evaluate the exported checkpoint
                        "eval/final/).", default=False, check=checks.check_bool)
 INPUTS = (PASSED, *(i for i in EXPORT.inputs if i.kfp and i.name != PASSED.name and not i.artifact), FINAL_EVALUATE)
 DATA_INPUTS = tuple(i.name for i in EXPORT.inputs if i.artifact)
+FINAL_OUTPUT_DIR = Input("final_output_dir", str, "The final evaluation's Vertex custom job `base_output_directory` "
+                         "(its TensorBoard logs go under it).", default="")
 Outputs = NamedTuple("ExportIfPassedOutputs", [("model", dsl.Model), ("exported", bool)])
 
 
 def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any, str], Any]] = None,
-          register: Optional[Callable[[Any], Any]] = None, data_inputs: Sequence[str] = ()) -> Any:
+          register: Optional[Callable[[Any], Any]] = None, data_inputs: Sequence[str] = (),
+          final_output_dir: bool = False) -> Any:
     """The `export-if-passed` graph component over the given export and evaluate components.
 
     Args:
@@ -59,6 +62,8 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
             `tfpipe.pipelines.vertex.model_registration`); none by default.
         data_inputs: Data inputs of export (`train_data`, `eval_data`, `test_data`) the graph takes as (optional)
             `Dataset` inputs and hands to export and the final evaluation; none by default (see above).
+        final_output_dir: `evaluate_op` is a Vertex custom job: the graph takes `final_output_dir` and passes it
+            as the final evaluation's `base_output_directory`.
 
     Returns:
         The `@dsl.pipeline` graph component; its outputs are `model` and `exported`.
@@ -81,8 +86,9 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
             with dsl.If(p["final_evaluate"] == True, name="final-evaluate"):  # noqa: E712
                 shared = {n: p[n] for n in ("task", "model_dir", "task_config", "task_package",
                                             "allow_different_config", "precision") if n in EVALUATE.names()}
+                job = {"base_output_directory": p[FINAL_OUTPUT_DIR.name]} if final_output_dir else {}
                 final = configure(evaluate_op(**shared, checkpoint="best", eval_name="final",
-                                              best_eval_name=p["eval_name"],
+                                              best_eval_name=p["eval_name"], **job,
                                               **{n: v for n, v in data.items() if n in EVALUATE.names()}), "eval")
                 final.set_display_name("evaluate-exported").after(exported)
         return Outputs(model=exported.outputs["model"], exported=exported.outputs["exported"])
@@ -90,4 +96,5 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
     return dsl.pipeline(name=NAME)(graph_function(
         "export_if_passed", "Exports the chosen checkpoint when `passed` is true; optionally evaluates it again. "
         "Outputs the exported `model` and whether it was `exported`.",
-        inputs, body, defaults={"checkpoint": "best"}, returns=Outputs))
+        (*inputs, FINAL_OUTPUT_DIR) if final_output_dir else inputs, body, defaults={"checkpoint": "best"},
+        returns=Outputs))

@@ -17,10 +17,12 @@ def resolve_model_dir(model_dir: str, pipeline_root: str, job_id: str) -> str:
 
 
 def resolve_run_dirs(model_dir: str, pipeline_root: str, job_id: str) -> NamedTuple(
-        "RunDirs", [("model_dir", str), ("train_output_dir", str), ("eval_output_dir", str)]):
+        "RunDirs", [("model_dir", str), ("train_output_dir", str), ("eval_output_dir", str),
+                    ("final_output_dir", str)]):
     """The model-dir step of a pipeline with Vertex TensorBoard: the run directory, and each custom job's
-    `base_output_directory` under it (`<model_dir>/vertex/train`, `<model_dir>/vertex/eval`, as gs:// URIs), so that
-    every run (and a resumed one) uploads its own TensorBoard logs.
+    `base_output_directory` under it (`<model_dir>/vertex/train`, `<model_dir>/vertex/eval`, and
+    `<model_dir>/vertex/final` for the final evaluation, as gs:// URIs), so that every run (and a resumed one)
+    uploads its own TensorBoard logs.
 
     Args:
         model_dir: The run directory the user gave, or "".
@@ -31,4 +33,4 @@ def resolve_run_dirs(model_dir: str, pipeline_root: str, job_id: str) -> NamedTu
 
     run_dir = resolve_model_dir(model_dir, pipeline_root, job_id)
     base = "gs://" + run_dir[len("/gcs/"):] if run_dir.startswith("/gcs/") else run_dir
-    return run_dir, f"{base}/vertex/train", f"{base}/vertex/eval"
+    return run_dir, f"{base}/vertex/train", f"{base}/vertex/eval", f"{base}/vertex/final"

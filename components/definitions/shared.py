@@ -14,7 +14,7 @@ MODEL_DIR = Input(
 TASK_CONFIG = Input(
     "task_config", str, "The task's config as a JSON object.", default="{}", check=checks.check_json_object)
 TASK_PACKAGE = Input(
-    "task_package", str, "A wheel or sdist (gs:// or a local path) to pip-install before the task is imported.",
+    "task_package", str, "A wheel (gs:// or a local path) to pip-install before the task is imported; an sdist where the image allows it.",
     default="", check=checks.check_package_uri)
 DISTRIBUTION_STRATEGY = Input(
     "distribution_strategy", str, "TensorFlow distribution strategy of the step.", default="default",

@@ -7,7 +7,7 @@ from kfp.dsl import Metrics, Model, Output
 
 from tfpipe import checks
 from tfpipe.components.definitions import shared
-from tfpipe.components.interface import Input, Interface
+from tfpipe.components.interface import Input, Interface, Relation
 
 INTERFACE = Interface("train", (
     shared.TASK,
@@ -36,7 +36,7 @@ INTERFACE = Interface("train", (
           "profiler into <model_dir>/train/ (TensorBoard's Profile tab); empty: no profiling.", default="",
           check=checks.check_step_range),
     *shared.DATA,
-))
+), relations=(Relation(("profile_steps", "train_steps"), checks.check_step_range_within),))
 
 
 def train(

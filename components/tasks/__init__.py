@@ -22,6 +22,7 @@ A factory whose signature has a `data` keyword receives the step's data inputs
 """
 
 import importlib
+import inspect
 import importlib.metadata
 import inspect
 import os
@@ -33,6 +34,7 @@ from tfpipe.controller_core import keras3
 from tfpipe.components.tasks.base import Task
 from tfpipe.components.tasks.config import config_from_dict
 from tfpipe.components.tasks.config import hidden
+from tfpipe.components.tasks.packages import TaskPackage
 from tfpipe.components.tasks.packages import install_task_package
 
 TaskFactory = Callable[[Dict[str, Any]], Task]
@@ -55,13 +57,14 @@ def registered_tasks() -> Dict[str, str]:
     return {**found, **_BUILTIN}
 
 
-def _allowed_modules() -> Optional[List[str]]:
+def allowed_modules() -> Optional[List[str]]:
+    """The module prefixes `$TFPIPE_TASK_MODULES` allows, or None when it is not set (every module)."""
     value = os.environ.get(ALLOWED_MODULES_ENV, "").strip()
     return [m.strip() for m in value.split(",") if m.strip()] or None
 
 
 def _check_allowed(task: str, module: str) -> None:
-    allowed = _allowed_modules()
+    allowed = allowed_modules()
     if allowed is not None and not any(module == m or module.startswith(f"{m}.") for m in allowed):
         raise checks.InputError(
             f"`task` ({checks.shown(task)}): module {module!r} is not among the task modules this image accepts "
@@ -96,7 +99,7 @@ def resolve_factory(task: Any) -> TaskFactory:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise checks.InputError(f"`task` ({checks.shown(task)}): module {module_name!r} has no callable {attr!r}.")
-    if not getattr(factory, _MARKER, False):
+    if inspect.getattr_static(factory, _MARKER, None) is not True:  # Set by `task_factory`, not computed on the fly.
         raise checks.InputError(
             f"`task` ({checks.shown(task)}) is not declared a tfpipe task factory: decorate it with "
             "`@tfpipe.components.tasks.task_factory`, or register it in the package's "
@@ -169,6 +172,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Task",
     "TaskFactory",
+    "TaskPackage",
     "build_task",
     "config_from_dict",
     "install_task_package",
