@@ -37,7 +37,7 @@ def _contents(model_dir):
 # -- the checkpoint state file ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["deleted", "unparsable", "names an older checkpoint"])
+@pytest.mark.parametrize("damage", ["deleted", "unparsable", "names an older checkpoint", "empty", "not utf-8"])
 def test_train_never_trains_over_checkpoints_when_the_state_file_is_damaged(tmp_path, damage, capsys):
     _train(tmp_path, 30)
     before = _contents(tmp_path)
@@ -46,14 +46,21 @@ def test_train_never_trains_over_checkpoints_when_the_state_file_is_damaged(tmp_
         state.unlink()
     elif damage == "unparsable":
         state.write_text("model_checkpoint_path: <<< not a text proto")
+    elif damage == "empty":
+        state.write_bytes(b"")
+    elif damage == "not utf-8":
+        state.write_bytes(b"\xff\xfe\x00model_checkpoint_path: \xc3\x28")
     else:
         state.write_text('model_checkpoint_path: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-10"\n')
+    damaged = state.read_bytes() if state.exists() else None
     result = _train(tmp_path, 50)
     assert result.final_step == 50
     after = _contents(tmp_path)
     assert {name: after[name] for name in before} == before  # ckpt-10/20/30 untouched...
     assert sorted(checkpoint_watcher.list_checkpoints(str(tmp_path))) == [10, 20, 30, 40, 50]  # ...training went on.
     assert "recovered ckpt-30 from the checkpoint files" in capsys.readouterr().out
+    if damage in ("unparsable", "empty", "not utf-8"):  # The damaged file is kept beside the rebuilt one.
+        assert (tmp_path / "checkpoint.unreadable").read_bytes() == damaged
 
 
 def test_an_empty_index_is_not_a_checkpoint_and_dead_save_temporaries_are_removed(tmp_path):
@@ -476,3 +483,34 @@ def test_training_killed_at_random_points_never_loses_or_rewrites_a_checkpoint(t
     steps = sorted(checkpoint_watcher.list_checkpoints(str(model_dir)))
     assert steps[-1] == 200 and not list(model_dir.glob("*_temp"))
     assert checkpoints.recover_checkpoint_state(str(model_dir)).endswith("ckpt-200")  # The state file agrees.
+
+
+# -- an unreadable newest checkpoint: evaluators restore only what they are asked -------------------------------
+
+
+@pytest.fixture
+def empty_newest_index(tmp_path):
+    model_dir = tmp_path / "run"
+    _train(model_dir, 30)
+    (model_dir / "ckpt-30.index").write_bytes(b"")  # A full disk during the merge; the state file names it.
+    return model_dir
+
+
+def test_evaluate_an_older_step_beside_an_empty_newest_index(empty_newest_index, capsys):
+    from tfpipe.components import evaluate
+
+    result = evaluate.run(task="digits", task_config=FAST, model_dir=str(empty_newest_index), checkpoint=20)
+    assert result.step == 20 and result.record["step"] == 20
+    assert (empty_newest_index / "ckpt-30.index").read_bytes() == b""  # Left as it was.
+
+
+def test_continuous_eval_skips_an_empty_newest_index_and_says_so(empty_newest_index, capsys):
+    from tfpipe.components import continuous_eval
+
+    result = continuous_eval.run(task="digits", task_config=FAST, model_dir=str(empty_newest_index),
+                                 idle_timeout=5, poll_interval=0.2)
+    assert result.evaluated == [10, 20]
+    out = capsys.readouterr().out
+    assert "the latest checkpoint" in out and "is incomplete (its .index is empty or missing)" in out, out[-3000:]
+    assert "not evaluated: the final checkpoint" in out and "is incomplete (its .index is empty)" in out, out[-3000:]
+    assert (empty_newest_index / "ckpt-30.index").exists() and (empty_newest_index / "ckpt-30.index").read_bytes() == b""
