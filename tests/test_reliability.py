@@ -112,8 +112,8 @@ def test_an_export_cut_short_by_a_full_disk_is_completed_by_the_retry(small_disk
     with pytest.raises((tf.errors.ResourceExhaustedError, OSError, tf.errors.OpError)):
         export.run(task="digits", task_config=FAST, model_dir=trained_dir, output_path=str(output),
                    checkpoint="latest")
-    assert not (output / export.EXPORT_INFO).exists()  # Never marked committed...
-    assert list(output.iterdir())  # ...though part of the copy is there.
+    assert not output.exists()  # The copy was made under a temporary name: nothing half-written is visible...
+    assert not [p for p in mount.iterdir() if ".tmp-" in p.name]  # ...and the temporaries are removed.
     resize(16 * 1024)
     result = export.run(task="digits", task_config=FAST, model_dir=trained_dir, output_path=str(output),
                         checkpoint="latest")
@@ -514,3 +514,93 @@ def test_continuous_eval_skips_an_empty_newest_index_and_says_so(empty_newest_in
     assert "the latest checkpoint" in out and "is incomplete (its .index is empty or missing)" in out, out[-3000:]
     assert "not evaluated: the final checkpoint" in out and "is incomplete (its .index is empty)" in out, out[-3000:]
     assert (empty_newest_index / "ckpt-30.index").exists() and (empty_newest_index / "ckpt-30.index").read_bytes() == b""
+
+
+# -- exports: a marker tied to its content, version folders never visible half-written ---------------------------
+
+
+def _export(trained_dir, output, **kwargs):
+    return export.run(task="digits", task_config=FAST, model_dir=trained_dir, output_path=str(output), **kwargs)
+
+
+def _versions(export_dir):
+    """What TF Serving would load: the numbered folders."""
+    return sorted(p.name for p in pathlib.Path(export_dir).iterdir() if p.name.isdigit()) if os.path.isdir(
+        export_dir) else []
+
+
+def test_an_export_whose_variables_were_replaced_is_refused_by_the_rerun_and_the_gate(trained_dir, tmp_path):
+    from tfpipe.components import baseline
+
+    serving = tmp_path / "serving"
+    _export(trained_dir, tmp_path / "model", checkpoint=20, export_dir=str(serving))
+    marker = json.loads((serving / "20" / export.EXPORT_INFO).read_text())
+    assert marker["manifest"]["saved_model.pb"]["size"] == (serving / "20" / "saved_model.pb").stat().st_size
+    other = tmp_path / "other"
+    _export(trained_dir, other, checkpoint=10)
+    for name in ("variables.index", "variables.data-00000-of-00001"):  # Step 10's weights under step 20's marker.
+        (serving / "20" / "variables" / name).write_bytes((other / "variables" / name).read_bytes())
+    with pytest.raises(checks.InputError, match=r"serving/20 has a commit marker naming .*ckpt-20 \(step 20\), but "
+                                                r"its files differ from its marker's manifest: changed \['variables/"):
+        _export(trained_dir, tmp_path / "model2", checkpoint=20, export_dir=str(serving))
+    with pytest.raises(checks.InputError, match=r"is not the export its tfpipe_export.json describes: its files "
+                                                r"differ"):
+        baseline.beats_baseline({"accuracy": 1.0}, str(serving / "20"), "gs://b/serving/20", metric="accuracy",
+                                mode="higher", thresholds_passed=True)
+
+
+@pytest.mark.parametrize("forger", ["copies the marker", "recomputes the manifest"])
+def test_a_forged_marker_on_another_model_is_refused(trained_dir, tmp_path, forger):
+    _export(trained_dir, tmp_path / "model", checkpoint=20)
+    forged = tmp_path / "forged"
+    _export(trained_dir, forged, checkpoint=10)  # Another model...
+    marker = json.loads((tmp_path / "model" / export.EXPORT_INFO).read_text())  # ...under step 20's marker.
+    if forger == "recomputes the manifest":
+        marker["manifest"] = commits.manifest(str(forged), marker=export.EXPORT_INFO)
+    (forged / export.EXPORT_INFO).write_text(json.dumps(marker))
+    before = commits.manifest(str(forged), marker="")
+    with pytest.raises(checks.InputError, match=(
+            r"forged has a commit marker naming .*ckpt-20 \(step 20\), but (its files differ from its marker.s "
+            r"manifest|it predicts otherwise than .*ckpt-20)")):
+        _export(trained_dir, forged, checkpoint=20)
+    assert commits.manifest(str(forged), marker="") == before  # Nothing was overwritten.
+
+
+def test_a_full_disk_mid_write_never_leaves_a_visible_version_folder(trained_dir, tmp_path, monkeypatch):
+    import errno
+
+    serving, output = tmp_path / "serving", tmp_path / "model"
+    copy = tf.io.gfile.copy
+
+    def full_disk_at_saved_model_pb(source, target, overwrite=False):
+        if target.endswith("saved_model.pb") and f"{serving}/" in target:  # Writing the TF Serving version.
+            with open(target, "wb") as f:  # A truncated write, then the disk is full.
+                f.write(b"\x08\x01")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return copy(source, target, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "copy", full_disk_at_saved_model_pb)
+    with pytest.raises(OSError, match="No space left"):
+        _export(trained_dir, output, checkpoint=20, export_dir=str(serving))
+    assert _versions(serving) == []  # Nothing half-written is visible to TF Serving.
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]  # Temporaries removed.
+    monkeypatch.undo()
+    _export(trained_dir, output, checkpoint=20, export_dir=str(serving))  # The retry commits.
+    assert _versions(serving) == ["20"] and commits.verify(str(serving / "20"), marker=export.EXPORT_INFO) is None
+
+
+def test_publish_on_gcs_verifies_the_copy_and_writes_the_marker_last(tmp_path, gcs_bucket):
+    source = tmp_path / "model"
+    (source / "variables").mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"pb" * 1000)
+    (source / "variables" / "variables.index").write_bytes(b"index")
+    info = {"step": 1, "manifest": commits.manifest(str(source), marker="marker.json")}
+    assert sorted(info["manifest"]) == ["saved_model.pb", "variables/variables.index"]
+    destination = f"{gcs_bucket}/serving/1"
+    assert commits.publish(str(source), destination, marker="marker.json", info=info) is True
+    assert commits.verify(destination, marker="marker.json") is None
+    assert not [p for p in tf.io.gfile.listdir(f"{gcs_bucket}/serving") if ".tmp-" in p]
+    with tf.io.gfile.GFile(f"{destination}/variables/variables.index", "wb") as f:
+        f.write(b"other")
+    assert commits.verify(destination, marker="marker.json") == (
+        "its files differ from its marker's manifest: changed ['variables/variables.index']")
