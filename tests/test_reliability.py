@@ -604,3 +604,20 @@ def test_publish_on_gcs_verifies_the_copy_and_writes_the_marker_last(tmp_path, g
         f.write(b"other")
     assert commits.verify(destination, marker="marker.json") == (
         "its files differ from its marker's manifest: changed ['variables/variables.index']")
+
+
+def test_evaluate_says_why_a_rewritten_checkpoint_cannot_be_recorded(tmp_path):
+    from tfpipe.components import evaluate
+
+    model_dir = tmp_path / "run"
+    _train(model_dir, 10)
+    evaluate.run(task="digits", task_config=FAST, model_dir=str(model_dir), checkpoint=10)
+    other = tmp_path / "other"  # Rewritten (a trainer started over): other content under the same name.
+    train.run(task="digits", task_config={**FAST, "learning_rate": 0.01}, model_dir=str(other), train_steps=10,
+              steps_per_loop=10, checkpoint_interval=10)
+    for f in other.glob("ckpt-10.*"):
+        (model_dir / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(checks.InputError, match=(
+            r"cannot be evaluated as 'evaluate': step 10 already has a record of another checkpoint .*it was "
+            r"rewritten after it was evaluated\). Records are never rewritten, so nothing was evaluated or recorded")):
+        evaluate.run(task="digits", task_config=FAST, model_dir=str(model_dir), checkpoint=10)
