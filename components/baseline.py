@@ -5,6 +5,7 @@ import os
 from typing import Any, Mapping
 
 from tfpipe import checks
+from tfpipe.components import commits
 from tfpipe.components.export import EXPORT_INFO
 
 
@@ -21,7 +22,8 @@ def beats_baseline(candidate: Mapping[str, Any], baseline_path: str, baseline_ur
         thresholds_passed: continuous_eval's verdict on the thresholds.
 
     Raises:
-        checks.InputError: If the baseline is not a committed tfpipe export, or either side lacks `metric`.
+        checks.InputError: If the baseline is not a committed tfpipe export whose files match its marker's
+            manifest, or either side lacks `metric`.
     """
     checks.check_metric_name("best_metric", metric)
     checks.check_choice("best_mode", mode, checks.BEST_MODES)
@@ -29,6 +31,11 @@ def beats_baseline(candidate: Mapping[str, Any], baseline_path: str, baseline_ur
     if not os.path.exists(info_path):
         raise checks.InputError(
             f"`baseline_model_uri` ({baseline_uri}) is not a committed tfpipe export: it has no {EXPORT_INFO}.")
+    problem = commits.verify(baseline_path, marker=EXPORT_INFO)
+    if problem is not None:
+        raise checks.InputError(
+            f"`baseline_model_uri` ({baseline_uri}) is not the export its {EXPORT_INFO} describes: {problem}. "
+            "Compare with a model exported (again) by this tfpipe, unchanged since.")
     with open(info_path) as f:
         recorded = json.load(f)["metrics"]
     if metric not in recorded or metric not in candidate:

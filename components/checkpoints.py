@@ -7,8 +7,9 @@ is never applied to another checkpoint with the same step (`record_of`).
 """
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
+from absl import logging
 import tensorflow as tf
 
 from tfpipe import checks
@@ -16,6 +17,9 @@ from tfpipe.components.tasks import Task
 from tfpipe.controller_core import checkpoint_watcher
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import run_dir
+
+
+STATE_FILE = "checkpoint"  # TensorFlow's checkpoint state file (the manager's latest checkpoint).
 
 
 def task_checkpoint(task: Task, **extra: Any) -> tf.train.Checkpoint:
@@ -114,13 +118,33 @@ def recover_checkpoint_state(model_dir: str) -> Optional[str]:
     if not available:
         return None
     latest = available[max(available)]
-    state = tf.train.get_checkpoint_state(model_dir)  # None when missing or unparsable (TF logs why).
+    state, unreadable = read_checkpoint_state(model_dir)
     named = os.path.basename(state.model_checkpoint_path) if state is not None else None
     if named == os.path.basename(latest):
         return latest
+    kept = ""
+    if unreadable is not None:  # Kept for a post-mortem: the state file is rebuilt, never its evidence deleted.
+        kept = f"{model_dir.rstrip('/')}/{STATE_FILE}.unreadable"
+        tf.io.gfile.copy(f"{model_dir.rstrip('/')}/{STATE_FILE}", kept, overwrite=True)
+        kept = f" (its damaged content is kept in {kept})"
     tf.compat.v1.train.update_checkpoint_state(
         model_dir, latest, all_model_checkpoint_paths=[available[step] for step in sorted(available)])
-    why = "missing or unreadable" if state is None else f"named {named}, not the newest complete checkpoint"
-    print(f"train | the checkpoint state file of {model_dir} was {why}: recovered {os.path.basename(latest)} "
-          "from the checkpoint files", flush=True)
+    why = (f"unreadable ({unreadable})" if unreadable else "missing" if state is None
+           else f"named {named}, not the newest complete checkpoint")
+    message = (f"the checkpoint state file of {model_dir} was {why}: recovered {os.path.basename(latest)} from the "
+               f"checkpoint files{kept}")
+    logging.warning(message)
+    print(f"train | {message}", flush=True)
     return latest
+
+
+def read_checkpoint_state(model_dir: str) -> Tuple[Optional[Any], Optional[str]]:
+    """The `checkpoint` state file of `model_dir`: `(state, None)`, `(None, None)` when it is missing, or
+    `(None, why)` when it cannot be read (empty, not UTF-8, not a text proto, naming no checkpoint)."""
+    try:
+        state = tf.train.get_checkpoint_state(model_dir)  # None for a missing file, or an unparsable one.
+    except (ValueError, UnicodeDecodeError) as e:  # An empty file, or bytes that are not UTF-8.
+        return None, f"{type(e).__name__}: {checks.clipped(str(e), 120)}"
+    if state is None and tf.io.gfile.exists(f"{model_dir.rstrip('/')}/{STATE_FILE}"):
+        return None, "not a checkpoint state text proto"
+    return state, None

@@ -72,6 +72,7 @@ def run(args: Any, *, html_path: Optional[str] = None) -> EvaluateResult:
     )
     record = checkpoints.record_of(args.model_dir, args.eval_name, path)
     if record is None:
+        _refuse_a_step_recorded_for_another_checkpoint(records, step, path, args.eval_name)
         setup.controller.restore_checkpoint(path)
         setup.controller.evaluate(args.eval_steps)
         record = checkpoints.record_of(args.model_dir, args.eval_name, path)
@@ -79,6 +80,26 @@ def run(args: Any, *, html_path: Optional[str] = None) -> EvaluateResult:
         print(f" eval | step: {step} | already evaluated as {args.eval_name!r}; using its record", flush=True)
         setup.report()
     return EvaluateResult(step=step, checkpoint=path, record=record, task=setup.task)
+
+
+def _refuse_a_step_recorded_for_another_checkpoint(records: eval_records.EvalRecords, step: int, path: str,
+                                                   eval_name: str) -> None:
+    """Raises `checks.InputError` when `step` has a record of another checkpoint: this one could not be recorded.
+
+    Records are never rewritten, so evaluating would record nothing (a checkpoint rewritten after it was
+    evaluated, e.g. by a trainer that started over in the same `model_dir`).
+    """
+    recorded = records.read(step)
+    if recorded is None:
+        return
+    theirs = recorded.get("checkpoint_fingerprint") or "none"
+    ours = eval_records.checkpoint_fingerprint(path) or "none"
+    raise checks.InputError(
+        f"`checkpoint` ({checks.shown(path)}) cannot be evaluated as {eval_name!r}: step {step} already has a record "
+        f"of another checkpoint ({recorded.get('checkpoint')}, fingerprint {theirs[:12]}; this one is {ours[:12]}; "
+        "it was rewritten after it was evaluated). Records are never rewritten, so nothing was evaluated or "
+        "recorded; pass a new `eval_name` to evaluate it."
+    )
 
 
 @entry_point.exit_on_input_error("evaluate")

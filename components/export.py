@@ -3,13 +3,15 @@
     python -m tfpipe.components.export --task=digits --model_dir=gs://bucket/runs/1 \\
         --output_path=/tmp/model --export_dir=gs://bucket/serving/digits --thresholds='{"accuracy": ">= 0.9"}'
 
-The SavedModel is written to a temporary sibling, copied into place with
-`saved_model.pb` last, reloaded and compared with the checkpointed model on a sample
-batch, and only then marked committed by `tfpipe_export.json` (the step, checkpoint
-and its fingerprint, and the metrics it was exported with), created once
-(`tfpipe.components.commits`). A destination without the marker is an interrupted
-commit and is completed; one whose marker names another checkpoint is never
-overwritten. Under `export_dir` each export lands in `<export_dir>/<step>/` (a TF
+The SavedModel is written to a temporary sibling, copied under another temporary
+name, reloaded and compared with the checkpointed model on a sample batch, and only
+then marked committed by `tfpipe_export.json` (the step, checkpoint and its
+fingerprint, the metrics it was exported with, and the manifest of its files) and
+renamed into place (on Cloud Storage: copied, `saved_model.pb` then the marker last;
+`tfpipe.components.commits`). A destination without the marker is an interrupted
+commit and is completed; one whose marker names another checkpoint, or whose files
+are not those of its marker's manifest and of this checkpoint, is never overwritten
+nor accepted. Under `export_dir` each export lands in `<export_dir>/<step>/` (a TF
 Serving version). Under a mixed `precision` the model computes in float16 or
 bfloat16 but the exported signature takes and returns float32. Where Vertex sets
 `AIP_MODEL_DIR`, an empty `export_dir` is that directory
@@ -84,7 +86,11 @@ def _check_predictions(task: Any, path: str) -> None:
 
 
 def commit_export(task: Any, source: str, destination: str, info: Mapping[str, Any]) -> bool:
-    """Commits the SavedModel at `source` to `destination`: copy, verify, then the marker.
+    """Commits the SavedModel at `source` to `destination`: a verified copy under a temporary name, then in place.
+
+    The marker gets the manifest of `source` (each file's path, size and SHA-256). A destination committed
+    before is accepted only when it holds this checkpoint's export: the same checkpoint fingerprint, files that
+    match its own marker's manifest, and the same predictions as the checkpointed model on a sample batch.
 
     Args:
         task: The task (its serving signature and data verify the copy).
@@ -93,25 +99,43 @@ def commit_export(task: Any, source: str, destination: str, info: Mapping[str, A
         info: The marker's content; `checkpoint_fingerprint` identifies what was exported.
 
     Returns:
-        Whether this call committed it (False: it was committed already, with the same checkpoint).
+        Whether this call committed it (False: it was committed already, with the same model).
 
     Raises:
-        checks.InputError: If `destination` already holds another model (nothing is overwritten).
+        checks.InputError: If `destination` already holds another model, or content its marker does not
+            describe (nothing is overwritten).
     """
+    info = {**info, "manifest": commits.manifest(source, marker=EXPORT_INFO)}
     marker_path = f"{destination}/{EXPORT_INFO}"
     existing = commits.read_marker(marker_path)
     if existing is None:
-        commits.copy_tree(source, destination, marker=EXPORT_INFO)
-        _check_predictions(task, destination)
-        if commits.create_only(marker_path, info):
+        if commits.publish(source, destination, marker=EXPORT_INFO, info=info,
+                           check=lambda path: _check_predictions(task, path)):
             return True
         existing = commits.read_marker(marker_path)  # Another exporter committed it meanwhile.
+    _check_committed(task, destination, existing, info)
+    return False
+
+
+def _check_committed(task: Any, destination: str, existing: Mapping[str, Any], info: Mapping[str, Any]) -> None:
+    """Refuses a committed `destination` that is not this export (see `commit_export`)."""
     if existing.get("checkpoint_fingerprint") != info["checkpoint_fingerprint"]:
         raise checks.InputError(
             f"{destination} already holds another model (exported from {existing.get('checkpoint')} at step "
             f"{existing.get('step')}); nothing was overwritten. Export to another place, or remove it yourself."
         )
-    return False
+    problem = commits.verify(destination, marker=EXPORT_INFO)
+    if problem is None:
+        try:
+            _check_predictions(task, destination)
+        except AssertionError as e:
+            problem = f"it predicts otherwise than {info['checkpoint']} ({str(e).strip().splitlines()[0]})"
+    if problem is not None:
+        raise checks.InputError(
+            f"{destination} has a commit marker naming {existing.get('checkpoint')} (step {existing.get('step')}), "
+            f"but {problem}: it was changed after the commit, or the marker belongs to another model. Nothing was "
+            "overwritten or accepted; export to another place, or remove it yourself."
+        )
 
 
 @preemption.exits_on_termination
@@ -163,6 +187,10 @@ def run(args: Any) -> ExportResult:
     if args.export_dir:
         export_path = f"{args.export_dir}/{step}"
         commit_export(built, args.output_path, export_path, info)
+    for committed in [args.output_path] + ([export_path] if export_path else []):
+        problem = commits.verify(committed, marker=EXPORT_INFO)  # What this step outputs is what it committed.
+        if problem is not None:
+            raise RuntimeError(f"The export at {committed} is not what was committed: {problem}.")
     signatures = sorted(tf.saved_model.load(args.output_path).signatures.keys())
     print(f"export | step: {step} | checkpoint: {path} | saved model: {args.output_path}"
           + (f" | export: {export_path}" if export_path else ""), flush=True)

@@ -83,6 +83,7 @@ def run(args: Any) -> TrainResult:
         checks.InputError: For a bad input (naming it), or a `model_dir` trained with another task or config.
         lease.LeaseHeldError: If another trainer holds `model_dir`.
     """
+    ttl = lease.ttl_from_env()  # An input like any other: checked before the task is built.
     package = tasks.install_task_package(args.task_package)
     tasks.resolve_factory(args.task)
     data = DataInputs.from_inputs(args)
@@ -102,7 +103,7 @@ def run(args: Any) -> TrainResult:
     trainer = built.trainer or KerasTrainer(built, distribution, precision=args.precision,
                                             jit_compile=args.jit_compile)
 
-    writer = lease.WriterLease(args.model_dir) if chief else None
+    writer = lease.WriterLease(args.model_dir, ttl=ttl) if chief else None
     with writer or _no_lease(), \
             strategy_lib.worker_checkpoint_dir(distribution, args.model_dir) as checkpoint_dir, \
             preemption.TerminationWatcher() as watcher:
@@ -121,6 +122,8 @@ def run(args: Any) -> TrainResult:
             step_counter=built.global_step,
             checkpoint_interval=args.checkpoint_interval,
         )
+        if writer is not None:
+            lease.fence_saves(manager, writer)  # Each save checks the lease with the server before and after.
         # Actions run before the controller's save: a lost lease or a diverged state is never saved.
         actions = [orbit.actions.RecoverFromDivergence(
             manager, built.global_step, loss_upper_bound=args.loss_upper_bound or None,

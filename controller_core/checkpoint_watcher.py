@@ -209,7 +209,13 @@ class CheckpointIterator:
         if final_step is not None and (target is None or final_step >= target):
             if final_step in self._recorded or final_step not in available:
                 if final_step not in self._recorded:
-                    logging.warning("Training finished at step %d but its checkpoint is gone.", final_step)
+                    path = f"{self.directory}/{self._name}-{final_step}"
+                    state = ("is incomplete (its .index is empty), left as it is" if tf.io.gfile.exists(
+                        f"{path}.index") else "is gone")
+                    logging.warning("Training finished at step %d but its checkpoint %s %s; not evaluated.",
+                                    final_step, path, state)
+                    print(f" eval | step: {final_step: 6d} | not evaluated: the final checkpoint {path} {state}",
+                          flush=True)
                 self.stop_reason = f"training complete at step {final_step}"
                 return True
         if target is not None and self._recorded and max(self._recorded) >= target:

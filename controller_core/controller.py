@@ -22,6 +22,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tfpipe.controller_core import checkpoint_watcher
 from tfpipe.controller_core import continuous_eval
 from tfpipe.controller_core import keras3
 from tfpipe.controller_core import preemption
@@ -357,7 +358,7 @@ class Controller:
         self._require("checkpoint_manager", for_method="restore_checkpoint")
         with self.strategy.scope():
             if checkpoint_path is None:
-                checkpoint_path = self.checkpoint_manager.latest_checkpoint
+                checkpoint_path = self._latest_complete_checkpoint()
             if checkpoint_path is None:
                 has_init_fn = tf_internals.checkpoint_init_fn(self.checkpoint_manager) is not None
                 _log("no checkpoint to restore: initializing model" + (" with `init_fn`..." if has_init_fn else "..."))
@@ -372,6 +373,28 @@ class Controller:
             self._last_saved_step = restored_step
         _log(f"restored model from {checkpoint_path}.")
         return checkpoint_path
+
+    def _latest_complete_checkpoint(self) -> Optional[str]:
+        """The manager's latest checkpoint; when its `.index` is empty or gone (a full disk), the newest complete one.
+
+        The incomplete checkpoint is left as it is, and a warning names it.
+        """
+        latest = self.checkpoint_manager.latest_checkpoint
+        if latest is None:
+            return None
+        try:
+            if tf.io.gfile.stat(f"{latest}.index").length > 0:
+                return latest
+        except tf.errors.NotFoundError:
+            pass
+        available = checkpoint_watcher.list_checkpoints(
+            self.checkpoint_manager.directory, checkpoint_watcher.checkpoint_name(self.checkpoint_manager))
+        fallback = available[max(available)] if available else None
+        message = (f"the latest checkpoint {latest} is incomplete (its .index is empty or missing) and is left as "
+                   f"it is; restoring {fallback or 'nothing'} instead")
+        logging.warning(message)
+        _log(f"WARNING: {message}.")
+        return fallback
 
     def save_checkpoint(self) -> None:
         """Saves a checkpoint at the current step, whatever the interval (ValueError without a manager)."""

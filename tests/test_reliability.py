@@ -37,7 +37,7 @@ def _contents(model_dir):
 # -- the checkpoint state file ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["deleted", "unparsable", "names an older checkpoint"])
+@pytest.mark.parametrize("damage", ["deleted", "unparsable", "names an older checkpoint", "empty", "not utf-8"])
 def test_train_never_trains_over_checkpoints_when_the_state_file_is_damaged(tmp_path, damage, capsys):
     _train(tmp_path, 30)
     before = _contents(tmp_path)
@@ -46,14 +46,21 @@ def test_train_never_trains_over_checkpoints_when_the_state_file_is_damaged(tmp_
         state.unlink()
     elif damage == "unparsable":
         state.write_text("model_checkpoint_path: <<< not a text proto")
+    elif damage == "empty":
+        state.write_bytes(b"")
+    elif damage == "not utf-8":
+        state.write_bytes(b"\xff\xfe\x00model_checkpoint_path: \xc3\x28")
     else:
         state.write_text('model_checkpoint_path: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-10"\n')
+    damaged = state.read_bytes() if state.exists() else None
     result = _train(tmp_path, 50)
     assert result.final_step == 50
     after = _contents(tmp_path)
     assert {name: after[name] for name in before} == before  # ckpt-10/20/30 untouched...
     assert sorted(checkpoint_watcher.list_checkpoints(str(tmp_path))) == [10, 20, 30, 40, 50]  # ...training went on.
     assert "recovered ckpt-30 from the checkpoint files" in capsys.readouterr().out
+    if damage in ("unparsable", "empty", "not utf-8"):  # The damaged file is kept beside the rebuilt one.
+        assert (tmp_path / "checkpoint.unreadable").read_bytes() == damaged
 
 
 def test_an_empty_index_is_not_a_checkpoint_and_dead_save_temporaries_are_removed(tmp_path):
@@ -105,8 +112,8 @@ def test_an_export_cut_short_by_a_full_disk_is_completed_by_the_retry(small_disk
     with pytest.raises((tf.errors.ResourceExhaustedError, OSError, tf.errors.OpError)):
         export.run(task="digits", task_config=FAST, model_dir=trained_dir, output_path=str(output),
                    checkpoint="latest")
-    assert not (output / export.EXPORT_INFO).exists()  # Never marked committed...
-    assert list(output.iterdir())  # ...though part of the copy is there.
+    assert not output.exists()  # The copy was made under a temporary name: nothing half-written is visible...
+    assert not [p for p in mount.iterdir() if ".tmp-" in p.name]  # ...and the temporaries are removed.
     resize(16 * 1024)
     result = export.run(task="digits", task_config=FAST, model_dir=trained_dir, output_path=str(output),
                         checkpoint="latest")
@@ -218,21 +225,145 @@ def test_two_trainers_with_different_configs_never_mix_in_one_model(tmp_path):
 
 
 def test_a_lapsed_gcs_lease_is_taken_over_and_its_holder_stops(gcs_emulator, gcs_bucket):
-    now = [1000.0]
     model_dir = f"{gcs_bucket}/lease-{uuid.uuid4().hex[:6]}"
-    holder = lease.WriterLease(model_dir, ttl=30, wait=0, clock=lambda: now[0])
+    holder = lease.WriterLease(model_dir, ttl=1, wait=0)
     assert holder._try_acquire() is None  # Held, then never renewed (a pod that froze).
-    contender = lease.WriterLease(model_dir, ttl=30, wait=0, clock=lambda: now[0])
+    contender = lease.WriterLease(model_dir, ttl=1, wait=0)
     with pytest.raises(lease.LeaseHeldError, match=r"Another trainer holds the run directory .*nothing was written"):
         contender.acquire()
-    now[0] += 31  # The holder's lease lapses: the contender takes it over.
+    time.sleep(1.5)  # The holder's lease lapses by the server's clock: the contender takes it over.
     contender.acquire()
     assert holder.renew() is False  # Its renewal fails the generation precondition...
-    with pytest.raises(lease.LeaseLostError, match=r"stopping before the next checkpoint"):
+    with pytest.raises(lease.LeaseLostError, match=r"stopping before writing more"):
         holder.check()  # ...and its next train loop stops before saving.
     assert contender.renew() is True
     contender.release()
     holder.release()
+
+
+def _fenced_manager(model_dir, writer, during_save=None):
+    checkpoint = tf.train.Checkpoint(v=tf.Variable(1.0))
+    manager = tf.train.CheckpointManager(checkpoint, model_dir, max_to_keep=None)
+    if during_save is not None:
+        save = manager.save
+
+        def save_with_a_pause(*args, **kwargs):
+            during_save()
+            return save(*args, **kwargs)
+
+        manager.save = save_with_a_pause
+    return lease.fence_saves(manager, writer)
+
+
+def test_a_paused_gcs_holder_cannot_save_after_another_took_over(gcs_emulator, gcs_bucket):
+    model_dir = f"{gcs_bucket}/paused-{uuid.uuid4().hex[:6]}"
+    holder = lease.WriterLease(model_dir, ttl=1, wait=0)
+    assert holder._try_acquire() is None  # Acquired; then the process froze (no renewals) past its ttl.
+    time.sleep(1.5)
+    contender = lease.WriterLease(model_dir, ttl=1, wait=0).acquire()
+    with pytest.raises(lease.LeaseLostError, match="stopping before writing more"):
+        _fenced_manager(model_dir, holder).save()  # Its lease is checked with the server right before the save.
+    assert not tf.io.gfile.glob(f"{model_dir}/ckpt-*")
+    contender.release()
+
+
+def test_a_holder_frozen_inside_a_save_stops_right_after_it(gcs_emulator, gcs_bucket):
+    model_dir = f"{gcs_bucket}/frozen-{uuid.uuid4().hex[:6]}"
+    holder = lease.WriterLease(model_dir, ttl=1, wait=0)
+    assert holder._try_acquire() is None
+    taken = []
+
+    def frozen_past_the_ttl():  # Between the check before the save and its write; another trainer takes over.
+        time.sleep(1.5)
+        taken.append(lease.WriterLease(model_dir, ttl=1, wait=0).acquire())
+
+    with pytest.raises(lease.LeaseLostError, match=r"The save of .*ckpt-1 finished after the lease was lost"):
+        _fenced_manager(model_dir, holder, during_save=frozen_past_the_ttl).save()
+    assert taken and taken[0].renew() is True  # The new holder keeps the lease.
+    taken[0].release()
+
+
+def test_a_skewed_clock_never_takes_over_a_live_gcs_lease(gcs_emulator, gcs_bucket):
+    """The contender's clock runs 100 s ahead (patched before tfpipe is imported); the server's clock decides."""
+    model_dir = f"{gcs_bucket}/skewed-{uuid.uuid4().hex[:6]}"
+    holder = lease.WriterLease(model_dir, ttl=30, wait=0).acquire()
+    try:
+        script = ("import time; real = time.time; time.time = lambda: real() + 100\n"
+                  "from tfpipe.components import lease\n"
+                  f"lease.WriterLease({model_dir!r}, ttl=30, wait=0).acquire()\n")
+        out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **gcs_emulator.env},
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode != 0 and "LeaseHeldError: Another trainer holds the run directory" in out.stderr, (
+            out.stdout[-2000:], out.stderr[-2000:])
+        holder.check()
+        assert holder.renew() is True
+    finally:
+        holder.release()
+
+
+def test_a_deleted_lock_file_never_admits_a_second_writer(tmp_path):
+    holder = lease.WriterLease(str(tmp_path), wait=0).acquire()
+    try:
+        os.remove(tmp_path / lease.LOCK_FILE)  # Mid-run, by hand or a cleanup job.
+        with pytest.raises(lease.LeaseHeldError, match="Another trainer holds the run directory"):
+            lease.WriterLease(str(tmp_path), wait=0).acquire()
+        holder.check()  # Still the holder; it says so again in a new lock file.
+        assert json.loads((tmp_path / lease.LOCK_FILE).read_text())["pid"] == os.getpid()
+        with pytest.raises(lease.LeaseHeldError, match=f'"pid": {os.getpid()}'):
+            lease.WriterLease(str(tmp_path), wait=0).acquire()
+    finally:
+        holder.release()
+    lease.WriterLease(str(tmp_path), wait=0).acquire().release()  # Released: free again.
+
+
+def test_where_a_directory_cannot_be_locked_a_replaced_lock_file_stops_its_holder(tmp_path, monkeypatch):
+    """NFS: the lock is on the lock file; deleting it can admit a second lock, but the first holder stops."""
+    import errno
+    import fcntl
+    import stat
+
+    flock = fcntl.flock
+
+    def no_directory_locks(fd, operation):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return flock(fd, operation)
+
+    monkeypatch.setattr(lease.fcntl, "flock", no_directory_locks)
+    holder = lease.WriterLease(str(tmp_path), wait=0).acquire()
+    with pytest.raises(lease.LeaseHeldError):
+        lease.WriterLease(str(tmp_path), wait=0).acquire()
+    os.remove(tmp_path / lease.LOCK_FILE)
+    second = lease.WriterLease(str(tmp_path), wait=0).acquire()
+    with pytest.raises(lease.LeaseLostError, match="the run directory or its lock was replaced"):
+        _fenced_manager(str(tmp_path / "ckpts"), holder).save()
+    assert not list((tmp_path / "ckpts").glob("ckpt-*"))
+    second.check()
+    second.release()
+    holder.release()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "1e9"])
+def test_a_bad_lease_ttl_is_refused_before_the_task_is_built(tmp_path, monkeypatch, value):
+    monkeypatch.setenv(lease.TTL_ENV, value)
+    built = []
+    monkeypatch.setattr(tasks, "build_task", lambda *a, **k: built.append(1))
+    with pytest.raises(checks.InputError, match=(
+            rf"`\${lease.TTL_ENV}` \('{value}'\) must be a number of seconds from 1 to 86400")):
+        _train(tmp_path / "run", 10)
+    assert not built and not (tmp_path / "run").exists()
+
+
+def test_a_bad_lease_ttl_is_one_line_and_exit_2(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "tfpipe.components.train", "--task=digits", f"--model_dir={tmp_path}/run",
+         "--train_steps=10"], cwd=ROOT, env={**os.environ, lease.TTL_ENV: "abc"}, capture_output=True, text=True,
+        timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"train: `${lease.TTL_ENV}` ('abc') must be a number of seconds from 1 to 86400 (the writer lease's time "
+        "to live; default 120).")
+    assert "Traceback" not in out.stderr
 
 
 def test_create_only_commits_exactly_one_of_two_writers(tmp_path, gcs_bucket):
@@ -352,3 +483,141 @@ def test_training_killed_at_random_points_never_loses_or_rewrites_a_checkpoint(t
     steps = sorted(checkpoint_watcher.list_checkpoints(str(model_dir)))
     assert steps[-1] == 200 and not list(model_dir.glob("*_temp"))
     assert checkpoints.recover_checkpoint_state(str(model_dir)).endswith("ckpt-200")  # The state file agrees.
+
+
+# -- an unreadable newest checkpoint: evaluators restore only what they are asked -------------------------------
+
+
+@pytest.fixture
+def empty_newest_index(tmp_path):
+    model_dir = tmp_path / "run"
+    _train(model_dir, 30)
+    (model_dir / "ckpt-30.index").write_bytes(b"")  # A full disk during the merge; the state file names it.
+    return model_dir
+
+
+def test_evaluate_an_older_step_beside_an_empty_newest_index(empty_newest_index, capsys):
+    from tfpipe.components import evaluate
+
+    result = evaluate.run(task="digits", task_config=FAST, model_dir=str(empty_newest_index), checkpoint=20)
+    assert result.step == 20 and result.record["step"] == 20
+    assert (empty_newest_index / "ckpt-30.index").read_bytes() == b""  # Left as it was.
+
+
+def test_continuous_eval_skips_an_empty_newest_index_and_says_so(empty_newest_index, capsys):
+    from tfpipe.components import continuous_eval
+
+    result = continuous_eval.run(task="digits", task_config=FAST, model_dir=str(empty_newest_index),
+                                 idle_timeout=5, poll_interval=0.2)
+    assert result.evaluated == [10, 20]
+    out = capsys.readouterr().out
+    assert "the latest checkpoint" in out and "is incomplete (its .index is empty or missing)" in out, out[-3000:]
+    assert "not evaluated: the final checkpoint" in out and "is incomplete (its .index is empty)" in out, out[-3000:]
+    assert (empty_newest_index / "ckpt-30.index").exists() and (empty_newest_index / "ckpt-30.index").read_bytes() == b""
+
+
+# -- exports: a marker tied to its content, version folders never visible half-written ---------------------------
+
+
+def _export(trained_dir, output, **kwargs):
+    return export.run(task="digits", task_config=FAST, model_dir=trained_dir, output_path=str(output), **kwargs)
+
+
+def _versions(export_dir):
+    """What TF Serving would load: the numbered folders."""
+    return sorted(p.name for p in pathlib.Path(export_dir).iterdir() if p.name.isdigit()) if os.path.isdir(
+        export_dir) else []
+
+
+def test_an_export_whose_variables_were_replaced_is_refused_by_the_rerun_and_the_gate(trained_dir, tmp_path):
+    from tfpipe.components import baseline
+
+    serving = tmp_path / "serving"
+    _export(trained_dir, tmp_path / "model", checkpoint=20, export_dir=str(serving))
+    marker = json.loads((serving / "20" / export.EXPORT_INFO).read_text())
+    assert marker["manifest"]["saved_model.pb"]["size"] == (serving / "20" / "saved_model.pb").stat().st_size
+    other = tmp_path / "other"
+    _export(trained_dir, other, checkpoint=10)
+    for name in ("variables.index", "variables.data-00000-of-00001"):  # Step 10's weights under step 20's marker.
+        (serving / "20" / "variables" / name).write_bytes((other / "variables" / name).read_bytes())
+    with pytest.raises(checks.InputError, match=r"serving/20 has a commit marker naming .*ckpt-20 \(step 20\), but "
+                                                r"its files differ from its marker's manifest: changed \['variables/"):
+        _export(trained_dir, tmp_path / "model2", checkpoint=20, export_dir=str(serving))
+    with pytest.raises(checks.InputError, match=r"is not the export its tfpipe_export.json describes: its files "
+                                                r"differ"):
+        baseline.beats_baseline({"accuracy": 1.0}, str(serving / "20"), "gs://b/serving/20", metric="accuracy",
+                                mode="higher", thresholds_passed=True)
+
+
+@pytest.mark.parametrize("forger", ["copies the marker", "recomputes the manifest"])
+def test_a_forged_marker_on_another_model_is_refused(trained_dir, tmp_path, forger):
+    _export(trained_dir, tmp_path / "model", checkpoint=20)
+    forged = tmp_path / "forged"
+    _export(trained_dir, forged, checkpoint=10)  # Another model...
+    marker = json.loads((tmp_path / "model" / export.EXPORT_INFO).read_text())  # ...under step 20's marker.
+    if forger == "recomputes the manifest":
+        marker["manifest"] = commits.manifest(str(forged), marker=export.EXPORT_INFO)
+    (forged / export.EXPORT_INFO).write_text(json.dumps(marker))
+    before = commits.manifest(str(forged), marker="")
+    with pytest.raises(checks.InputError, match=(
+            r"forged has a commit marker naming .*ckpt-20 \(step 20\), but (its files differ from its marker.s "
+            r"manifest|it predicts otherwise than .*ckpt-20)")):
+        _export(trained_dir, forged, checkpoint=20)
+    assert commits.manifest(str(forged), marker="") == before  # Nothing was overwritten.
+
+
+def test_a_full_disk_mid_write_never_leaves_a_visible_version_folder(trained_dir, tmp_path, monkeypatch):
+    import errno
+
+    serving, output = tmp_path / "serving", tmp_path / "model"
+    copy = tf.io.gfile.copy
+
+    def full_disk_at_saved_model_pb(source, target, overwrite=False):
+        if target.endswith("saved_model.pb") and f"{serving}/" in target:  # Writing the TF Serving version.
+            with open(target, "wb") as f:  # A truncated write, then the disk is full.
+                f.write(b"\x08\x01")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return copy(source, target, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "copy", full_disk_at_saved_model_pb)
+    with pytest.raises(OSError, match="No space left"):
+        _export(trained_dir, output, checkpoint=20, export_dir=str(serving))
+    assert _versions(serving) == []  # Nothing half-written is visible to TF Serving.
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]  # Temporaries removed.
+    monkeypatch.undo()
+    _export(trained_dir, output, checkpoint=20, export_dir=str(serving))  # The retry commits.
+    assert _versions(serving) == ["20"] and commits.verify(str(serving / "20"), marker=export.EXPORT_INFO) is None
+
+
+def test_publish_on_gcs_verifies_the_copy_and_writes_the_marker_last(tmp_path, gcs_bucket):
+    source = tmp_path / "model"
+    (source / "variables").mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"pb" * 1000)
+    (source / "variables" / "variables.index").write_bytes(b"index")
+    info = {"step": 1, "manifest": commits.manifest(str(source), marker="marker.json")}
+    assert sorted(info["manifest"]) == ["saved_model.pb", "variables/variables.index"]
+    destination = f"{gcs_bucket}/serving/1"
+    assert commits.publish(str(source), destination, marker="marker.json", info=info) is True
+    assert commits.verify(destination, marker="marker.json") is None
+    assert not [p for p in tf.io.gfile.listdir(f"{gcs_bucket}/serving") if ".tmp-" in p]
+    with tf.io.gfile.GFile(f"{destination}/variables/variables.index", "wb") as f:
+        f.write(b"other")
+    assert commits.verify(destination, marker="marker.json") == (
+        "its files differ from its marker's manifest: changed ['variables/variables.index']")
+
+
+def test_evaluate_says_why_a_rewritten_checkpoint_cannot_be_recorded(tmp_path):
+    from tfpipe.components import evaluate
+
+    model_dir = tmp_path / "run"
+    _train(model_dir, 10)
+    evaluate.run(task="digits", task_config=FAST, model_dir=str(model_dir), checkpoint=10)
+    other = tmp_path / "other"  # Rewritten (a trainer started over): other content under the same name.
+    train.run(task="digits", task_config={**FAST, "learning_rate": 0.01}, model_dir=str(other), train_steps=10,
+              steps_per_loop=10, checkpoint_interval=10)
+    for f in other.glob("ckpt-10.*"):
+        (model_dir / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(checks.InputError, match=(
+            r"cannot be evaluated as 'evaluate': step 10 already has a record of another checkpoint .*it was "
+            r"rewritten after it was evaluated\). Records are never rewritten, so nothing was evaluated or recorded")):
+        evaluate.run(task="digits", task_config=FAST, model_dir=str(model_dir), checkpoint=10)
