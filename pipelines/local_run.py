@@ -142,6 +142,8 @@ def summarize(run_dir: str, values: Dict[str, Any]) -> LocalRunSummary:
         raise LocalRunError(f"the local run in {run_dir} failed at step {failed[0]}: see its error above.")
     train, watched = outputs["train"], outputs["continuous-eval"]
     exported = _executor_output(run_dir, "export")
+    if exported is not None and not exported.get("parameterValues", {}).get("exported", True):
+        exported = None  # The export step ran with `passed` false: it exported nothing.
     ce_metrics = _artifact(watched, "metrics")["metadata"]
     model = _artifact(exported, "model") if exported else None
     model_dir = _artifact(train, "model")["metadata"]["model_dir"]

@@ -140,3 +140,34 @@ def test_own_project_wires_datasets_into_training_and_the_exported_model_out(tmp
     assert second["exported"] and second["metadata"]["step"] in (200, 250) and second["accuracy_on_shifted"] >= 0.8
     assert (model_dir / "ckpt-250.index").exists()
     assert json.loads((model_dir / "run_config.json").read_text()) == recorded
+
+
+def test_the_packaged_pipeline_imports_data_uris_as_datasets():
+    from tfpipe.pipelines.train_eval_export import build_pipeline
+
+    pipeline = build_pipeline(backend="gke", image="registry.example.com/t/tfpipe:1",
+                              data_inputs=["eval_data", "train_data"])
+    spec = pipeline.pipeline_spec
+    assert {"train_data", "eval_data"} <= set(spec.root.input_definitions.parameters)
+    tasks = spec.root.dag.tasks
+    importers = {name for name, task in tasks.items() if task.component_ref.name.startswith("comp-importer")}
+    assert len(importers) == 2
+    for step in ("check-inputs", "train", "continuous-eval"):
+        producers = {a.task_output_artifact.producer_task for a in tasks[step].inputs.artifacts.values()}
+        assert producers == importers, step
+    with pytest.raises(ValueError, match=r"`data_inputs` must name some of \['train_data', 'eval_data'\]"):
+        build_pipeline(backend="gke", image="registry.example.com/t/tfpipe:1", data_inputs=["test_data"])
+
+
+@pytest.mark.timeout(1200)  # One kfp.local run of the packaged pipeline.
+def test_run_local_trains_on_data_uris(tmp_path):
+    from tests.test_data_inputs import prepare
+    from tfpipe.pipelines.local_run import run_local
+
+    train_uri, eval_uri = prepare(tmp_path / "train"), prepare(tmp_path / "eval", "eval")
+    summary = run_local(pipeline_root=str(tmp_path / "root"), model_dir=str(tmp_path / "run"), train_steps=200,
+                        train_data=train_uri, eval_data=eval_uri, thresholds='{"accuracy": ">= 0.8"}')
+    assert summary.final_step == 200 and summary.exported  # High accuracy on shifted labels: trained on them.
+    assert summary.best_metrics["accuracy"] >= 0.8
+    recorded = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert set(recorded["data"]) == {"train_data", "eval_data"}
