@@ -111,7 +111,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                               train_retries=args.train_retries, secret_env=_secret_env(args.secret),
                               train_replicas=args.train_replicas, vertex_tensorboard=args.vertex_tensorboard,
                               register_model=args.register_model, parent_model=args.parent_model,
-                              serving_image=args.serving_image)
+                              serving_image=args.serving_image, data_inputs=args.data_input)
     image = pipeline_image(args.image, args.backend)  # The image it was built for (`--image` or $TFPIPE_IMAGE).
     _compile_to(pipeline, output)
     print(f"compiled {args.backend} pipeline for image {image} to {output}")
@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--serving-image", default=vertex_defaults.DEFAULT_SERVING_IMAGE, metavar="IMAGE",
                       help="Vertex, with --register-model: the prebuilt TensorFlow serving container "
                            "(default: %(default)s).")
+    comp.add_argument("--data-input", action="append", default=[], choices=["train_data", "eval_data"],
+                      help="Give the pipeline this data input: a URI parameter of that name, imported as a Dataset "
+                      "for every step; repeatable.")
     comp.add_argument("-o", "--output", required=True, help="The pipeline YAML to write.")
     comp.set_defaults(func=cmd_compile)
 

@@ -28,7 +28,7 @@ from kfp import local
 from tfpipe import checks
 from tfpipe.components import thresholds as thresholds_lib
 from tfpipe.pipelines.train_eval_export import (
-    PIPELINE_DEFAULTS, PIPELINE_INPUTS, PIPELINE_NAME, build_pipeline, pipeline_image)
+    DATA_URI_INPUTS, PIPELINE_DEFAULTS, PIPELINE_INPUTS, PIPELINE_NAME, build_pipeline, pipeline_image)
 
 RUNNERS = ("subprocess", "docker")
 # What differs from the pipeline's own defaults for a local run: shorter, polled faster, every checkpoint kept
@@ -37,7 +37,10 @@ LOCAL_DEFAULTS: Dict[str, Any] = {
     "train_steps": 300, "steps_per_loop": 50, "checkpoint_interval": 100, "max_to_keep": 0,
     "poll_interval": 0.2, "idle_timeout": 600.0,
 }
-INPUTS = {item.name: item for item in PIPELINE_INPUTS}
+# The pipeline's parameters, and its optional data inputs (`--train-data URI`: the pipeline is built to import it).
+DATA_INPUTS = {name: dataclasses.replace(item, default="", check=checks.check_optional_uri)
+               for name, item in DATA_URI_INPUTS.items()}
+INPUTS = {**{item.name: item for item in PIPELINE_INPUTS}, **DATA_INPUTS}
 
 
 class LocalRunError(RuntimeError):
@@ -139,6 +142,8 @@ def summarize(run_dir: str, values: Dict[str, Any]) -> LocalRunSummary:
         raise LocalRunError(f"the local run in {run_dir} failed at step {failed[0]}: see its error above.")
     train, watched = outputs["train"], outputs["continuous-eval"]
     exported = _executor_output(run_dir, "export")
+    if exported is not None and not exported.get("parameterValues", {}).get("exported", True):
+        exported = None  # The export step ran with `passed` false: it exported nothing.
     ce_metrics = _artifact(watched, "metrics")["metadata"]
     model = _artifact(exported, "model") if exported else None
     model_dir = _artifact(train, "model")["metadata"]["model_dir"]
@@ -252,11 +257,13 @@ def run_local(*, pipeline_root: str = "local_outputs", runner: str = "subprocess
         # A container sees only what is bind-mounted: local run, export and baseline directories outside the
         # pipeline root are mounted at the same absolute paths; the run and export directories are created (a bind
         # source must exist) once the engine and the image are known to be there.
-        for name in ("model_dir", "export_dir", "baseline_model_uri"):
+        read_only = ("baseline_model_uri", *DATA_INPUTS)
+        for name in ("model_dir", "export_dir", *read_only):
             values[name] = _absolute_local(values[name])
-        outside = [path for path in dict.fromkeys(values[n] for n in ("model_dir", "export_dir", "baseline_model_uri"))
+        outside = [path for path in dict.fromkeys(values[n] for n in ("model_dir", "export_dir", *read_only))
                    if path.startswith("/") and os.path.commonpath([path, root]) != root]
-        mounted = [path for path in outside if path != values["baseline_model_uri"] or os.path.exists(path)]
+        mounted = [path for path in outside
+                   if path not in [values[n] for n in read_only] or os.path.exists(path)]
         image = pipeline_image(image, "local")
         step_runner = _docker_runner(image, mounted)
         for path in (values["model_dir"], values["export_dir"]):
@@ -267,6 +274,8 @@ def run_local(*, pipeline_root: str = "local_outputs", runner: str = "subprocess
     os.makedirs(root, exist_ok=True)
     before = set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*")))
     local.init(runner=step_runner, pipeline_root=root, raise_on_error=False)
-    build_pipeline(backend="local", image=image)(**values)
+    data = {name: values.pop(name) for name in DATA_INPUTS if name in values}
+    data = {name: uri for name, uri in data.items() if uri}
+    build_pipeline(backend="local", image=image, data_inputs=tuple(data))(**values, **data)
     (run_dir,) = sorted(set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*"))) - before)[-1:]
     return summarize(run_dir, values)

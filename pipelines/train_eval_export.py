@@ -13,16 +13,22 @@ an input that can never work fails in seconds, not after the train step's retrie
 The pipeline's parameters are the components' declared inputs
 (`tfpipe.components.definitions`), each once, plus `baseline_model_uri` and
 `final_evaluate`: a new component input becomes a pipeline parameter by itself.
+Built with `data_inputs` (`train_data`, `eval_data`), it also takes each as a
+URI parameter, imports it once as a `Dataset` (`dsl.importer`) and hands the
+artifact to check-inputs, train, continuous_eval and the gated export: the data
+edges show in the compiled pipeline and its lineage. (A KFP importer refuses an
+empty URI at run time, so these parameters are required where they exist: the
+data inputs are chosen when the pipeline is built.)
 """
 
 import json
 import os
 import re
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from kfp import dsl
 from kfp import kubernetes
-from kfp.dsl import Model
+from kfp.dsl import Dataset, Model
 
 from tfpipe import __version__, checks
 from tfpipe.components import definitions
@@ -50,6 +56,12 @@ PIPELINE_INPUTS = (
 )
 # Pipeline-level defaults: a runnable example, and an empty model_dir for one under the pipeline root.
 PIPELINE_DEFAULTS = {"task": "digits", "model_dir": "", "train_steps": 1000}
+# The data inputs a pipeline can be built with (`data_inputs`): each a URI parameter, imported as a Dataset.
+DATA_URI_INPUTS = {
+    name: interface.Input(name, str, f"URI of the {what} (a folder, glob or file), imported as a Dataset and "
+                          "given to every step.", check=checks.check_uri)
+    for name, what in (("train_data", "training data"), ("eval_data", "validation data"))
+}
 
 
 def _arguments(component: interface.Interface, values: Mapping[str, Any], **overrides: Any) -> Dict[str, Any]:
@@ -128,6 +140,7 @@ def build_pipeline(
     register_model: str = "",
     parent_model: str = "",
     serving_image: str = vertex.DEFAULT_SERVING_IMAGE,
+    data_inputs: Sequence[str] = (),
 ):
     """Builds the pipeline function for a backend.
 
@@ -170,6 +183,8 @@ def build_pipeline(
             model (`projects/P/locations/L/models/ID`) instead of a new model.
         serving_image: With `register_model`: the prebuilt TensorFlow serving
             container the registered model is served with.
+        data_inputs: `train_data` and/or `eval_data`: the pipeline takes each as a
+            (required) URI parameter and imports it as a `Dataset` for every step.
 
     Returns:
         The `@dsl.pipeline` function.
@@ -180,6 +195,9 @@ def build_pipeline(
     """
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}.")
+    if isinstance(data_inputs, str) or not set(data_inputs) <= set(DATA_URI_INPUTS):
+        raise ValueError(f"`data_inputs` must name some of {list(DATA_URI_INPUTS)}, got {data_inputs!r}.")
+    data_inputs = tuple(name for name in DATA_URI_INPUTS if name in data_inputs)
     unknown = sorted(set(profiles or {}) - set(STEPS))
     if unknown:
         raise ValueError(f"resource profiles for unknown step(s) {unknown}; steps are {list(STEPS)}.")
@@ -241,11 +259,16 @@ def build_pipeline(
         display_name=registered_name, image=image, serving_image=serving_image, parent_model=parent,
     ) if registered_name else None
     export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval", **board),
-                                      configure=with_secrets, register=register, final_output_dir=bool(tensorboard))
+                                      configure=with_secrets, register=register, final_output_dir=bool(tensorboard),
+                                      data_inputs=data_inputs)
 
     def body(p: Dict[str, Any]) -> None:
         run_dir = dag.run_dir(resolve_op, p["model_dir"])
         values = {**p, "model_dir": run_dir.outputs["model_dir"] if tensorboard else run_dir.output}
+        for name in data_inputs:
+            imported = dsl.importer(artifact_uri=p[name], artifact_class=Dataset, reimport=False)
+            imported.set_display_name(f"import-{name.replace('_', '-')}")
+            values[name] = imported.output
         # With a Vertex TensorBoard, each custom job's base output directory (AIP_TENSORBOARD_LOG_DIR's parent).
         outputs = {step: {"base_output_directory": run_dir.outputs[f"{step}_output_dir"]} if tensorboard else {}
                    for step in ("train", "eval")}
@@ -266,6 +289,7 @@ def build_pipeline(
         stage = {i.name: values[i.name] for i in gated_export.INPUTS if i.name in values}
         if tensorboard:
             stage[gated_export.FINAL_OUTPUT_DIR.name] = run_dir.outputs["final_output_dir"]
+        stage.update({name: values[name] for name in data_inputs})
         with dsl.If(p["baseline_model_uri"] != "", name="baseline-given"):
             baseline = dsl.importer(artifact_uri=p["baseline_model_uri"], artifact_class=Model, reimport=False)
             verdict = baseline_op(candidate=watched.outputs["metrics"], baseline=baseline.output,
@@ -279,4 +303,5 @@ def build_pipeline(
 
     return dsl.pipeline(name=PIPELINE_NAME)(interface.graph_function(
         "train_eval_export", "Trains a task while evaluating every checkpoint, then exports the best one if it "
-        "is good enough.", PIPELINE_INPUTS, body, defaults=PIPELINE_DEFAULTS))
+        "is good enough.", (*PIPELINE_INPUTS, *(DATA_URI_INPUTS[n] for n in data_inputs)), body,
+        defaults=PIPELINE_DEFAULTS))

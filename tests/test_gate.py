@@ -56,10 +56,13 @@ def test_export_runs_when_the_gate_passes(tmp_path, trained_dir):
     assert model["metadata"]["metrics"]["accuracy"] >= 0.5
 
 
-def test_export_does_not_run_when_the_gate_fails(tmp_path, trained_dir):
+def test_nothing_is_exported_when_the_gate_fails(tmp_path, trained_dir):
     run = run_user_dag(tmp_path, trained_dir, '{"accuracy": ">= 0.9999"}', eval_name="gate-fail")
     assert _output(run, "continuous-eval")["parameterValues"]["passed"] is False
-    assert _output(run, "export") is None
+    exported = _output(run, "export")  # The export step always runs (its outputs are the graph's): it exported nothing.
+    assert exported["parameterValues"]["exported"] is False and exported["parameterValues"]["step"] == -1
+    model = exported["artifacts"]["model"]["artifacts"][0]
+    assert model["metadata"] == {"exported": False} and os.listdir(model["uri"]) == []
 
 
 def test_upstream_kfp_local_skips_an_if_on_a_named_task_output(tmp_path):

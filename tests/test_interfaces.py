@@ -132,7 +132,7 @@ def test_every_declared_input_has_a_row_in_docs_inputs(name):
 def test_every_row_of_docs_inputs_names_a_declared_input():
     declared = {(n, i.name) for n, interface_ in definitions.INTERFACES.items() for i in interface_.inputs}
     pipeline = {("pipelines", name) for name in inspect.signature(train_eval_export.build_pipeline).parameters}
-    local = {("run-local", item.name) for item in train_eval_export.PIPELINE_INPUTS} | {
+    local = {("run-local", name) for name in local_run.INPUTS} | {
         ("run-local", name) for name in inspect.signature(local_run.run_local).parameters if name != "params"}
     unknown = _doc_rows() - declared - pipeline - local
     assert not unknown, f"docs/inputs.md rows name no declared input: {sorted(unknown)}"

@@ -8,6 +8,7 @@ import shlex
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from kfp import compiler
 
 from tfpipe.pipelines import cli
@@ -43,6 +44,16 @@ def test_the_own_dag_example_compiles(tmp_path):
     exec(compile(_block_with("python", "export_if_passed(passed="), "README.md", "exec"), scope)
     compiler.Compiler().compile(scope["my_training"], str(tmp_path / "my_training.yaml"))
     assert "export-if-passed" in (tmp_path / "my_training.yaml").read_text()
+
+
+def test_the_data_in_model_out_example_compiles_with_its_artifact_edges(tmp_path):
+    scope: dict = {}
+    exec(compile(_block_with("python", "def my_data_training("), "README.md", "exec"), scope)
+    compiler.Compiler().compile(scope["my_data_training"], str(tmp_path / "p.yaml"))
+    tasks = yaml.safe_load((tmp_path / "p.yaml").read_text())["root"]["dag"]["tasks"]
+    for step in ("train", "continuous-eval"):
+        assert tasks[step]["inputs"]["artifacts"]["train_data"]["taskOutputArtifact"]["producerTask"] == "prepare"
+    assert tasks["deploy"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "export-if-passed"
 
 
 @pytest.mark.parametrize("line", [

@@ -98,8 +98,8 @@ def test_tpu_steps_carry_machine_type_accelerator_and_topology(tmp_path, service
     expected = {
         ("train", None): ("ct5lp-hightpu-8t", Accelerator.TPU_V5_LITEPOD, 8, "2x4", Strategy.STANDARD),
         ("continuous-eval", None): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
-        ("export", "comp-condition-1"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
-        ("export", "comp-condition-1-2"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
+        ("export", "comp-export-if-passed"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
+        ("export", "comp-export-if-passed-2"): ("ct4p-hightpu-4t", Accelerator.TPU_V4_POD, 4, "2x2x1", Strategy.STANDARD),
         ("evaluate", "comp-condition-2-2"): ("ct5lp-hightpu-4t", Accelerator.TPU_V5_LITEPOD, 4, "2x2", Strategy.SPOT),
     }
     for (task, within), (machine, accelerator, count, topology, strategy) in expected.items():
@@ -115,7 +115,7 @@ def test_tpu_steps_carry_machine_type_accelerator_and_topology(tmp_path, service
 
 def test_a_cpu_only_spot_step_keeps_gcpc_defaults_for_what_the_profile_leaves_out(tmp_path, service):
     spec = compile_with_cli(tmp_path, "--export-resources", "cpu=8,spot")
-    job = launch(spec, "export", service, tmp_path, runtime=RUNTIME, within="comp-condition-1")
+    job = launch(spec, "export", service, tmp_path, runtime=RUNTIME, within="comp-export-if-passed")
     (pool,) = job.job_spec.worker_pool_specs
     assert pool.machine_spec.machine_type == "n1-standard-8"
     assert pool.machine_spec.accelerator_type == Accelerator.ACCELERATOR_TYPE_UNSPECIFIED
@@ -245,8 +245,11 @@ def registration_inputs(spec, within):
 
     step, component, _ = find_task(spec, "model-registration", within)
     values = task_inputs(step, component, {})
-    assert step["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {"outputArtifactKey": "model",
-                                                                          "producerTask": "export"}
+    # The export step runs outside the `passed` branch (its outputs are the graph's): the branch receives its model.
+    assert step["inputs"]["artifacts"]["model"] == {"componentInputArtifact": "pipelinechannel--export-model"}
+    branch = spec["components"]["comp-export-if-passed"]["dag"]["tasks"]["condition-1"]
+    assert branch["inputs"]["artifacts"]["pipelinechannel--export-model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "model", "producerTask": "export"}
     exported = kfp_dsl.Model(uri="gs://root/export/model", metadata={
         "step": 1000, "checkpoint": "gs://bucket/runs/7/ckpt-1000", "precision": "mixed_float16",
         "metrics": {"accuracy": 0.953125, "loss": 0.1875, "step": 1000}})

@@ -1,0 +1,173 @@
+"""A user's own KFP project wires data in and the model out: prep → train ∥ continuous_eval → export_if_passed → deploy.
+
+The project (its own `components/` and `pipelines/` packages, tfpipe imported as a library) runs under kfp.local's
+SubprocessRunner in a process of its own. Its prep step writes `Output[Dataset]`s of digits whose labels are
+shifted, so only a model trained on the artifacts predicts them; its deploy step consumes the exported `Model`.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+PREP = '''
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+
+@dsl.component(base_image="localhost/my-project:1", install_kfp_package=False)
+def prepare_digits(shift: int, train: Output[Dataset], validation: Output[Dataset]):
+    """The digits with every label shifted by `shift` (mod 10), as TFRecords tfpipe's digits task reads."""
+    from tfpipe.components.tasks import digits
+
+    (tx, ty), (ex, ey) = digits.load_arrays(digits.DigitsConfig())
+    digits.write_tfrecords(train.path, tx, (ty + shift) % 10)
+    digits.write_tfrecords(validation.path, ex, (ey + shift) % 10)
+    train.metadata["format"] = validation.metadata["format"] = "tfrecord"
+'''
+
+DEPLOY = '''
+from kfp import dsl
+from kfp.dsl import Input, Model
+
+
+@dsl.component(base_image="localhost/my-project:1", install_kfp_package=False)
+def deploy(model: Input[Model], exported: bool, shift: int, report_path: str):
+    """Stands in for a deployment: loads the exported SavedModel and scores it on shifted labels."""
+    import json
+
+    import numpy as np
+    import tensorflow as tf
+    from tfpipe.components.tasks import digits
+
+    report = {"exported": exported, "metadata": dict(model.metadata)}
+    if exported:
+        _, (ex, ey) = digits.load_arrays(digits.DigitsConfig())
+        serve = tf.saved_model.load(model.path).signatures["serving_default"]
+        predicted = serve(image=tf.constant(ex))["class_id"].numpy()
+        report["accuracy_on_shifted"] = float(np.mean(predicted == (ey + shift) % 10))
+    with open(report_path, "w") as f:
+        json.dump(report, f)
+'''
+
+DAG = '''
+import sys
+
+from kfp import compiler, dsl, local
+
+from components.deploy import deploy
+from components.prep import prepare_digits
+from tfpipe.components import load_component
+
+train = load_component("train")
+continuous_eval = load_component("continuous_eval")
+export_if_passed = load_component("export_if_passed")
+SHIFT = 3
+
+
+@dsl.pipeline(name="my-digits")
+def my_digits(model_dir: str, train_steps: int, report_path: str):
+    prep = prepare_digits(shift=SHIFT)
+    data = dict(train_data=prep.outputs["train"], eval_data=prep.outputs["validation"])
+    trained = train(task="digits", model_dir=model_dir, train_steps=train_steps, steps_per_loop=50,
+                    checkpoint_interval=50, **data)
+    # kfp.local runs one task at a time: the evaluator goes after the trainer (on a cluster they run together).
+    watched = continuous_eval(task="digits", model_dir=model_dir, thresholds='{"accuracy": ">= 0.8"}',
+                              idle_timeout=300.0, **data).after(trained)
+    gate = export_if_passed(passed=watched.outputs["passed"], task="digits", model_dir=model_dir)
+    deploy(model=gate.outputs["model"], exported=gate.outputs["exported"], shift=SHIFT, report_path=report_path)
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    if command == "compile":
+        compiler.Compiler().compile(my_digits, args[0])
+    else:
+        root, model_dir, steps, report = args
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
+        my_digits(model_dir=model_dir, train_steps=int(steps), report_path=report)
+'''
+
+
+def _project(root: pathlib.Path) -> pathlib.Path:
+    project = root / "my-project"
+    for package, modules in {"components": {"prep": PREP, "deploy": DEPLOY}, "pipelines": {"my_dag": DAG}}.items():
+        (project / package).mkdir(parents=True)
+        (project / package / "__init__.py").write_text("")
+        for name, text in modules.items():
+            (project / package / f"{name}.py").write_text(textwrap.dedent(text).lstrip())
+    return project
+
+
+def _run(project, *args):
+    done = subprocess.run([sys.executable, "-m", "pipelines.my_dag", *args], cwd=project, capture_output=True,
+                          text=True, timeout=1200, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return done
+
+
+@pytest.mark.timeout(1500)  # Two kfp.local runs of five steps, each step a process that imports TensorFlow.
+def test_own_project_wires_datasets_into_training_and_the_exported_model_out(tmp_path):
+    project = _project(tmp_path)
+    _run(project, "compile", str(tmp_path / "my.yaml"))
+    spec = yaml.safe_load((tmp_path / "my.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    for step in ("train", "continuous-eval"):
+        artifacts = tasks[step]["inputs"]["artifacts"]
+        assert artifacts["train_data"]["taskOutputArtifact"] == {"producerTask": "prepare-digits",
+                                                                  "outputArtifactKey": "train"}
+        assert artifacts["eval_data"]["taskOutputArtifact"]["outputArtifactKey"] == "validation"
+    assert tasks["deploy"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
+        "producerTask": "export-if-passed", "outputArtifactKey": "model"}
+
+    model_dir, report = tmp_path / "run", tmp_path / "report.json"
+    _run(project, "run", str(tmp_path / "root"), str(model_dir), "200", str(report))
+    first = json.loads(report.read_text())
+    assert first["exported"] and first["metadata"]["exported"] and first["metadata"]["step"] == 200
+    assert first["metadata"]["checkpoint_fingerprint"] and first["metadata"]["metrics"]["accuracy"] >= 0.8
+    assert first["accuracy_on_shifted"] >= 0.8  # Learned the artifacts' (shifted) labels, not the bundled ones.
+    recorded = json.loads((model_dir / "run_config.json").read_text())
+    assert set(recorded["data"]) == {"train_data", "eval_data"}
+
+    # Again, on the same model_dir: the prep step writes the same data at new artifact URIs; training resumes.
+    _run(project, "run", str(tmp_path / "root"), str(model_dir), "250", str(report))
+    second = json.loads(report.read_text())
+    assert second["exported"] and second["metadata"]["step"] in (200, 250) and second["accuracy_on_shifted"] >= 0.8
+    assert (model_dir / "ckpt-250.index").exists()
+    assert json.loads((model_dir / "run_config.json").read_text()) == recorded
+
+
+def test_the_packaged_pipeline_imports_data_uris_as_datasets():
+    from tfpipe.pipelines.train_eval_export import build_pipeline
+
+    pipeline = build_pipeline(backend="gke", image="registry.example.com/t/tfpipe:1",
+                              data_inputs=["eval_data", "train_data"])
+    spec = pipeline.pipeline_spec
+    assert {"train_data", "eval_data"} <= set(spec.root.input_definitions.parameters)
+    tasks = spec.root.dag.tasks
+    importers = {name for name, task in tasks.items() if task.component_ref.name.startswith("comp-importer")}
+    assert len(importers) == 2
+    for step in ("check-inputs", "train", "continuous-eval"):
+        producers = {a.task_output_artifact.producer_task for a in tasks[step].inputs.artifacts.values()}
+        assert producers == importers, step
+    with pytest.raises(ValueError, match=r"`data_inputs` must name some of \['train_data', 'eval_data'\]"):
+        build_pipeline(backend="gke", image="registry.example.com/t/tfpipe:1", data_inputs=["test_data"])
+
+
+@pytest.mark.timeout(1200)  # One kfp.local run of the packaged pipeline.
+def test_run_local_trains_on_data_uris(tmp_path):
+    from tests.test_data_inputs import prepare
+    from tfpipe.pipelines.local_run import run_local
+
+    train_uri, eval_uri = prepare(tmp_path / "train"), prepare(tmp_path / "eval", "eval")
+    summary = run_local(pipeline_root=str(tmp_path / "root"), model_dir=str(tmp_path / "run"), train_steps=200,
+                        train_data=train_uri, eval_data=eval_uri, thresholds='{"accuracy": ">= 0.8"}')
+    assert summary.final_step == 200 and summary.exported  # High accuracy on shifted labels: trained on them.
+    assert summary.best_metrics["accuracy"] >= 0.8
+    recorded = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert set(recorded["data"]) == {"train_data", "eval_data"}
