@@ -2,7 +2,8 @@
 
     tfpipe run-local [--task digits] [--task-config JSON] [--train-steps N] [--model-dir URI] [--pipeline-root DIR]
                      [--runner subprocess|docker [--image REF]]
-    tfpipe compile --backend gke|vertex [--image REF] [--train-resources SPEC] ... -o pipeline.yaml
+    tfpipe compile --backend gke|vertex [--image REF] [--task NAME] [--task-config JSON] [--param KEY=VALUE ...]
+                   [--train-resources SPEC] ... -o pipeline.yaml
     tfpipe submit pipeline.yaml --host URL | --vertex --project P --region R --pipeline-root gs://... [...]
     tfpipe specs [--out DIR] [--image REF]
 
@@ -82,15 +83,44 @@ def cmd_compile(args: argparse.Namespace) -> int:
     profiles = {step: spec for step, spec in (("train", args.train_resources), ("eval", args.eval_resources),
                                               ("export", args.export_resources)) if spec}
     output = _check_output_file(args.output)
-    pipeline = build_pipeline(backend=args.backend, image=args.image, profiles=profiles,
-                              train_retries=args.train_retries, secret_env=_secret_env(args.secret),
-                              train_replicas=args.train_replicas, vertex_tensorboard=args.vertex_tensorboard,
-                              register_model=args.register_model, parent_model=args.parent_model,
-                              serving_image=args.serving_image)
+    texts = _key_values(args.param, "--param")
+    for name, given in (("task", args.task), ("task_config", args.task_config)):
+        if given is not None:
+            if name in texts:
+                raise ValueError(f"`--{name.replace('_', '-')}` and `--param {name}=...` both set {name}; give one")
+            texts[name] = given
+    options = dict(backend=args.backend, image=args.image, profiles=profiles, train_retries=args.train_retries,
+                   secret_env=_secret_env(args.secret), train_replicas=args.train_replicas,
+                   vertex_tensorboard=args.vertex_tensorboard, register_model=args.register_model,
+                   parent_model=args.parent_model, serving_image=args.serving_image)
+    defaults = _typed_defaults(texts, build_pipeline(**options, defaults={"task": "digits"}))
+    pipeline = build_pipeline(**options, defaults=defaults)
     image = pipeline_image(args.image, args.backend)  # The image it was built for (`--image` or $TFPIPE_IMAGE).
     compiler.Compiler().compile(pipeline, output)
-    print(f"compiled {args.backend} pipeline for image {image} to {output}")
+    baked = f" with defaults {sorted(defaults)}" if defaults else ""
+    print(f"compiled {args.backend} pipeline for image {image}{baked} to {output}")
     return 0
+
+
+def _typed_defaults(texts: Dict[str, str], pipeline: object) -> Dict[str, object]:
+    """`--param` texts typed and checked as `tfpipe submit` types and checks a run's parameters (against the
+    pipeline's own compiled declaration)."""
+    if not texts:
+        return {}
+    import tempfile
+
+    import yaml
+    from kfp import compiler
+
+    from tfpipe.pipelines import submit
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "declared.yaml")
+        compiler.Compiler().compile(pipeline, path)
+        with open(path) as f:
+            spec = next(yaml.safe_load_all(f))
+    values = submit.parameters_from_text(spec, texts)
+    return submit.check_parameters(spec, values, name="--param")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -204,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--serving-image", default=vertex_defaults.DEFAULT_SERVING_IMAGE, metavar="IMAGE",
                       help="Vertex, with --register-model: the prebuilt TensorFlow serving container "
                            "(default: %(default)s).")
+    comp.add_argument("--task", default=None,
+                      help="The pipeline's default task (required for an image not named tfpipe: a derived image "
+                           "that runs your task; default: digits).")
+    comp.add_argument("--task-config", default=None, metavar="JSON", help="The pipeline's default task config.")
+    comp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                      help="A default of any pipeline parameter, typed and checked as `tfpipe submit --param` is; "
+                           "repeatable.")
     comp.add_argument("-o", "--output", required=True, help="The pipeline YAML to write.")
     comp.set_defaults(func=cmd_compile)
 
