@@ -32,7 +32,36 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (argparse prints the usage too)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+        self.exit(USAGE_ERROR, f"{self.prog}: {message}{self._suggestion(message)} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's signature.
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
+
+    def _suggestion(self, message: str) -> str:
+        """`; did you mean --train-steps?` for an unrecognized option close to a known one."""
+        import difflib
+
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = {option: action.option_strings[0] for action in self._active_parser()._actions
+                 for option in action.option_strings}  # Any spelling -> the first (dashed) one.
+        for word in message.split(":", 1)[1].split():
+            flag = word.split("=", 1)[0]
+            if flag.startswith("--"):
+                close = difflib.get_close_matches(flag, list(known), n=1, cutoff=0.6)
+                if close:
+                    return f"; did you mean {known[close[0]]}?"
+        return ""
+
+    def _active_parser(self) -> argparse.ArgumentParser:
+        """The subcommand's parser when the command line names one (its options are the ones to suggest)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for word in getattr(self, "_argv", []):
+                    if word in action.choices:
+                        return action.choices[word]
+        return self
 
 
 def _key_values(pairs: List[str], what: str) -> Dict[str, str]:
@@ -68,7 +97,8 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     from tfpipe.pipelines.local_run import INPUTS, run_local
 
     params = {name: getattr(args, name) for name in INPUTS if hasattr(args, name)}
-    summary = run_local(pipeline_root=args.pipeline_root, runner=args.runner, image=args.image, **params)
+    summary = run_local(pipeline_root=args.pipeline_root, runner=args.runner, image=args.image,
+                        verbose=args.verbose, **params)
     print("\n== tfpipe run-local: summary ==")
     for line in summary.lines():
         print(line)
@@ -176,10 +206,12 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         shown = {"": "none", 0: "every checkpoint"}.get(default, default) if name == "max_to_keep" else (
             default if default != "" else "none")
         options = dict(dest=name, default=argparse.SUPPRESS, help=f"{item.help} (default: {shown})")
+        # The entry points' spelling (`--train_steps`) is accepted too.
+        spellings = list(dict.fromkeys([f"--{name.replace('_', '-')}", f"--{name}"]))
         if item.type is bool:
-            parser.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, **options)
+            parser.add_argument(*spellings, action=argparse.BooleanOptionalAction, **options)
         else:
-            parser.add_argument(f"--{name.replace('_', '-')}", type=item.type, metavar=item.type.__name__.upper(),
+            parser.add_argument(*spellings, type=item.type, metavar=item.type.__name__.upper(),
                                 choices=item.choices or None, **options)
 
 
@@ -202,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image", default=None,
                      help="--runner docker: the image of the steps, in the local engine (default: $TFPIPE_IMAGE, "
                           f"else {kfp_components.LOCAL_IMAGE}, what `make image` builds).")
+    run.add_argument("--verbose", action="store_true",
+                     help="Print everything the steps print (kfp.local's executor input and output, TensorFlow's "
+                          "logs); by default only each step's status, progress and errors.")
     _add_pipeline_options(run)
     run.set_defaults(func=cmd_run_local)
 
@@ -278,12 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the `tfpipe` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from tfpipe.pipelines.local_run import ContainerEngineError, LocalRunError
+    from tfpipe.pipelines.local_run import ContainerEngineError, LocalInputError, LocalRunError
     from tfpipe.pipelines.submit import SubmitError
 
     try:
         return args.func(args)
-    except (ValueError, checks.MissingExtraError, ContainerEngineError) as e:
+    except (ValueError, checks.MissingExtraError, ContainerEngineError, LocalInputError) as e:
         # Bad input, a missing extra, no Docker engine for --runner docker: one line, no traceback.
         print(f"tfpipe {args.command}: {e}", file=sys.stderr)
         return USAGE_ERROR

@@ -229,3 +229,32 @@ def test_run_local_report_draws_a_chart_per_metric_in_chromium(local_summary, tm
     pixels = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)
     target = np.array([int(report.LINE_COLOR[i:i + 2], 16) for i in (1, 3, 5)])
     assert (np.abs(pixels - target) <= 24).all(axis=-1).sum() > 500  # The lines are drawn.
+
+
+def test_run_local_cli_is_quiet_and_ends_with_the_failed_steps_own_error_status_2(tmp_path, capsys):
+    status = cli.main(["run-local", "--pipeline-root", str(tmp_path / "root"), "--model-dir", str(tmp_path / "run"),
+                       "--task", "tests.support.shape_tasks:mismatched", "--train_steps", "10"])
+    out, err = capsys.readouterr()
+    assert status == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tfpipe run-local: step check-inputs failed: check_inputs: task 'mismatched': one train "
+                           "batch (float32[4,2], int64[4]) does not fit the model"), last
+    assert "executor_input" not in out and "Got executor_input" not in out and "cuda" not in out.lower()
+    assert len(out.splitlines()) < 20, out
+
+
+def test_run_local_summary_names_the_gate_and_its_own_defaults(local_summary):
+    lines = "\n".join(local_summary.lines())
+    assert "gate       none (no --thresholds)" in lines
+    assert "defaults   run-local's, not the compiled pipeline's: " in lines
+    assert "max_to_keep every checkpoint (pipeline: 5)" in lines and "idle_timeout 600.0 (pipeline: 3600.0)" in lines
+    assert "train_steps" not in lines.split("defaults")[1]  # Given explicitly: not a default.
+
+
+def test_run_local_gate_line_says_passed_with_the_thresholds():
+    from tfpipe.pipelines import local_run
+
+    values = {"thresholds": '{"accuracy": ">= 0.9"}'}
+    assert local_run._gate(values, {"accuracy": 0.95}, 200) == (
+        "passed by best step 200: accuracy = 0.95 (thresholds: accuracy >= 0.9)")
+    assert local_run._gate(values, {"accuracy": 0.5}, 200).startswith("missed by best step 200: accuracy = 0.5")
