@@ -9,6 +9,7 @@ valid `Metrics` values: they appear in the HTML report as text instead.
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfpipe.components import report
+from tfpipe.components import thresholds as thresholds_lib
 from tfpipe.components import training_curves
 from tfpipe.components.tasks.keras_runners import CONFUSION_MATRIX, ROC
 from tfpipe.controller_core import eval_records
@@ -68,8 +69,11 @@ def render(
     best: Optional[Mapping[str, Any]] = None,
     class_names: Optional[Sequence[str]] = None,
     train_curves: Optional[Mapping[str, Sequence[Tuple[int, float]]]] = None,
+    thresholds: Optional[Mapping[str, Tuple[str, float]]] = None,
 ) -> str:
     """Renders the HTML report of `records` (every evaluated checkpoint), marking `best`.
+
+    With `thresholds` (parsed, `{metric: (op, bound)}`) the header says whether the best checkpoint passes them.
 
     `train_curves` (metric name -> (step, value) pairs) are drawn under the eval points of the same metric.
     """
@@ -85,7 +89,19 @@ def render(
         class_names=list(class_names) if class_names and matrix else None,
         confusion_matrix=matrix if class_names else None,
         train_curves=train_curves,
+        gate=gate_text(best, thresholds) if thresholds is not None else None,
     )
+
+
+def gate_text(best: Optional[Mapping[str, Any]], thresholds: Mapping[str, Tuple[str, float]]) -> str:
+    """The export gate in words: `passed: accuracy >= 0.9`, `missed: accuracy = 0.8 is not >= 0.9`, or none."""
+    if not thresholds:
+        return "none: no thresholds"
+    shown = ", ".join(f"{name} {op} {bound:g}" for name, (op, bound) in sorted(thresholds.items()))
+    if best is None:
+        return f"not yet judged ({shown})"
+    missed = thresholds_lib.missed_thresholds(kfp_metrics(best), thresholds)
+    return f"missed: {'; '.join(missed)}" if missed else f"passed: {shown}"
 
 
 class ReportAction:
@@ -101,7 +117,7 @@ class ReportAction:
     """
 
     def __init__(self, directory: str, *, title: str, class_names: Optional[Sequence[str]] = None,
-                 extra_paths: Sequence[str] = ()) -> None:
+                 extra_paths: Sequence[str] = (), thresholds: Optional[Mapping[str, Tuple[str, float]]] = None) -> None:
         """Initializes the action.
 
         Args:
@@ -109,7 +125,9 @@ class ReportAction:
             title: The report's title.
             class_names: The task's class names, for the confusion matrix.
             extra_paths: More files to write the report to.
+            thresholds: The export gate (parsed thresholds): the header says whether the best checkpoint passes.
         """
+        self._thresholds = thresholds
         self._records = eval_records.EvalRecords(directory)
         self._directory = directory
         self._title = title
@@ -131,6 +149,7 @@ class ReportAction:
         records = self.records()
         names = dict.fromkeys(name for record in records for name in split_metrics(record["metrics"])[0])
         html = render(records, title=self._title, best=eval_records.read_best_record(self._directory),
-                      class_names=self._class_names, train_curves=self._curves.read(list(names)))
+                      class_names=self._class_names, train_curves=self._curves.read(list(names)),
+                      thresholds=self._thresholds)
         for path in self._paths:
             run_dir.write_text_atomic(path, html)

@@ -72,7 +72,7 @@ def run(args: Any, *, html_path: Optional[str] = None) -> ContinuousEvalResult:
     setup = evaluation.build(
         args=args, eval_name=args.eval_name, html_paths=[html_path] if html_path else [],
         title=f"{args.task}: continuous evaluation ({args.eval_name})",
-        metrics=[m for m in [args.best_metric, *args.thresholds] if m],
+        metrics=[m for m in [args.best_metric, *args.thresholds] if m], thresholds=args.thresholds,
     )
     metric = args.best_metric or setup.task.best_metric
     mode = args.best_mode or setup.task.best_mode

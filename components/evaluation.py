@@ -122,17 +122,20 @@ def build(
     metrics: Iterable[str] = (),
     html_paths: Sequence[str] = (),
     extra_actions: Sequence[orbit.Action] = (),
+    thresholds: Optional[Mapping[str, Any]] = None,
 ) -> EvalSetup:
     """Builds the task (`load_task`), its evaluator and a controller whose summaries go to `eval/<eval_name>/`.
 
     The controller's eval actions end with the report action, which rewrites
-    `eval/<eval_name>/report.html` (and each of `html_paths`) after every evaluation.
+    `eval/<eval_name>/report.html` (and each of `html_paths`) after every evaluation; with `thresholds` (parsed)
+    its header says whether the best checkpoint passes them.
     """
     distribution = strategy_lib.create_strategy(args.distribution_strategy)
     task = load_task(args, distribution=distribution, metrics=metrics, runners=["evaluator"])
     evaluator = task.evaluator or KerasEvaluator(task, distribution, jit_compile=args.jit_compile)
     directory = eval_records.eval_dir(args.model_dir, eval_name)
-    report = artifacts.ReportAction(directory, title=title, class_names=task.class_names, extra_paths=html_paths)
+    report = artifacts.ReportAction(directory, title=title, class_names=task.class_names, extra_paths=html_paths,
+                                    thresholds=thresholds)
     manager = tf.train.CheckpointManager(checkpoints.task_checkpoint(task), args.model_dir, max_to_keep=None)
     controller = orbit.Controller(
         global_step=task.global_step,

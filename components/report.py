@@ -87,6 +87,7 @@ def render_report(
     class_names: Sequence[str] | None = None,
     confusion_matrix: Sequence[Sequence[int]] | None = None,
     train_curves: Mapping[str, Sequence[tuple[int, float]]] | None = None,
+    gate: str | None = None,
 ) -> str:
     """Renders the evaluation report as a complete, self-contained HTML5 document.
 
@@ -106,6 +107,7 @@ def render_report(
         train_curves: Training values per metric name, as (step, value) pairs; a curve is drawn in
             the chart of the eval metric of the same name (others are ignored). On a repeated step
             the last pair counts.
+        gate: The export gate's verdict and thresholds, shown in the header (e.g. `passed: accuracy >= 0.9`).
 
     Returns:
         The HTML document, as text.
@@ -126,7 +128,7 @@ def render_report(
     best_row = next((row for row in rows if row.step == best), None)
     return _template().render(
         title=title,
-        facts=_facts(rows, best_row, best_metric, higher_is_better),
+        facts=_facts(rows, best_row, best_metric, higher_is_better) + ([("Export gate", gate)] if gate else []),
         best_checkpoint=best_row.checkpoint if best_row else None,
         charts=charts,
         chart_notes=chart_notes,

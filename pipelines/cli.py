@@ -2,7 +2,8 @@
 
     tfpipe run-local [--task digits] [--task-config JSON] [--train-steps N] [--model-dir URI] [--pipeline-root DIR]
                      [--runner subprocess|docker [--image REF]]
-    tfpipe compile --backend gke|vertex [--image REF] [--train-resources SPEC] ... -o pipeline.yaml
+    tfpipe compile --backend gke|vertex [--image REF] [--task NAME] [--task-config JSON] [--param KEY=VALUE ...]
+                   [--train-resources SPEC] ... -o pipeline.yaml
     tfpipe submit pipeline.yaml --host URL | --vertex --project P --region R --pipeline-root gs://... [...]
     tfpipe specs [--out DIR] [--image REF]
 
@@ -32,7 +33,36 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (argparse prints the usage too)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+        self.exit(USAGE_ERROR, f"{self.prog}: {message}{self._suggestion(message)} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's signature.
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
+
+    def _suggestion(self, message: str) -> str:
+        """`; did you mean --train-steps?` for an unrecognized option close to a known one."""
+        import difflib
+
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = {option: action.option_strings[0] for action in self._active_parser()._actions
+                 for option in action.option_strings}  # Any spelling -> the first (dashed) one.
+        for word in message.split(":", 1)[1].split():
+            flag = word.split("=", 1)[0]
+            if flag.startswith("--"):
+                close = difflib.get_close_matches(flag, list(known), n=1, cutoff=0.6)
+                if close:
+                    return f"; did you mean {known[close[0]]}?"
+        return ""
+
+    def _active_parser(self) -> argparse.ArgumentParser:
+        """The subcommand's parser when the command line names one (its options are the ones to suggest)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for word in getattr(self, "_argv", []):
+                    if word in action.choices:
+                        return action.choices[word]
+        return self
 
 
 def _key_values(pairs: List[str], what: str) -> Dict[str, str]:
@@ -94,7 +124,8 @@ def cmd_run_local(args: argparse.Namespace) -> int:
     from tfpipe.pipelines.local_run import INPUTS, run_local
 
     params = {name: getattr(args, name) for name in INPUTS if hasattr(args, name)}
-    summary = run_local(pipeline_root=args.pipeline_root, runner=args.runner, image=args.image, **params)
+    summary = run_local(pipeline_root=args.pipeline_root, runner=args.runner, image=args.image,
+                        verbose=args.verbose, **params)
     print("\n== tfpipe run-local: summary ==")
     for line in summary.lines():
         print(line)
@@ -107,15 +138,46 @@ def cmd_compile(args: argparse.Namespace) -> int:
     profiles = {step: spec for step, spec in (("train", args.train_resources), ("eval", args.eval_resources),
                                               ("export", args.export_resources)) if spec}
     output = _check_output_file(args.output)
-    pipeline = build_pipeline(backend=args.backend, image=args.image, profiles=profiles,
-                              train_retries=args.train_retries, secret_env=_secret_env(args.secret),
-                              train_replicas=args.train_replicas, vertex_tensorboard=args.vertex_tensorboard,
-                              register_model=args.register_model, parent_model=args.parent_model,
-                              serving_image=args.serving_image, data_inputs=args.data_input)
+    texts = _key_values(args.param, "--param")
+    for name, given in (("task", args.task), ("task_config", args.task_config)):
+        if given is not None:
+            if name in texts:
+                raise checks.InputError(
+                    f"`--{name.replace('_', '-')}` and `--param {name}=...` both set {name}; give one")
+            texts[name] = given
+    options = dict(backend=args.backend, image=args.image, profiles=profiles, train_retries=args.train_retries,
+                   secret_env=_secret_env(args.secret), train_replicas=args.train_replicas,
+                   vertex_tensorboard=args.vertex_tensorboard, register_model=args.register_model,
+                   parent_model=args.parent_model, serving_image=args.serving_image,
+                   data_inputs=args.data_input)
+    defaults = _typed_defaults(texts, build_pipeline(**options, defaults={"task": "digits"}))
+    pipeline = build_pipeline(**options, defaults=defaults)
     image = pipeline_image(args.image, args.backend)  # The image it was built for (`--image` or $TFPIPE_IMAGE).
     _compile_to(pipeline, output)
-    print(f"compiled {args.backend} pipeline for image {image} to {output}")
+    baked = f" with defaults {sorted(defaults)}" if defaults else ""
+    print(f"compiled {args.backend} pipeline for image {image}{baked} to {output}")
     return 0
+
+
+def _typed_defaults(texts: Dict[str, str], pipeline: object) -> Dict[str, object]:
+    """`--param` texts typed and checked as `tfpipe submit` types and checks a run's parameters (against the
+    pipeline's own compiled declaration)."""
+    if not texts:
+        return {}
+    import tempfile
+
+    import yaml
+    from kfp import compiler
+
+    from tfpipe.pipelines import submit
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "declared.yaml")
+        compiler.Compiler().compile(pipeline, path)
+        with open(path) as f:
+            spec = next(yaml.safe_load_all(f))
+    values = submit.parameters_from_text(spec, texts)
+    return submit.check_parameters(spec, values, name="--param")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -171,10 +233,12 @@ def _add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         shown = {"": "none", 0: "every checkpoint"}.get(default, default) if name == "max_to_keep" else (
             default if default != "" else "none")
         options = dict(dest=name, default=argparse.SUPPRESS, help=f"{item.help} (default: {shown})")
+        # The entry points' spelling (`--train_steps`) is accepted too.
+        spellings = list(dict.fromkeys([f"--{name.replace('_', '-')}", f"--{name}"]))
         if item.type is bool:
-            parser.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, **options)
+            parser.add_argument(*spellings, action=argparse.BooleanOptionalAction, **options)
         else:
-            parser.add_argument(f"--{name.replace('_', '-')}", type=item.type, metavar=item.type.__name__.upper(),
+            parser.add_argument(*spellings, type=item.type, metavar=item.type.__name__.upper(),
                                 choices=item.choices or None, **options)
 
 
@@ -197,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image", default=None,
                      help="--runner docker: the image of the steps, in the local engine (default: $TFPIPE_IMAGE, "
                           f"else {kfp_components.LOCAL_IMAGE}, what `make image` builds).")
+    run.add_argument("--verbose", action="store_true",
+                     help="Print everything the steps print (kfp.local's executor input and output, TensorFlow's "
+                          "logs); by default only each step's status, progress and errors.")
     _add_pipeline_options(run)
     run.set_defaults(func=cmd_run_local)
 
@@ -232,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--data-input", action="append", default=[], choices=["train_data", "eval_data"],
                       help="Give the pipeline this data input: a URI parameter of that name, imported as a Dataset "
                       "for every step; repeatable.")
+    comp.add_argument("--task", default=None,
+                      help="The pipeline's default task (required for an image not named tfpipe: a derived image "
+                           "that runs your task; default: digits).")
+    comp.add_argument("--task-config", default=None, metavar="JSON", help="The pipeline's default task config.")
+    comp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                      help="A default of any pipeline parameter, typed and checked as `tfpipe submit --param` is; "
+                           "repeatable.")
     comp.add_argument("-o", "--output", required=True, help="The pipeline YAML to write.")
     comp.set_defaults(func=cmd_compile)
 
@@ -269,12 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the `tfpipe` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from tfpipe.pipelines.local_run import ContainerEngineError, LocalRunError
+    from tfpipe.pipelines.local_run import ContainerEngineError, LocalInputError, LocalRunError
     from tfpipe.pipelines.submit import SubmitError
 
     try:
         return args.func(args)
-    except (ValueError, checks.MissingExtraError, ContainerEngineError) as e:
+    except (ValueError, checks.MissingExtraError, ContainerEngineError, LocalInputError) as e:
         # Bad input, a missing extra, no Docker engine for --runner docker: one line, no traceback.
         print(f"tfpipe {args.command}: {e}", file=sys.stderr)
         return USAGE_ERROR

@@ -49,6 +49,7 @@ import dataclasses
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from kfp import dsl
+from kfp.dsl import pipeline_channel
 
 from tfpipe.components.definitions.step_settings import RETRIES_ENV, SETTINGS, RetryPolicy, StepSettings
 from tfpipe.pipelines import backends, vertex
@@ -229,7 +230,8 @@ def train_and_evaluate(
         eval_args: The evaluators' arguments (`start_timeout` is the pair's).
         backend: None (the DAG may run anywhere: a bounded watcher and a catch-up evaluator), `local` (the
             evaluator after train), or `gke`/`vertex` (concurrent, no catch-up).
-        start_timeout: With `backend` None: seconds the concurrent evaluator waits for training to start.
+        start_timeout: With `backend` None: seconds the concurrent evaluator waits for training to start (a number,
+            or a pipeline parameter).
         train_retries: The train task's retries (default: `SETTINGS["train"]`).
         after: Tasks both run after.
         configure_task: `configure_task(task, step)` for more settings on each task (`step`: `train` or `eval`),
@@ -244,8 +246,10 @@ def train_and_evaluate(
     """
     if backend not in (None, "local", *BACKENDS):
         raise ValueError(f"`backend` must be None, 'local', 'gke' or 'vertex', got {backend!r}.")
-    if isinstance(start_timeout, bool) or not isinstance(start_timeout, (int, float)) or not start_timeout > 0:
-        raise ValueError(f"`start_timeout` must be a positive number of seconds, got {start_timeout!r}.")
+    if not isinstance(start_timeout, pipeline_channel.PipelineChannel) and (
+            isinstance(start_timeout, bool) or not isinstance(start_timeout, (int, float)) or not start_timeout > 0):
+        raise ValueError(f"`start_timeout` must be a positive number of seconds (or a pipeline parameter), got "
+                         f"{start_timeout!r}.")
     if "start_timeout" in eval_args:
         raise ValueError("`eval_args` must not set `start_timeout`: the pair sets it (see `start_timeout`).")
     extra = configure_task or (lambda task, step: task)
@@ -257,7 +261,9 @@ def train_and_evaluate(
         return extra(task, "train" if step == "train" else "eval")
 
     trained = settle(configure(train(**train_args), "train", retries=train_retries), "train", "train")
-    bounded = {"start_timeout": float(start_timeout)} if backend is None else {}
+    if not isinstance(start_timeout, pipeline_channel.PipelineChannel):
+        start_timeout = float(start_timeout)
+    bounded = {"start_timeout": start_timeout} if backend is None else {}
     watcher = settle(configure(continuous_eval(**eval_args, **bounded), "continuous_eval"), "continuous_eval",
                      "continuous-eval")
     if backend == "local":

@@ -21,12 +21,13 @@ import glob
 import json
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from kfp import local
 
 from tfpipe import checks
 from tfpipe.components import thresholds as thresholds_lib
+from tfpipe.pipelines import local_output
 from tfpipe.pipelines.train_eval_export import (
     DATA_URI_INPUTS, PIPELINE_DEFAULTS, PIPELINE_INPUTS, PIPELINE_NAME, build_pipeline, pipeline_image)
 
@@ -45,6 +46,10 @@ INPUTS = {**{item.name: item for item in PIPELINE_INPUTS}, **DATA_INPUTS}
 
 class LocalRunError(RuntimeError):
     """A step of the local run failed (its own error is in the log above)."""
+
+
+class LocalInputError(LocalRunError):
+    """A step of the local run refused an input (its one-line error is the message): exit status 2."""
 
 
 class ContainerEngineError(RuntimeError):
@@ -69,6 +74,8 @@ class LocalRunSummary:
     saved_model: Optional[str]
     export_path: Optional[str]
     not_exported_because: str = ""
+    gate: str = ""
+    default_differences: Dict[str, Tuple[Any, Any]] = dataclasses.field(default_factory=dict)
 
     def lines(self) -> list:
         """The summary as printable lines."""
@@ -82,7 +89,13 @@ class LocalRunSummary:
             f"eval       {self.evaluated} checkpoints evaluated, {self.skipped} skipped (deleted while waiting)"
             f"{never} | best step {self.best_step} | {fmt(self.best_metrics)}",
             f"report     {self.report}",
+            f"gate       {self.gate}",
         ]
+        if self.default_differences:
+            shown = lambda v: "every checkpoint" if v == "all" else v  # noqa: E731
+            out.append("defaults   run-local's, not the compiled pipeline's: " + ", ".join(
+                f"{name} {shown(mine)} (pipeline: {theirs})"
+                for name, (mine, theirs) in sorted(self.default_differences.items())))
         if self.exported:
             out.append(f"SavedModel {self.saved_model}")
             if self.export_path:
@@ -130,8 +143,30 @@ def _artifact(output: Dict[str, Any], name: str) -> Dict[str, Any]:
     return output["artifacts"][name]["artifacts"][0]
 
 
-def summarize(run_dir: str, values: Dict[str, Any]) -> LocalRunSummary:
-    """Reads a finished local run's outputs (`values`: the run's parameters).
+def _gate(values: Dict[str, Any], best_metrics: Dict[str, float], best_step: int) -> str:
+    """The summary's gate line: the thresholds, and whether the best checkpoint passed them."""
+    thresholds = thresholds_lib.parse_thresholds("thresholds", values["thresholds"])
+    if not thresholds:
+        return "none (no --thresholds): the best checkpoint is exported"
+    shown = ", ".join(f"{name} {op} {bound:g}" for name, (op, bound) in sorted(thresholds.items()))
+    missed = thresholds_lib.missed_thresholds(best_metrics, thresholds)
+    if missed:
+        return f"missed by best step {best_step}: {'; '.join(missed)} (thresholds: {shown})"
+    got = ", ".join(f"{name} = {best_metrics[name]:.4g}" for name in sorted(thresholds))
+    return f"passed by best step {best_step}: {got} (thresholds: {shown})"
+
+
+def default_differences(params: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+    """Each of run-local's own defaults (`LOCAL_DEFAULTS`) that `params` did not set: (local, pipeline's)."""
+    pipeline = {name: PIPELINE_DEFAULTS.get(name, INPUTS[name].default) for name in LOCAL_DEFAULTS}
+    return {name: ("all" if name == "max_to_keep" and local == 0 else local, pipeline[name])
+            for name, local in LOCAL_DEFAULTS.items() if name not in params and local != pipeline[name]}
+
+
+def summarize(run_dir: str, values: Dict[str, Any], *,
+              differences: Optional[Dict[str, Tuple[Any, Any]]] = None) -> LocalRunSummary:
+    """Reads a finished local run's outputs (`values`: the run's parameters; `differences`: run-local's defaults
+    that differ from the pipeline's, for the summary).
 
     Raises:
         LocalRunError: If a step before export left no outputs (it failed).
@@ -173,6 +208,9 @@ def summarize(run_dir: str, values: Dict[str, Any]) -> LocalRunSummary:
         saved_model=model["uri"] if model else None,
         export_path=(model["metadata"].get("export_path") or None) if model else None,
         not_exported_because=reason,
+        gate=_gate(values, {k: v for k, v in ce_metrics.items() if k != "step"},
+                   int(watched["parameterValues"]["best_step"])),
+        default_differences=dict(differences or {}),
     )
 
 
@@ -213,7 +251,7 @@ def _docker_runner(image: str, mounted: List[str]) -> "local.DockerRunner":
 
 
 def run_local(*, pipeline_root: str = "local_outputs", runner: str = "subprocess", image: Optional[str] = None,
-              **params: Any) -> LocalRunSummary:
+              verbose: bool = True, **params: Any) -> LocalRunSummary:
     """Runs the train ∥ continuous-eval → export pipeline locally and summarises it.
 
     Args:
@@ -224,6 +262,9 @@ def run_local(*, pipeline_root: str = "local_outputs", runner: str = "subprocess
             `$TFPIPE_IMAGE`, else the tag `make image` builds (`kfp_components.LOCAL_IMAGE`).
         **params: Pipeline parameters (`PIPELINE_INPUTS`); the rest take `LOCAL_DEFAULTS`, then the pipeline's.
             `max_to_keep` 0 keeps every checkpoint.
+        verbose: Print everything kfp.local streams; False (`tfpipe run-local` without `--verbose`): only each
+            step's status and its own progress and error lines (`local_output.QuietOutput`), TensorFlow's C++
+            logs off, and a failure ends with the failed step's own error.
 
     Raises:
         checks.InputError: For a bad parameter (each is checked here before anything runs; the task and metric
@@ -276,6 +317,20 @@ def run_local(*, pipeline_root: str = "local_outputs", runner: str = "subprocess
     local.init(runner=step_runner, pipeline_root=root, raise_on_error=False)
     data = {name: values.pop(name) for name in DATA_INPUTS if name in values}
     data = {name: uri for name, uri in data.items() if uri}
-    build_pipeline(backend="local", image=image, data_inputs=tuple(data))(**values, **data)
+    pipeline = build_pipeline(backend="local", image=image, data_inputs=tuple(data))
+    quiet_env = {} if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ else {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    os.environ.update(quiet_env)  # The steps' processes inherit it.
+    try:
+        with local_output.maybe_quiet(verbose) as quiet:
+            pipeline(**values, **data)
+    finally:
+        for name in quiet_env:
+            os.environ.pop(name, None)
     (run_dir,) = sorted(set(glob.glob(os.path.join(root, f"{PIPELINE_NAME}-*"))) - before)[-1:]
-    return summarize(run_dir, values)
+    try:
+        return summarize(run_dir, values, differences=default_differences(params))
+    except LocalRunError as e:
+        if quiet is None or not quiet.last_error:
+            raise
+        kind = LocalInputError if quiet.input_error else LocalRunError
+        raise kind(f"step {quiet.task} failed: {quiet.last_error}") from e

@@ -40,6 +40,7 @@ from tfpipe.components.definitions import check_inputs as check_inputs_definitio
 from tfpipe.components.definitions import gated_export
 from tfpipe.components.definitions import model_dir as model_dir_definition
 from tfpipe.pipelines import backends, dag, placement, vertex
+from tfpipe.pipelines import defaults as defaults_lib
 from tfpipe.pipelines.profiles import parse_profile
 
 BACKENDS = ("local", "gke", "vertex")
@@ -141,6 +142,7 @@ def build_pipeline(
     parent_model: str = "",
     serving_image: str = vertex.DEFAULT_SERVING_IMAGE,
     data_inputs: Sequence[str] = (),
+    defaults: Optional[Mapping[str, Any]] = None,
 ):
     """Builds the pipeline function for a backend.
 
@@ -185,6 +187,10 @@ def build_pipeline(
             container the registered model is served with.
         data_inputs: `train_data` and/or `eval_data`: the pipeline takes each as a
             (required) URI parameter and imports it as a `Dataset` for every step.
+        defaults: Pipeline parameter defaults to compile in (e.g. `{"task": "sine",
+            "train_steps": 5000}`), each checked as a run's parameter is; they
+            replace `PIPELINE_DEFAULTS`. On `gke` and `vertex` an image not named
+            `tfpipe` needs a `task` here (`defaults.check_task_for_image`).
 
     Returns:
         The `@dsl.pipeline` function.
@@ -215,6 +221,9 @@ def build_pipeline(
     replica_placement = placement.tfjob_placement(parsed["train"]) if tfjob else None
     secrets = _check_secret_env(secret_env, backend)
     image = pipeline_image(image, backend)
+    compiled_defaults = {**PIPELINE_DEFAULTS, **defaults_lib.check_defaults(defaults, PIPELINE_INPUTS)}
+    if backend != "local":
+        defaults_lib.check_task_for_image(image, dict(defaults or {}), PIPELINE_DEFAULTS["task"])
     tensorboard = vertex.check_tensorboard("vertex_tensorboard", vertex_tensorboard)
     registered_name = vertex.check_model_name("register_model", register_model)
     parent = vertex.check_parent_model("parent_model", parent_model)
@@ -304,4 +313,4 @@ def build_pipeline(
     return dsl.pipeline(name=PIPELINE_NAME)(interface.graph_function(
         "train_eval_export", "Trains a task while evaluating every checkpoint, then exports the best one if it "
         "is good enough.", (*PIPELINE_INPUTS, *(DATA_URI_INPUTS[n] for n in data_inputs)), body,
-        defaults=PIPELINE_DEFAULTS))
+        defaults=compiled_defaults))

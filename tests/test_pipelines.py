@@ -79,9 +79,9 @@ def test_vertex_tpu_takes_the_custom_job_route(monkeypatch):
 
 def test_cli_compile_and_errors(tmp_path, capsys):
     out = tmp_path / "gke.yaml"
-    assert cli.main(["compile", "--backend", "gke", "--image", "reg/x:2", "--train-resources", "gpu=t4:1",
+    assert cli.main(["compile", "--backend", "gke", "--image", "reg/tfpipe:2", "--train-resources", "gpu=t4:1",
                      "-o", str(out)]) == 0
-    assert "reg/x:2" in out.read_text() and "nvidia-tesla-t4" in out.read_text()
+    assert "reg/tfpipe:2" in out.read_text() and "nvidia-tesla-t4" in out.read_text()
     assert cli.main(["compile", "--backend", "gke", "--train-resources", "gpu=t4:3", "-o", str(tmp_path / "x")]) == 2
     assert "tfpipe compile:" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
@@ -89,9 +89,9 @@ def test_cli_compile_and_errors(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, says",
     [
-        (["compile", "--backend", "vertex", "--image", "reg/x:2", "--train-resources", "gpu=l4:1,spot"],
+        (["compile", "--backend", "vertex", "--image", "reg/tfpipe:2", "--train-resources", "gpu=l4:1,spot"],
          "pip install 'tfpipe[vertex-custom-job]'"),
-        (["compile", "--backend", "gke", "--image", "user:PASSWORD@registry.example.com/x:1"], "holds credentials"),
+        (["compile", "--backend", "gke", "--image", "user:PASSWORD@registry.example.com/tfpipe:1"], "holds credentials"),
         (["compile", "--backend", "gke", "--secret", "creds:../../k=ENV"], "is not a Kubernetes secret key"),
         (["compile", "--backend", "azure"], "invalid choice: 'azure'"),
         (["compile", "--backend", "gke", "-o", "/no/such/folder/p.yaml"], "does not exist"),
@@ -117,9 +117,46 @@ def test_cli_user_errors_are_one_line_and_status_2(argv, says, tmp_path, monkeyp
     assert not (tmp_path / "p.yaml").exists()
 
 
+def test_compile_bakes_task_and_parameter_defaults_checked_as_submit_checks_them(tmp_path, capsys):
+    out = tmp_path / "sine.yaml"
+    assert cli.main(["compile", "--backend", "vertex", "--image", "us-docker.pkg.dev/p/ml/sine:1", "--task", "sine",
+                     "--task-config", '{"samples": 2048}', "--param", "train_steps=5000",
+                     "--param", 'thresholds={"mae": "< 0.1"}', "-o", str(out)]) == 0
+    declared = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
+    assert declared["task"]["defaultValue"] == "sine" and declared["train_steps"]["defaultValue"] == 5000
+    assert declared["task_config"]["defaultValue"] == '{"samples": 2048}'
+    assert declared["thresholds"]["defaultValue"] == '{"mae": "< 0.1"}'
+    # A submit without --param runs those defaults; submit's own check accepts the file as it is.
+    spec = submit.load_pipeline_package(str(out))[0]
+    assert submit.check_parameters(spec, {}, name="arguments") == {}
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--image", "reg/sine:1"], "`image` 'reg/sine:1' is not the tfpipe image, but the pipeline's `task` would "
+                                "default to 'digits': set the task your image runs with `tfpipe compile --task NAME`"),
+    (["--param", "train_steps=0"], "`train_steps` must be a positive integer"),
+    (["--param", "train_steps=many"], "--param train_steps='many' is not an integer"),
+    (["--param", "nope=1"], "--param nope: unknown parameter"),
+    (["--task", "rm -rf /"], "`task` must be a registered task name"),
+    (["--task", "digits", "--param", "task=sine"], "both set task"),
+])
+def test_compile_defaults_are_refused_in_one_line(argv, says, tmp_path, capsys):
+    image = [] if "--image" in argv else ["--image", "reg/tfpipe:2"]
+    assert cli.main(["compile", "--backend", "gke", *image, *argv, "-o", str(tmp_path / "p.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_an_image_of_your_own_compiles_with_digits_named_explicitly(tmp_path):
+    assert cli.main(["compile", "--backend", "gke", "--image", "reg/sine:1", "--task", "digits",
+                     "-o", str(tmp_path / "p.yaml")]) == 0
+
+
 def test_submit_params_keep_the_types_the_pipeline_declares(tmp_path):
     package = tmp_path / "p.yaml"
-    assert cli.main(["compile", "--backend", "vertex", "--image", "reg/x:2", "-o", str(package)]) == 0
+    assert cli.main(["compile", "--backend", "vertex", "--image", "reg/tfpipe:2", "-o", str(package)]) == 0
     spec = submit.load_pipeline_package(package)[0]
     values = submit.parameters_from_text(spec, {
         "thresholds": '{"rmse": "<= 0.3"}', "task_config": "{}", "train_steps": "500", "poll_interval": "0.5",
@@ -195,3 +232,32 @@ def test_run_local_report_draws_a_chart_per_metric_in_chromium(local_summary, tm
     pixels = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)
     target = np.array([int(report.LINE_COLOR[i:i + 2], 16) for i in (1, 3, 5)])
     assert (np.abs(pixels - target) <= 24).all(axis=-1).sum() > 500  # The lines are drawn.
+
+
+def test_run_local_cli_is_quiet_and_ends_with_the_failed_steps_own_error_status_2(tmp_path, capsys):
+    status = cli.main(["run-local", "--pipeline-root", str(tmp_path / "root"), "--model-dir", str(tmp_path / "run"),
+                       "--task", "tests.support.shape_tasks:mismatched", "--train_steps", "10"])
+    out, err = capsys.readouterr()
+    assert status == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tfpipe run-local: step check-inputs failed: check_inputs: task 'mismatched': one train "
+                           "batch (float32[4,2], int64[4]) does not fit the model"), last
+    assert "executor_input" not in out and "Got executor_input" not in out and "cuda" not in out.lower()
+    assert len(out.splitlines()) < 20, out
+
+
+def test_run_local_summary_names_the_gate_and_its_own_defaults(local_summary):
+    lines = "\n".join(local_summary.lines())
+    assert "gate       none (no --thresholds)" in lines
+    assert "defaults   run-local's, not the compiled pipeline's: " in lines
+    assert "max_to_keep every checkpoint (pipeline: 5)" in lines and "idle_timeout 600.0 (pipeline: 3600.0)" in lines
+    assert "train_steps" not in lines.split("defaults")[1]  # Given explicitly: not a default.
+
+
+def test_run_local_gate_line_says_passed_with_the_thresholds():
+    from tfpipe.pipelines import local_run
+
+    values = {"thresholds": '{"accuracy": ">= 0.9"}'}
+    assert local_run._gate(values, {"accuracy": 0.95}, 200) == (
+        "passed by best step 200: accuracy = 0.95 (thresholds: accuracy >= 0.9)")
+    assert local_run._gate(values, {"accuracy": 0.5}, 200).startswith("missed by best step 200: accuracy = 0.5")

@@ -2,6 +2,7 @@
 datasets the controller example assumes are made here."""
 
 import pathlib
+import json
 import re
 import shlex
 
@@ -11,7 +12,7 @@ import tensorflow as tf
 import yaml
 from kfp import compiler
 
-from tfpipe.pipelines import cli
+from tfpipe.pipelines import cli, dag
 
 README = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -39,11 +40,11 @@ def test_the_controller_example_trains_evaluates_and_checkpoints(tmp_path):
     assert float(scope["runner"].accuracy.result()) > 0.9
 
 
-def test_the_own_dag_example_compiles(tmp_path):
+def _own_dag(backend: str = "gke") -> dict:
     scope: dict = {}
-    exec(compile(_block_with("python", "export_if_passed(passed="), "README.md", "exec"), scope)
-    compiler.Compiler().compile(scope["my_training"], str(tmp_path / "my_training.yaml"))
-    assert "export-if-passed" in (tmp_path / "my_training.yaml").read_text()
+    code = _block_with("python", "export_if_passed(passed=").replace('BACKEND = "gke"', f'BACKEND = "{backend}"')
+    exec(compile(code, "README.md", "exec"), scope)
+    return scope
 
 
 def test_the_data_in_model_out_example_compiles_with_its_artifact_edges(tmp_path):
@@ -56,6 +57,73 @@ def test_the_data_in_model_out_example_compiles_with_its_artifact_edges(tmp_path
     assert tasks["deploy"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "export-if-passed"
 
 
+def _compiled(pipeline, path) -> dict:
+    compiler.Compiler().compile(pipeline, str(path))
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def test_the_own_dag_example_compiles_for_gke_with_the_packaged_pipelines_guards(tmp_path):
+    spec, platform = _compiled(_own_dag("gke")["my_training"], tmp_path / "gke.yaml")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"resolve-model-dir", "check-inputs", "train", "continuous-eval", "continuous-eval-2",
+                          "export-if-passed"}
+    assert tasks["train"]["retryPolicy"]["maxRetryCount"] == dag.SETTINGS["train"].retry.num_retries
+    assert "retryPolicy" not in tasks["check-inputs"] and tasks["check-inputs"]["cachingOptions"] == {}
+    assert tasks["train"]["cachingOptions"] == {} and tasks["continuous-eval"]["cachingOptions"] == {}
+    assert set(tasks["train"]["dependentTasks"]) == {"check-inputs", "resolve-model-dir"}
+    assert "train" not in tasks["continuous-eval"]["dependentTasks"]  # Concurrent on a cluster.
+    assert {"train", "continuous-eval"} <= set(tasks["continuous-eval-2"]["dependentTasks"])  # The catch-up.
+    train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert {"name": "TFPIPE_RETRIES", "value": "3"} in train["env"]
+    selectors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]["nodeSelector"]
+    assert selectors["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4", "cloud.google.com/gke-spot": "true"}
+
+
+def test_the_own_dag_example_compiles_for_vertex_with_spot_through_a_custom_job(tmp_path):
+    (spec,) = _compiled(_own_dag("vertex")["my_training"], tmp_path / "vertex.yaml")
+    train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert "google_cloud_pipeline_components" in " ".join(train["command"] + train["args"])
+    job = json.dumps(spec["components"]["comp-train"])
+    assert "SPOT" in job and "NVIDIA_L4" in job and "g2-standard" in job
+
+
+@pytest.mark.timeout(3600)
+def test_the_own_dag_example_never_hangs_under_kfp_local(tmp_path, monkeypatch):
+    """Six local runs of the README's DAG: kfp.local's own order, and each order forced (the evaluator first: it
+    stops after start_timeout and the catch-up evaluates; train first: the evaluator evaluates, the catch-up finds
+    it done). Every run ends, and the run's checkpoint is evaluated exactly once."""
+    from kfp import local
+
+    plain = dag.train_and_evaluate
+    orders = ["kfp", "evaluator-first", "train-first", "kfp", "evaluator-first", "train-first"]
+    for i, order in enumerate(orders):
+        def forced(*args, order=order, **kwargs):
+            pair = plain(*args, **kwargs)
+            if order == "evaluator-first":
+                pair.train.after(pair.watcher)
+            elif order == "train-first":
+                pair.watcher.after(pair.train)
+            return pair
+
+        monkeypatch.setattr(dag, "train_and_evaluate", forced)
+        scope = _own_dag("gke")  # @dsl.pipeline traces the function when it is defined: define it anew.
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+                   raise_on_error=True)
+        model_dir = tmp_path / f"run{i}"
+        before = set((tmp_path / "root").glob("my-training-*"))
+        scope["my_training"](model_dir=str(model_dir), train_steps=40, start_timeout=2.0)
+        records = sorted(p.name for p in (model_dir / "eval" / "validation" / "records").glob("*.json"))
+        assert records == [f"{40:012d}.json"], (order, records)
+        (run,) = set((tmp_path / "root").glob("my-training-*")) - before
+        watcher, catch_up = (json.loads((run / task / "executor_output.json").read_text())["parameterValues"]
+                             for task in ("continuous-eval", "continuous-eval-2"))
+        assert watcher["evaluated"] + catch_up["evaluated"] == 1, (order, watcher, catch_up)  # Once, by either.
+        assert catch_up["best_step"] == 40
+        if order == "evaluator-first":  # It stopped after start_timeout; the catch-up evaluated.
+            assert (watcher["evaluated"], watcher["best_step"], catch_up["evaluated"]) == (0, -1, 1)
+        elif order == "train-first":  # It evaluated; the catch-up found it recorded.
+            assert (watcher["evaluated"], catch_up["evaluated"]) == (1, 0)
 @pytest.mark.parametrize("line", [
     line for block in _blocks("sh") for line in block.replace("\\\n", " ").splitlines()
     if line.startswith("tfpipe compile ")

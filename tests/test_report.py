@@ -581,3 +581,14 @@ def test_missing_chromium_fails_with_the_ci_hint(monkeypatch):
     monkeypatch.setenv(browser.SKIP_ENV, "1")
     with pytest.raises(pytest.skip.Exception, match=r"TFPIPE_SKIP_BROWSER=1"):
         browser.require_chromium()
+
+
+def test_the_report_header_says_whether_the_best_checkpoint_passed_the_gate():
+    from tfpipe.components import artifacts
+
+    best = {"step": 200, "checkpoint": "ckpt-200", "metrics": {"accuracy": 0.95, "loss": 0.2},
+            "best_metric": "accuracy", "best_mode": "higher"}
+    html = artifacts.render([best], title="t", best=best, thresholds={"accuracy": (">=", 0.9)})
+    assert "Export gate" in html and "passed: accuracy &gt;= 0.9" in html
+    assert artifacts.gate_text(best, {"accuracy": (">=", 0.99)}) == "missed: accuracy = 0.95 is not >= 0.99"
+    assert "Export gate" not in artifacts.render([best], title="t", best=best)

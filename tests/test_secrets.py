@@ -47,7 +47,7 @@ def scan_tree(root: pathlib.Path) -> int:
 
 def test_secret_env_is_by_reference_and_commands_are_argument_lists(tmp_path):
     out = tmp_path / "p.yaml"
-    assert cli.main(["compile", "--backend", "gke", "--image", "reg/x:2",
+    assert cli.main(["compile", "--backend", "gke", "--image", "reg/tfpipe:2",
                      "--secret", "data-creds:token=DATA_TOKEN", "--secret", "data-creds:user=DATA_USER",
                      "-o", str(out)]) == 0
     spec, platform = yaml.safe_load_all(out.read_text())
