@@ -47,12 +47,13 @@ def model_garden():
 BIAS = "model/network/layer_with_weights-0/bias/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-def _assert_same_variables(path: str, expected: str, prefixes) -> None:
+def _assert_same_variables(path: str, expected: str, prefixes) -> list:
+    """Asserts that the checkpoints at `path` and `expected` hold equal values under `prefixes`; returns the names."""
     names = [name for name, _ in tf.train.list_variables(expected) if name.startswith(prefixes)]
-    assert BIAS in names
     for name in names:
         np.testing.assert_array_equal(tf.train.load_variable(path, name), tf.train.load_variable(expected, name),
                                       err_msg=name)
+    return names
 
 
 def _mock(**trainer):
@@ -134,7 +135,8 @@ def test_mock_resume_continues_exactly_and_warm_start_loads_init_checkpoint(mode
     for steps in (4, 6):
         train.run(task="model_garden", task_config=config, model_dir=resumed, train_steps=steps, steps_per_loop=2,
                   checkpoint_interval=2)
-    _assert_same_variables(f"{resumed}/ckpt-6", f"{model_dir}/ckpt-6", ("model/", "optimizer/", "global_step/"))
+    assert BIAS in _assert_same_variables(f"{resumed}/ckpt-6", f"{model_dir}/ckpt-6",
+                                          ("model/", "optimizer/", "global_step/"))
     # Warm start: init_checkpoint is loaded when the run has no checkpoint (learning rate 0 keeps it unchanged).
     warm = json.loads(_mock())
     warm["params_override"]["task"] = {"init_checkpoint": f"{model_dir}/ckpt-6"}  # mock: no init_checkpoint_modules
@@ -143,7 +145,7 @@ def test_mock_resume_continues_exactly_and_warm_start_loads_init_checkpoint(mode
     started = str(tmp_path / "warm")
     train.run(task="model_garden", task_config=json.dumps(warm), model_dir=started, train_steps=2, steps_per_loop=2,
               checkpoint_interval=2)
-    _assert_same_variables(f"{started}/ckpt-2", f"{model_dir}/ckpt-6", ("model/",))
+    assert BIAS in _assert_same_variables(f"{started}/ckpt-2", f"{model_dir}/ckpt-6", ("model/",))
     assert not np.array_equal(tf.train.load_variable(f"{model_dir}/ckpt-2", BIAS),
                               tf.train.load_variable(f"{model_dir}/ckpt-6", BIAS))  # Training moved the weights.
 
@@ -191,3 +193,43 @@ def test_a_model_garden_experiment_compiles_to_an_accelerator_pipeline(backend, 
         "input_path": "gs://my-bucket/imagenet/train*"}}}})
     values = submit.parameters_from_text(spec, {"task": "model_garden", "task_config": experiment})
     assert submit.check_parameters(spec, values, name="parameter_values") == values
+
+
+@pytest.mark.timeout(900)
+def test_tiny_resnet_experiment_trains_identically_twice(model_garden, tmp_path):
+    """The experiment's seed, under tfpipe's op determinism: two runs of one config give the same checkpoint."""
+    import subprocess
+    import sys
+
+    from tests.support.model_garden_data import tiny_resnet_config
+
+    config = json.dumps(tiny_resnet_config(str(tmp_path / "data")))
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "tfpipe.components.train", "--task=model_garden",
+                        f"--task_config={config}", f"--model_dir={tmp_path / run}", "--train_steps=10",
+                        "--steps_per_loop=5", "--checkpoint_interval=10"], check=True, timeout=600)
+    names = [name for name, _ in tf.train.list_variables(str(tmp_path / "a" / "ckpt-10")) if "VARIABLE_VALUE" in name]
+    assert len(names) > 100  # The backbone, the head and their optimizer slots.
+    _assert_same_variables(str(tmp_path / "b" / "ckpt-10"), str(tmp_path / "a" / "ckpt-10"), tuple(names))
+
+
+def test_data_artifacts_become_the_experiments_input_paths(model_garden, tmp_path):
+    try:
+        from tfpipe.components.tasks import DataInputs, DataRef
+    except ImportError:
+        pytest.skip("the data channel (tfpipe.components.tasks.DataInputs) is not on this branch yet")
+    from tests.support.model_garden_data import tiny_resnet_config
+    from tfpipe.components.tasks import model_garden as mg_task
+
+    config = tiny_resnet_config(str(tmp_path / "data"))
+    for key in ("train_data", "validation_data"):
+        del config["params_override"]["task"][key]["input_path"]
+    (tmp_path / "train").mkdir()
+    os.rename(tmp_path / "data" / "train-00000.tfrecord", tmp_path / "train" / "part-0")
+    built = mg_task.build(config, data=DataInputs(train=DataRef(uri=str(tmp_path / "train"), metadata={}),
+                                                  eval=DataRef(uri=str(tmp_path / "data" / "valid-*"), metadata={})))
+    params = built.trainer.config
+    assert params.task.train_data.input_path == f"{tmp_path}/train/*"
+    assert params.task.validation_data.input_path == f"{tmp_path}/data/valid-*"
+    # The run records the experiment's own path (resnet_imagenet's default), not where this run found its data.
+    assert built.config["params.task.train_data.input_path"].startswith("imagenet-2012-tfrecord/")

@@ -26,6 +26,9 @@ What comes from where:
   precision (`runtime.mixed_precision_dtype`), and the best checkpoint: by
   `trainer.best_checkpoint_eval_metric` (nested keys `a|b` become `a/b`) and
   `trainer.best_checkpoint_metric_comp`; `validation_loss` (lower) when it names none.
+* Data: the step's data artifacts (`train_data`, `eval_data`), when given, replace the
+  experiment's `task.train_data.input_path` and `task.validation_data.input_path`
+  (`data_paths_override`; a folder means every file in it).
 * The training loss is Model Garden's `training_loss` (what the divergence check reads);
   summaries carry Model Garden's names.
 * Training writes the experiment's `params.yaml` into the run directory, as train.py
@@ -130,8 +133,13 @@ def _import_model_garden() -> Dict[str, Any]:
     return {name.rsplit(".", 1)[-1]: importlib.import_module(name) for name in names}
 
 
-def parse_experiment(config: ModelGardenConfig) -> Any:
-    """The experiment's `ExperimentConfig`: registered defaults, config files, then `params_override`, validated.
+def parse_experiment(config: ModelGardenConfig, data: Any = None) -> Tuple[Any, Dict[str, Any]]:
+    """The experiment's `ExperimentConfig` and the effective task config a run records.
+
+    The config is the registered experiment, then the config files, then `params_override` (as train.py
+    builds it), then the data artifacts' paths (`data_paths_override`), validated and locked. The effective
+    config is `{"experiment": ..., "params.<key>": value, ...}` before the data paths: the run records the
+    data's content, not where one run found it.
 
     Raises:
         checks.InputError: For an unknown experiment, an override key the experiment lacks, or a config
@@ -158,26 +166,31 @@ def parse_experiment(config: ModelGardenConfig) -> Any:
             f"{checks.clipped(str(error).strip(chr(34)))}") from None
     except tf.errors.NotFoundError as error:
         raise checks.InputError(f"`task_config['config_file']`: {error.message}") from None
+    effective = {"experiment": config.experiment, **_flat(params.as_dict(), "params.")}
+    params.override(data_paths_override(data), is_strict=True)
     try:
         params.validate()
     except (KeyError, ValueError) as error:
         raise checks.InputError(
             f"experiment {config.experiment!r} with this `task_config` is not valid: {error}") from None
     params.lock()
-    return params
+    return params, effective
 
 
-def data_paths_override(train_data: Optional[str] = None, eval_data: Optional[str] = None) -> Dict[str, Any]:
-    """The `params_override` that points an experiment at data artifacts: every file in each folder.
+def data_paths_override(data: Any) -> Dict[str, Any]:
+    """The `params_override` that points the experiment at the step's data artifacts (`train_data`, `eval_data`).
 
-    The one place that maps tfpipe's `train_data`/`eval_data` folders to Model Garden's
-    `task.train_data.input_path` and `task.validation_data.input_path`; until the components hand the
-    artifacts to tasks, give the paths in `params_override` yourself.
+    The one place that maps tfpipe's data channel (`data.train`, `data.eval`: references whose `uri` is a
+    folder, a file or a glob) to Model Garden's `task.train_data.input_path` and
+    `task.validation_data.input_path`: a folder becomes every file in it. Without data artifacts, give the
+    paths in `params_override`.
     """
     override: Dict[str, Any] = {}
-    for key, uri in (("train_data", train_data), ("validation_data", eval_data)):
-        if uri:
-            override[key] = {"input_path": f"{uri.rstrip('/')}/*"}
+    for attr, key in (("train", "train_data"), ("eval", "validation_data")):
+        ref = getattr(data, attr, None) if data is not None else None
+        if ref is not None:
+            uri = ref.uri.rstrip("/")
+            override[key] = {"input_path": f"{uri}/*" if tf.io.gfile.isdir(uri) else uri}
     return {"task": override} if override else {}
 
 
@@ -238,17 +251,19 @@ def _serving(experiment: str, params: Any, model: Any) -> Tuple[Optional[Any], O
 
 
 @task_factory
-def build(config_dict: Dict[str, Any]) -> Task:
+def build(config_dict: Dict[str, Any], *, data: Any = None) -> Task:
     """The `model_garden` task factory: call it inside the strategy's scope.
 
     Args:
         config_dict: Keys of `ModelGardenConfig`.
+        data: The step's data artifacts (tfpipe's data channel: `data.train`, `data.eval`, each None or a
+            reference with a `uri`): the experiment reads them instead of its own input paths.
 
     Returns:
         The task, with Model Garden's trainer as its trainer and evaluator.
     """
     config = config_from_dict(ModelGardenConfig, config_dict, task=NAME)
-    params = parse_experiment(config)
+    params, effective = parse_experiment(config, data)
     mg = _import_model_garden()
     tf_keras.utils.set_random_seed(params.task.train_data.seed or 0)  # Op determinism needs it for random ops.
     if params.runtime.mixed_precision_dtype:
@@ -266,7 +281,6 @@ def build(config_dict: Dict[str, Any]) -> Task:
     )
     serve, sample, no_serving = _serving(config.experiment, params, trainer.model)
     best_metric, best_mode = _best(params)
-    effective = {"experiment": config.experiment, **_flat(params.as_dict(), "params.")}
     return Task(
         name=NAME,
         model=trainer.model,
