@@ -70,8 +70,6 @@ EXTRA = "model-garden"
 # The trainer's loss in its output (official.core.base_trainer.Trainer.train_loop_end).
 TRAINING_LOSS = "training_loss"
 DEFAULT_BEST = ("validation_loss", "lower")
-# Model Garden's names for the best checkpoint's direction, and tfpipe's.
-_BEST_MODES = {"higher": "higher", "lower": "lower"}
 _ORBIT_SUBMODULES = ("actions", "controller", "runner", "standard_runner", "utils")
 
 
@@ -211,10 +209,8 @@ def _best(params: Any) -> Tuple[str, str]:
     if not metric:
         return DEFAULT_BEST
     comp = params.trainer.best_checkpoint_metric_comp
-    if comp not in _BEST_MODES:
-        raise checks.InputError(
-            f"experiment's `trainer.best_checkpoint_metric_comp` must be 'higher' or 'lower', got {checks.shown(comp)}.")
-    return metric.replace("|", "/"), _BEST_MODES[comp]
+    checks.check_choice("params.trainer.best_checkpoint_metric_comp", comp, checks.BEST_MODES)
+    return metric.replace("|", "/"), comp
 
 
 def _dataset_fn(mg_task: Any, data_config: Any, steps: int) -> Any:
