@@ -14,7 +14,7 @@ TFPIPE_EXTRAS ?=
 # The classic builder where the docker client has no BuildKit plugin (the Dockerfile needs nothing more).
 DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
 
-.PHONY: venv demo test image bench bench-quick clean
+.PHONY: venv demo test test-tf220 image bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,26 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-chromium.sh
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+
+# The TensorFlow 2.20 line, the one tf-models-official 2.20 requires: a second venv with the `model-garden` extra,
+# and the tests of what depends on the TensorFlow line (`make test` runs the whole suite on 2.21): TF internals,
+# controller_core, the components and tasks, Model Garden, packaging. pip is upgraded first: the one Python 3.11
+# bundles (23.2) cannot resolve tf-models-official's dependencies.
+VENV220 := .venv220
+STAMP220 := $(VENV220)/.installed
+TF220_TESTS := tests/test_tf_internals.py tests/test_private_internals.py tests/test_package.py \
+  tests/test_controller.py tests/test_standard_runner.py tests/test_actions.py tests/test_utils.py \
+  tests/test_orbit_compat.py tests/test_tasks.py tests/test_components.py tests/test_model_garden.py \
+  tests/test_packaging.py
+
+$(STAMP220): pyproject.toml
+	test -x $(VENV220)/bin/python || $(PYTHON) -m venv $(VENV220)
+	$(VENV220)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV220)/bin/python -m pip install --quiet -e ".[test,examples,model-garden]" "tensorflow==2.20.*"
+	touch $(STAMP220)
+
+test-tf220: $(STAMP220)
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV220)/bin/python -m pytest -q $(TF220_TESTS)
 
 # Host networking for the build: it works with an engine that has no bridge (CI) as well as with one that has.
 image:

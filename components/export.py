@@ -73,9 +73,12 @@ def _check_predictions(task: Any, path: str) -> None:
     Raises:
         AssertionError: If the export predicts something else.
     """
-    if task.eval_dataset is None:
+    if task.serving_inputs is not None:
+        features = task.serving_inputs()
+    elif task.eval_dataset is not None:
+        features, _ = next(iter(task.eval_dataset(None)))
+    else:
         return
-    features, _ = next(iter(task.eval_dataset(None)))
     expected = task.serving_signature(features)
     signature = tf.saved_model.load(path).signatures["serving_default"]
     names = list(signature.structured_input_signature[1])
@@ -162,7 +165,7 @@ def run(args: Any) -> ExportResult:
     built = evaluation.load_task(args, distribution=strategy_lib.create_strategy("default"), metrics=args.thresholds,
                                  data_optional=True)
     if built.serving_signature is None:
-        raise checks.InputError(f"`task` ({args.task!r}) defines no serving signature to export.")
+        raise checks.InputError(built.no_serving_reason or f"`task` ({args.task!r}) defines no serving signature to export.")
     if args.precision != precision_lib.FLOAT32:  # The model computes in 16 bits; its callers see float32.
         built.serving_signature = precision_lib.float32_signature(built.serving_signature)
     record = checkpoints.record_of(args.model_dir, args.eval_name, path)

@@ -111,8 +111,11 @@ def run(args: Any) -> TrainResult:
             run_config.check_run_config(args.model_dir, wanted, for_training=True)
             checkpoints.recover_checkpoint_state(args.model_dir)
             run_config.record_run_config(args.model_dir, wanted)
+            if built.write_run_files is not None:
+                built.write_run_files(args.model_dir)
         multi_worker = strategy_lib.is_multi_worker(distribution)
-        extra = {} if multi_worker else {"train_iterator": _checkpointable_iterator(trainer)}
+        extra = {} if multi_worker or not built.checkpoint_train_iterator else {
+            "train_iterator": _checkpointable_iterator(trainer)}
         if built.trainer is None:
             extra.update(trainer.checkpoint_items)  # The loss scale, under mixed_float16.
         manager = tf.train.CheckpointManager(
@@ -121,12 +124,13 @@ def run(args: Any) -> TrainResult:
             max_to_keep=args.max_to_keep,
             step_counter=built.global_step,
             checkpoint_interval=args.checkpoint_interval,
+            init_fn=built.init_fn,
         )
         if writer is not None:
             lease.fence_saves(manager, writer)  # Each save checks the lease with the server before and after.
         # Actions run before the controller's save: a lost lease or a diverged state is never saved.
         actions = [orbit.actions.RecoverFromDivergence(
-            manager, built.global_step, loss_upper_bound=args.loss_upper_bound or None,
+            manager, built.global_step, loss_key=built.loss_name, loss_upper_bound=args.loss_upper_bound or None,
             max_recoveries=args.max_divergence_recoveries)]
         if writer is not None:
             actions.insert(0, writer.check)

@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Tuple
 import tensorflow as tf
 
 # TensorFlow versions (major.minor) these functions were checked against.
-VERIFIED_TF_VERSIONS = ("2.21",)
+VERIFIED_TF_VERSIONS = ("2.20", "2.21")
 
 _UNMATCHED_COUNT = re.compile(r"Found (\d+) Python objects that were not bound to checkpointed values")
 _UNMATCHED_VARIABLE = re.compile(r"<tf\.Variable '([^']+)'")

@@ -20,7 +20,7 @@ def test_registered_and_module_references_resolve():
 @pytest.mark.parametrize(
     "task, message",
     [
-        ("nope", r"`task` \('nope'\) is not a registered task \['digits'\] and not a 'package.module:factory'"),
+        ("nope", r"`task` \('nope'\) is not a registered task \['digits', 'model_garden'\] and not a 'package.module:factory'"),
         ("no_such_module:build", r"`task` \('no_such_module:build'\): cannot import module 'no_such_module'"),
         ("tests.support.custom_task:missing", r"module 'tests.support.custom_task' has no callable 'missing'"),
         ("subprocess:run", r"`task` \('subprocess:run'\) is not declared a tfpipe task factory: 'subprocess' is a "

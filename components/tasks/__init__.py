@@ -4,7 +4,8 @@ A task factory takes the task config dictionary and returns a `Task`; it is call
 inside the distribution strategy's scope. Tasks are opt-in code: `--task` (the
 `task` input) accepts only
 
-* a registered name: a built-in task (`digits`), or a name an installed package
+* a registered name: a built-in task (`digits`; `model_garden`, a Model Garden
+  experiment, with the `model-garden` extra), or a name an installed package
   declares in the `tfpipe.tasks` entry-point group
   (`[project.entry-points."tfpipe.tasks"] mytask = "mypkg.tasks:build"`); or
 * `package.module:factory` where `factory` is declared a task factory with the
@@ -41,7 +42,10 @@ TaskFactory = Callable[[Dict[str, Any]], Task]
 
 ENTRY_POINT_GROUP = "tfpipe.tasks"
 ALLOWED_MODULES_ENV = "TFPIPE_TASK_MODULES"
-_BUILTIN: Dict[str, str] = {"digits": "tfpipe.components.tasks.digits:build"}
+_BUILTIN: Dict[str, str] = {
+    "digits": "tfpipe.components.tasks.digits:build",
+    "model_garden": "tfpipe.components.tasks.model_garden:build",
+}
 _MARKER = "__tfpipe_task_factory__"
 
 

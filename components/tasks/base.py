@@ -52,6 +52,18 @@ class Task:
             in the run directory's `run_config.json` and compared by every later step. None: the given config.
         eval_only_config_keys: Config keys that may differ between training and evaluation without changing
             what the checkpoints mean (e.g. an evaluation batch size).
+        loss_name: The training loss in the trainer's output (nested keys as `a/b`): what the divergence check
+            reads.
+        init_fn: Called by training when the run has no checkpoint yet (the `CheckpointManager`'s `init_fn`),
+            e.g. to warm-start from a pretrained checkpoint.
+        checkpoint_train_iterator: Whether training checkpoints its data iterator (an exact resume), where the
+            iterator can be saved; False when the input pipeline cannot be saved (stateful ops) or should not
+            be (large shuffle buffers): a resumed run then restarts its data.
+        serving_inputs: Returns a sample batch of `serving_signature`'s inputs (a tensor, or a dict by input
+            name), to check an export against the checkpointed model; default: an evaluation batch's features.
+        no_serving_reason: Why a task without a `serving_signature` has none (the export's one-line refusal).
+        write_run_files: Called with the run directory when training starts (chief only), after the run config
+            is recorded: files of the task's own in the run directory (e.g. Model Garden's `params.yaml`).
     """
 
     name: str
@@ -73,6 +85,12 @@ class Task:
     metric_names: Optional[Sequence[str]] = None
     config: Optional[Mapping[str, Any]] = None
     eval_only_config_keys: Sequence[str] = ()
+    loss_name: str = "loss"
+    init_fn: Optional[Callable[[], None]] = None
+    checkpoint_train_iterator: bool = True
+    serving_inputs: Optional[Callable[[], Any]] = None
+    no_serving_reason: str = ""
+    write_run_files: Optional[Callable[[str], None]] = None
 
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
@@ -91,6 +109,7 @@ class Task:
                 "Orbit-style `trainer` and `evaluator`)."
             )
         checks.check_metric_name(f"{where}: best_metric", self.best_metric)
+        checks.check_metric_name(f"{where}: loss_name", self.loss_name)
         checks.check_choice(f"{where}: best_mode", self.best_mode, checks.BEST_MODES)
 
     @property
