@@ -41,7 +41,7 @@ test: $(STAMP)
 # (tests/conftest.py says which those are).
 check: $(STAMP)
 	$(VENV)/bin/ruff check .
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -m "not slow" --durations=10
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 # Host networking for the build: it works with an engine that has no bridge (CI) as well as with one that has.
 image:
