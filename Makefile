@@ -1,5 +1,5 @@
-# tfpipe: `make demo` runs the main job, `make test` the test suite. Each first creates or
-# refreshes the virtual environment in .venv (re-installed when pyproject.toml changes).
+# tfpipe: `make demo` runs the main job, `make test` the test suite, `make check` lint and the fast tests. Each first
+# creates or refreshes the virtual environment in .venv (re-installed when pyproject.toml changes).
 # `make image` builds the project image (Dockerfile) with a Docker engine; it needs no .venv.
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +14,10 @@ TFPIPE_EXTRAS ?=
 # The classic builder where the docker client has no BuildKit plugin (the Dockerfile needs nothing more).
 DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
 
-.PHONY: venv demo test test-tf220 image bench bench-quick clean
+# Test processes for `make test` (pytest-xdist's -n: `auto` is one per core).
+TEST_WORKERS ?= auto
+
+.PHONY: venv demo test check test-tf220 image bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -28,9 +31,17 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/tfpipe run-local --pipeline-root $(DEMO_DIR) --thresholds '{"accuracy": ">= 0.9"}'
 
+# Every test, spread over the cores; each test module stays on one worker (--dist loadfile), so the run directories
+# and local pipeline runs a module shares are made once. Ends with the 25 slowest tests.
 test: $(STAMP)
 	scripts/ensure-chromium.sh
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+
+# Lint (ruff, configured in pyproject.toml), then the drift, docs and unit tests: every test not marked `slow`
+# (tests/conftest.py says which those are).
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 # The TensorFlow 2.20 line, the one tf-models-official 2.20 requires: a second venv with the `model-garden` extra,
 # and the tests of what depends on the TensorFlow line (`make test` runs the whole suite on 2.21): TF internals,

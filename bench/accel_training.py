@@ -40,10 +40,10 @@ class AccelTraining:
         from tfpipe.components.tasks import Task
         from tfpipe.components.tasks.keras_runners import KerasTrainer
 
-        from bench.worker import _digits_arrays
+        from bench.digits import digits_arrays
 
         self.loop = loop
-        x, y, self.data_source = _digits_arrays(0)
+        x, y, self.data_source = digits_arrays(0)
         images = tf.image.resize(tf.reshape(x, [-1, 8, 8, 1]), [image_size, image_size]).numpy().astype(np.float32)
 
         def dataset(context: Any = None) -> tf.data.Dataset:

@@ -30,30 +30,13 @@ import time
 import traceback
 from typing import Any, Dict, Optional
 
+from bench import digits
+
 CONTROLLERS = ("controller", "controller_whatif", "orbit")
 TRAINING_CANDIDATES = ("raw", "raw_loop", "keras") + CONTROLLERS
 
 
 # ---------------------------------------------------------------------------------------------------- training
-
-
-def _digits_arrays(seed: int):
-    """scikit-learn's bundled digits (no download), scaled to [0, 1]; synthetic data when sklearn is missing."""
-    import numpy as np
-
-    try:
-        from sklearn.datasets import load_digits
-
-        data = load_digits()
-        x, y = (data.data / 16.0).astype(np.float32), data.target.astype(np.int64)
-        source = "sklearn digits"
-    except ImportError:
-        rng = np.random.default_rng(seed)
-        x = rng.random((1797, 64), dtype=np.float32)
-        y = rng.integers(0, 10, size=1797).astype(np.int64)
-        source = "synthetic"
-    order = np.random.default_rng(seed).permutation(len(x))
-    return x[order], y[order], source
 
 
 class IntervalSaver:
@@ -95,7 +78,7 @@ class Training:
         self.candidate = candidate
         self.ckpt_root = ckpt_root
         tf_keras.utils.set_random_seed(seed)
-        x, y, self.data_source = _digits_arrays(seed)
+        x, y, self.data_source = digits.digits_arrays(seed)
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).cache()
         dataset = dataset.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
         self.dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

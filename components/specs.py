@@ -39,7 +39,7 @@ _PROJECT_NAME = re.compile(r'^\[project\][^\[]*?^name\s*=\s*"tfpipe"\s*$', re.M 
 
 def _check_name(name: Any) -> str:
     if name not in SPEC_NAMES:
-        raise ValueError(f"`name` must be one of {list(SPEC_NAMES)}, got {name!r}.")
+        raise checks.InputError(f"`name` must be one of {list(SPEC_NAMES)}, got {name!r}.")
     return name
 
 

@@ -41,7 +41,6 @@ job, ...)` does the create/adopt/replace and the bounded wait with a `TrainingCl
 """
 
 import hashlib
-import json
 import re
 import time
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Union
@@ -66,7 +65,6 @@ PORT = 2222
 SUCCEEDED, FAILED = constants.JOB_CONDITION_SUCCEEDED, constants.JOB_CONDITION_FAILED
 MAX_NAME_LENGTH = 50  # Pods and services are named `<name>-worker-<i>`: DNS labels of at most 63 characters.
 PLACEMENT_KEYS = ("resources", "nodeSelector", "tolerations")
-_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 class TfJobError(RuntimeError):
@@ -114,20 +112,9 @@ def check_name(name: Any) -> str:
     """Checks a TFJob name: a DNS-1035 label of at most 50 characters.
 
     Raises:
-        ValueError: Naming the value and what is accepted.
+        checks.InputError: Naming the value and what is accepted.
     """
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
-        raise ValueError(
-            f"`job_name` must be lower-case letters, digits and '-', start with a letter, end with a letter or "
-            f"digit, and be at most {MAX_NAME_LENGTH} characters long, got {name!r}."
-        )
-    return name
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
-    return value
+    return checks.check_dns_label("job_name", name, max_length=MAX_NAME_LENGTH)
 
 
 def _from_json(data: Any, model: str) -> Any:
@@ -137,27 +124,19 @@ def _from_json(data: Any, model: str) -> Any:
 
 def _placement(placement: Union[str, Mapping[str, Any], None]) -> Dict[str, Any]:
     """The pod placement JSON (`tfpipe.pipelines.placement.GkePlacement.pod_json`), checked."""
-    if isinstance(placement, str):
-        try:
-            placement = json.loads(placement or "{}")
-        except ValueError:
-            raise ValueError(f"`placement` must be a JSON object, got {placement!r}.") from None
-    placement = placement or {}
-    if not isinstance(placement, Mapping) or set(placement) - set(PLACEMENT_KEYS):
-        raise ValueError(f"`placement` must be a JSON object with keys among {list(PLACEMENT_KEYS)}, got {placement!r}.")
-    return dict(placement)
+    placement = checks.check_json_object("placement", placement)
+    if set(placement) - set(PLACEMENT_KEYS):
+        raise checks.InputError(
+            f"`placement` must be a JSON object with keys among {list(PLACEMENT_KEYS)}, got {checks.shown(placement)}."
+        )
+    return placement
 
 
-def _secret_env_vars(secret_env: Mapping[str, Mapping[str, str]]) -> List[models.V1EnvVar]:
+def _secret_env_vars(secret_env: Union[str, Mapping[str, Mapping[str, str]], None]) -> List[models.V1EnvVar]:
     """Container `env` entries that read each `{secret: {key: ENV}}` from its secret (`secretKeyRef`)."""
-    if not isinstance(secret_env, Mapping):
-        raise ValueError(f"`secret_env` must map secret names to {{key: ENV}} mappings, got {secret_env!r}.")
     env = []
-    for secret, keys in sorted(secret_env.items()):
-        if not isinstance(keys, Mapping) or not keys:
-            raise ValueError(f"`secret_env[{secret!r}]` must map secret keys to environment variables, got {keys!r}.")
+    for secret, keys in sorted(checks.check_secret_env("secret_env", secret_env).items()):
         for key, variable in sorted(keys.items()):
-            checks.check_secret_env_name(f"secret_env[{secret!r}][{key!r}]", variable)
             source = models.V1EnvVarSource(secret_key_ref=models.V1SecretKeySelector(name=secret, key=key))
             env.append(models.V1EnvVar(name=variable, value_from=source))
     return env
@@ -174,7 +153,7 @@ def tfjob_manifest(
     backoff_limit: int = 3,
     active_deadline_seconds: Optional[int] = None,
     service_account: str = "",
-    secret_env: Optional[Mapping[str, Mapping[str, str]]] = None,
+    secret_env: Union[str, Mapping[str, Mapping[str, str]], None] = None,
 ) -> models.KubeflowOrgV1TFJob:
     """Builds the `TFJob` (kubeflow.org/v1) that trains with MultiWorkerMirroredStrategy on `replicas` pods.
 
@@ -190,26 +169,25 @@ def tfjob_manifest(
         backoff_limit: Replica restarts (after retryable exits) before the job fails.
         active_deadline_seconds: Stop the job after this long (None: no deadline).
         service_account: The pods' Kubernetes service account (empty: the namespace default).
-        secret_env: Kubernetes secrets to expose as environment variables, `{secret: {key: ENV}}` (by
-            reference: the manifest holds names only).
+        secret_env: Kubernetes secrets to expose as environment variables, `{secret: {key: ENV}}` (mapping or
+            JSON text; by reference: the manifest holds names only).
 
     Returns:
         The TFJob, the SDK's typed model, ready for `TrainingClient.create_job`.
 
     Raises:
-        ValueError: For a bad input, naming it, its value and what is accepted.
+        checks.InputError: For a bad input, naming it, its value and what is accepted.
     """
     check_name(name)
-    for key, value in (("namespace", namespace), ("image", image)):
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"`{key}` must be a non-empty string, got {value!r}.")
-    _check_int("replicas", replicas, 2)
-    _check_int("backoff_limit", backoff_limit, 0)
+    checks.check_non_empty_text("namespace", namespace)
+    checks.check_non_empty_text("image", image)
+    checks.check_int_at_least("replicas", replicas, 2)
+    checks.check_int_at_least("backoff_limit", backoff_limit, 0)
     if active_deadline_seconds is not None:
-        _check_int("active_deadline_seconds", active_deadline_seconds, 1)
+        checks.check_int_at_least("active_deadline_seconds", active_deadline_seconds, 1)
     args = train_args(train_inputs)
     pod = _placement(placement)
-    env = _secret_env_vars(secret_env or {})
+    env = _secret_env_vars(secret_env)
     labels = {"app.kubernetes.io/managed-by": "tfpipe", "tfpipe/job": name}
 
     def replica(count: int) -> models.KubeflowOrgV1ReplicaSpec:
@@ -324,7 +302,7 @@ def run_tfjob(
         TimeoutError: If it did not finish within `timeout_seconds` (it is deleted first).
     """
     if not timeout_seconds > 0 or not poll_interval > 0:
-        raise ValueError(
+        raise checks.InputError(
             f"`timeout_seconds` ({timeout_seconds!r}) and `poll_interval` ({poll_interval!r}) must be > 0."
         )
     target = _Job(client, job.metadata.namespace, job.metadata.name)
@@ -397,18 +375,29 @@ def run_for_kfp(
     namespace: str, service_account: str, secret_env: str, backoff_limit: int, timeout_seconds: int,
     poll_interval: float, **train_inputs: Any,
 ) -> tuple:
-    """The launcher component's body: runs the TFJob, waits for it, then publishes the train outputs."""
-    from kubeflow.training import TrainingClient
+    """The launcher component's body: runs the TFJob, waits for it, then publishes the train outputs.
 
-    client = TrainingClient(job_kind="TFJob")  # In a pod: the in-cluster config and this pod's namespace.
-    job = tfjob_manifest(
-        name=job_name or default_job_name(run_id), namespace=namespace or client.namespace.strip(), image=image,
-        train_inputs=train_inputs, replicas=replicas, placement=placement, backoff_limit=backoff_limit,
-        active_deadline_seconds=timeout_seconds, service_account=service_account, secret_env=json.loads(secret_env),
-    )
-    run_tfjob(client, job, timeout_seconds=timeout_seconds, poll_interval=poll_interval)
-    return train_outputs.publish(read_result(train_inputs["model_dir"], train_inputs["train_steps"]), model=model,
-                                 metrics=metrics)
+    A bad input (`checks.InputError`) ends the step with one line and exit status 2, as in the train component.
+    """
+    from tfpipe.components import entry_point  # TensorFlow: only where the launcher runs.
+
+    def manifest(in_namespace: str) -> models.KubeflowOrgV1TFJob:
+        return tfjob_manifest(
+            name=job_name or default_job_name(run_id), namespace=in_namespace, image=image,
+            train_inputs=train_inputs, replicas=replicas, placement=placement, backoff_limit=backoff_limit,
+            active_deadline_seconds=timeout_seconds, service_account=service_account, secret_env=secret_env,
+        )
+
+    @entry_point.exit_on_input_error("train_with_tfjob")
+    def launch() -> tuple:
+        manifest(namespace or "default")  # Every input is checked before the cluster is contacted.
+        client = TrainingClient(job_kind="TFJob")  # In a pod: the in-cluster config and this pod's namespace.
+        job = manifest(namespace or client.namespace.strip())
+        run_tfjob(client, job, timeout_seconds=timeout_seconds, poll_interval=poll_interval)
+        result = read_result(train_inputs["model_dir"], train_inputs["train_steps"])
+        return train_outputs.publish(result, model=model, metrics=metrics)
+
+    return launch()
 
 
 def train_with_tfjob(

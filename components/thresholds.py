@@ -23,18 +23,18 @@ def parse_thresholds(name: str, value: Union[str, Mapping[str, str], None]) -> T
         value: The thresholds.
 
     Raises:
-        ValueError: Naming the bad entry and the accepted form.
+        checks.InputError: Naming the bad entry and the accepted form.
     """
     parsed = {}
     for metric, condition in checks.check_json_object(name, value).items():
         try:
             checks.check_metric_name(name, metric)
-        except ValueError:
-            raise ValueError(f"`{name}` has the key {checks.shown(metric)}, which is not a metric name such as "
+        except checks.InputError:
+            raise checks.InputError(f"`{name}` has the key {checks.shown(metric)}, which is not a metric name such as "
                              "'accuracy' or 'head/loss'.") from None
         match = _CONDITION.match(condition) if isinstance(condition, str) and len(condition) < 100 else None
         if not match:
-            raise ValueError(
+            raise checks.InputError(
                 f"`{name}[{metric!r}]` must be a comparison such as '>= 0.9' or '< 0.5' "
                 f"(operators {sorted(_OPS)}), got {checks.shown(condition)}."
             )

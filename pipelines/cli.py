@@ -70,7 +70,7 @@ def _key_values(pairs: List[str], what: str) -> Dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"`{what}` must be KEY=VALUE, got {checks.shown(pair)}")
+            raise checks.InputError(f"`{what}` must be KEY=VALUE, got {checks.shown(pair)}")
         values[key] = value
     return values
 
@@ -82,7 +82,7 @@ def _secret_env(items: List[str]) -> Dict[str, Dict[str, str]]:
         name, sep, pair = item.partition(":")
         key, eq, env = pair.partition("=")
         if not (sep and eq and name and key and env):
-            raise ValueError(f"`--secret` must be NAME:KEY=ENV_VAR, got {checks.shown(item)}")
+            raise checks.InputError(f"`--secret` must be NAME:KEY=ENV_VAR, got {checks.shown(item)}")
         secrets.setdefault(name, {})[key] = env
     return secrets
 
@@ -91,15 +91,15 @@ def _check_output_file(path: str) -> str:
     """Checks that `--output` can be written (its folder exists and takes a file), before anything is built."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise ValueError(f"`--output` ({checks.shown(path)}): the folder {folder} does not exist; create it first")
+        raise checks.InputError(f"`--output` ({checks.shown(path)}): the folder {folder} does not exist; create it first")
     if os.path.isdir(path):
-        raise ValueError(f"`--output` ({checks.shown(path)}) is a folder; give a file name such as pipeline.yaml")
+        raise checks.InputError(f"`--output` ({checks.shown(path)}) is a folder; give a file name such as pipeline.yaml")
     try:
         fd, probe = tempfile.mkstemp(prefix=".tfpipe-", dir=folder)
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        raise ValueError(f"`--output` ({checks.shown(path)}) cannot be written: {e.strerror or e}") from None
+        raise checks.InputError(f"`--output` ({checks.shown(path)}) cannot be written: {e.strerror or e}") from None
     return path
 
 
@@ -195,7 +195,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
     else:
         if not args.host:
-            raise ValueError("give --host URL (KFP) or --vertex with --project and --region")
+            raise checks.InputError("give --host URL (KFP) or --vertex with --project and --region")
         result = submit.submit_to_kfp(
             args.package, host=args.host, arguments=params, run_name=args.run_name,
             experiment_name=args.experiment, namespace=args.namespace, enable_caching=caching,
@@ -214,7 +214,7 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
     out = args.out or specs.checkout_spec_dir()
     if out is None:
-        raise ValueError(
+        raise checks.InputError(
             "`--out` is required outside a tfpipe checkout (the specs are regenerated into a checkout's "
             "component_specs/; the installed package's copies are never rewritten)"
         )
@@ -348,7 +348,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         return args.func(args)
-    except (ValueError, checks.MissingExtraError, ContainerEngineError, LocalInputError) as e:
+    except (checks.InputError, checks.MissingExtraError, ContainerEngineError, LocalInputError) as e:
         # Bad input, a missing extra, no Docker engine for --runner docker: one line, no traceback.
         print(f"tfpipe {args.command}: {e}", file=sys.stderr)
         return USAGE_ERROR

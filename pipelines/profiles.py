@@ -19,13 +19,14 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from tfpipe import checks
 from tfpipe.pipelines.accelerators import GPU_TYPES, TPU_TYPES, GpuType, TpuHost, TpuType
 
 PROFILE_KEYS = ("cpu", "memory", "gpu", "tpu", "spot")
 
 
-class ResourceProfileError(ValueError):
-    """A resource profile that is malformed, or that a backend cannot give."""
+class ResourceProfileError(checks.InputError):
+    """A resource profile that is malformed, or that a backend cannot give (a bad input: one line, exit 2)."""
 
 
 def step_error(step: str, error: ResourceProfileError) -> ResourceProfileError:

@@ -86,22 +86,22 @@ def load_pipeline_package(
         The documents, the PipelineSpec first.
 
     Raises:
-        ValueError: If the file is missing, has another suffix, or holds no PipelineSpec.
+        checks.InputError: If the file is missing, has another suffix, or holds no PipelineSpec.
     """
     path = Path(package_path)
     if not path.name.endswith(suffixes):
-        raise ValueError(
+        raise checks.InputError(
             f"package_path {str(package_path)!r} has an unsupported suffix; accepted: a compiled pipeline ending "
             f"in {', '.join(suffixes)}"
         )
     if not path.is_file():
-        raise ValueError(f"package_path {str(package_path)!r} is not a file; accepted: a compiled pipeline file")
+        raise checks.InputError(f"package_path {str(package_path)!r} is not a file; accepted: a compiled pipeline file")
     try:
         docs = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"package_path {str(package_path)!r} is not YAML/JSON: {error}") from error
+        raise checks.InputError(f"package_path {str(package_path)!r} is not YAML/JSON: {error}") from error
     if not docs or not isinstance(docs[0], dict) or "root" not in docs[0] or "pipelineInfo" not in docs[0]:
-        raise ValueError(
+        raise checks.InputError(
             f"package_path {str(package_path)!r} holds no PipelineSpec (no `root`/`pipelineInfo`); accepted: the "
             "output of kfp.compiler.Compiler().compile"
         )
@@ -130,31 +130,31 @@ def check_parameters(spec: Mapping[str, Any], values: Mapping[str, Any] | None, 
         The parameters as a plain dict.
 
     Raises:
-        ValueError: For an unknown parameter, a missing required one, or a value of the wrong type.
+        checks.InputError: For an unknown parameter, a missing required one, or a value of the wrong type.
     """
     values = {} if values is None else values
     if not isinstance(values, Mapping):
-        raise ValueError(f"{name} {values!r} is not a mapping; accepted: {{parameter name: value}}")
+        raise checks.InputError(f"{name} {values!r} is not a mapping; accepted: {{parameter name: value}}")
     declared: Mapping[str, Any] = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     accepted = ", ".join(declared) or "(none: the pipeline takes no parameters)"
     for key, value in values.items():
         if key not in declared:
-            raise ValueError(f"{name} has unknown parameter {key!r}; accepted: {accepted}")
+            raise checks.InputError(f"{name} has unknown parameter {key!r}; accepted: {accepted}")
         kind = declared[key].get("parameterType", "")
         types_, text = _PARAMETER_TYPES.get(kind, ((object,), "any value"))
         if not isinstance(value, types_) or (isinstance(value, bool) and kind.startswith("NUMBER")):
-            raise ValueError(f"{name}[{key!r}] = {value!r} has the wrong type; accepted: {text} ({kind})")
+            raise checks.InputError(f"{name}[{key!r}] = {value!r} has the wrong type; accepted: {text} ({kind})")
     missing = [
         key
         for key, definition in declared.items()
         if key not in values and "defaultValue" not in definition and not definition.get("isOptional", False)
     ]
     if missing:
-        raise ValueError(f"{name} lacks required parameter(s) {', '.join(missing)}; accepted parameters: {accepted}")
+        raise checks.InputError(f"{name} lacks required parameter(s) {', '.join(missing)}; accepted parameters: {accepted}")
     try:
         json.dumps(dict(values))
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} are not JSON-serialisable ({error}); accepted: JSON values") from error
+        raise checks.InputError(f"{name} are not JSON-serialisable ({error}); accepted: JSON values") from error
     return dict(values)
 
 
@@ -172,13 +172,13 @@ def parameters_from_text(spec: Mapping[str, Any], texts: Mapping[str, str]) -> d
         Parameter name -> typed value (then checked by `check_parameters`).
 
     Raises:
-        ValueError: For an unknown parameter, or text that is not a value of the declared type.
+        checks.InputError: For an unknown parameter, or text that is not a value of the declared type.
     """
     declared: Mapping[str, Any] = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
     values: dict[str, Any] = {}
     for key, text in texts.items():
         if key not in declared:
-            raise ValueError(f"--param {key}: unknown parameter; accepted: {', '.join(declared) or '(none)'}")
+            raise checks.InputError(f"--param {key}: unknown parameter; accepted: {', '.join(declared) or '(none)'}")
         kind = declared[key].get("parameterType", "STRING")
         try:
             if kind == "STRING":
@@ -195,7 +195,7 @@ def parameters_from_text(spec: Mapping[str, Any], texts: Mapping[str, str]) -> d
                 values[key] = json.loads(text)
         except ValueError:
             accepted = _PARAMETER_TYPES.get(kind, ((object,), "a JSON value"))[1]
-            raise ValueError(f"--param {key}={text!r} is not {accepted} ({kind})") from None
+            raise checks.InputError(f"--param {key}={text!r} is not {accepted} ({kind})") from None
     return values
 
 
@@ -227,13 +227,13 @@ def check_tfpipe_values(spec: Mapping[str, Any], values: Mapping[str, Any]) -> N
 def _check_optional_text(name: str, value: str | None, *, max_length: int = 1024) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > max_length
                               or not value.isprintable()):
-        raise ValueError(f"{name} {value!r} is invalid; accepted: a non-empty string of at most {max_length} "
+        raise checks.InputError(f"{name} {value!r} is invalid; accepted: a non-empty string of at most {max_length} "
                          "printable characters, on one line")
 
 
 def _check_optional_bool(name: str, value: bool | None) -> None:
     if value is not None and not isinstance(value, bool):
-        raise ValueError(f"{name} {value!r} is not a boolean; accepted: True, False or None")
+        raise checks.InputError(f"{name} {value!r} is not a boolean; accepted: True, False or None")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -248,19 +248,19 @@ def check_kfp_host(host: str) -> str:
         host: `http://` or `https://` URL of the KFP API (e.g. `http://localhost:8080`).
 
     Raises:
-        ValueError: If the URL has another scheme, no host, embedded credentials, a query or a fragment.
+        checks.InputError: If the URL has another scheme, no host, embedded credentials, a query or a fragment.
     """
     parsed = urllib.parse.urlsplit(host) if isinstance(host, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"host {host!r} is not an http(s) URL; accepted: e.g. http://localhost:8080")
+        raise checks.InputError(f"host {host!r} is not an http(s) URL; accepted: e.g. http://localhost:8080")
     if parsed.username is not None or parsed.password is not None:
         # Echo the URL without its credentials.
-        raise ValueError(
+        raise checks.InputError(
             f"host {parsed.scheme}://***@{parsed.hostname} embeds credentials; accepted: a URL without user "
             "info (pass a bearer token as existing_token)"
         )
     if parsed.query or parsed.fragment:
-        raise ValueError(f"host {host!r} has a query or fragment; accepted: scheme://host[:port][/path]")
+        raise checks.InputError(f"host {host!r} has a query or fragment; accepted: scheme://host[:port][/path]")
     return host.rstrip("/")
 
 
@@ -297,7 +297,7 @@ def submit_to_kfp(
         The run id and its UI link `{host}/#/runs/details/{run_id}`.
 
     Raises:
-        ValueError: For a bad input, naming it.
+        checks.InputError: For a bad input, naming it.
         SubmitError: If the KFP API is unreachable or refuses the run.
     """
     docs = load_pipeline_package(package_path, suffixes=KFP_PACKAGE_SUFFIXES)
@@ -310,15 +310,15 @@ def submit_to_kfp(
     if namespace is not None and (
         not isinstance(namespace, str) or len(namespace) > 63 or not _K8S_NAME_RE.match(namespace)
     ):
-        raise ValueError(f"namespace {namespace!r} is invalid; accepted: a Kubernetes namespace name (RFC 1123 label)")
+        raise checks.InputError(f"namespace {namespace!r} is invalid; accepted: a Kubernetes namespace name (RFC 1123 label)")
     if service_account is not None and (
         not isinstance(service_account, str)
         or len(service_account) > 253
         or not _K8S_SUBDOMAIN_RE.match(service_account)
     ):
-        raise ValueError(f"service_account {service_account!r} is invalid; accepted: a Kubernetes service account name")
+        raise checks.InputError(f"service_account {service_account!r} is invalid; accepted: a Kubernetes service account name")
     if existing_token is not None and (not isinstance(existing_token, str) or not existing_token.strip()):
-        raise ValueError("existing_token is empty or not a string; accepted: a non-empty bearer token")
+        raise checks.InputError("existing_token is empty or not a string; accepted: a non-empty bearer token")
 
     client_options: dict[str, Any] = {"host": host, "existing_token": existing_token}
     if namespace is not None:
@@ -365,14 +365,14 @@ def check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
         The labels as a plain dict.
 
     Raises:
-        ValueError: Naming the first bad key or value and the rule.
+        checks.InputError: Naming the first bad key or value and the rule.
     """
     if labels is None:
         return {}
     if not isinstance(labels, Mapping):
-        raise ValueError(f"labels {labels!r} is not a mapping; accepted: {{key: value}} strings")
+        raise checks.InputError(f"labels {labels!r} is not a mapping; accepted: {{key: value}} strings")
     if len(labels) > _MAX_LABELS:
-        raise ValueError(f"labels has {len(labels)} entries; accepted: at most {_MAX_LABELS}")
+        raise checks.InputError(f"labels has {len(labels)} entries; accepted: at most {_MAX_LABELS}")
 
     def allowed(text: str) -> bool:
         return all(ch.islower() or ch.isdigit() or ch in "_-" for ch in text)
@@ -384,12 +384,12 @@ def check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
             or not key[0].islower()
             or not allowed(key)
         ):
-            raise ValueError(
+            raise checks.InputError(
                 f"label key {key!r} is invalid; accepted: 1-63 lowercase letters, digits, '_' or '-', starting "
                 "with a lowercase letter"
             )
         if not isinstance(value, str) or len(value) > _MAX_LABEL_LENGTH or not allowed(value):
-            raise ValueError(
+            raise checks.InputError(
                 f"label value {value!r} (key {key!r}) is invalid; accepted: 0-63 lowercase letters, digits, '_' or '-'"
             )
     return dict(labels)
@@ -399,19 +399,19 @@ def check_vertex_location(*, project: str, region: str, pipeline_root: str) -> N
     """Checks a Vertex project id, region and pipeline root.
 
     Raises:
-        ValueError: Naming the bad value and the accepted format.
+        checks.InputError: Naming the bad value and the accepted format.
     """
     if not isinstance(project, str) or not _PROJECT_RE.match(project):
-        raise ValueError(
+        raise checks.InputError(
             f"project {project!r} is not a Google Cloud project id; accepted: 6-30 lowercase letters, digits or "
             "hyphens, starting with a letter and not ending with a hyphen (e.g. my-project-123)"
         )
     if not isinstance(region, str) or not _REGION_RE.match(region):
         zone = _ZONE_RE.match(region) if isinstance(region, str) else None
         hint = f" (that looks like a zone; its region is {zone.group(1)!r})" if zone else ""
-        raise ValueError(f"region {region!r} is not a Google Cloud region{hint}; accepted: e.g. us-central1")
+        raise checks.InputError(f"region {region!r} is not a Google Cloud region{hint}; accepted: e.g. us-central1")
     if not isinstance(pipeline_root, str) or not _GCS_URI_RE.match(pipeline_root):
-        raise ValueError(
+        raise checks.InputError(
             f"pipeline_root {pipeline_root!r} is not a Cloud Storage URI; accepted: gs://<bucket>[/<path>] "
             "(Vertex AI Pipelines writes artifacts to Cloud Storage)"
         )
@@ -461,13 +461,13 @@ def submit_to_vertex(
         The job id and console URL; for a dry run also `request`, the CreatePipelineJob request.
 
     Raises:
-        ValueError: For a bad input, naming it.
+        checks.InputError: For a bad input, naming it.
         checks.MissingExtraError: If google-cloud-aiplatform is not installed.
         SubmitError: If Vertex AI refuses the job.
     """
     docs = load_pipeline_package(package_path)
     if len(docs) > 1:
-        raise ValueError(
+        raise checks.InputError(
             f"package_path {str(package_path)!r} has {len(docs) - 1} platform document(s) after the PipelineSpec "
             "(kfp-kubernetes settings of a gke compile); accepted on Vertex: a single-document package, compiled "
             "with --backend vertex"
@@ -482,17 +482,17 @@ def submit_to_vertex(
     if service_account is not None and (
         not isinstance(service_account, str) or not _SERVICE_ACCOUNT_RE.match(service_account)
     ):
-        raise ValueError(
+        raise checks.InputError(
             f"service_account {service_account!r} is not a service account email; accepted: e.g. "
             "trainer@my-project.iam.gserviceaccount.com"
         )
     if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID_RE.match(job_id)):
-        raise ValueError(
+        raise checks.InputError(
             f"job_id {job_id!r} is invalid; accepted: 1-128 lowercase letters, digits or hyphens, starting with a "
             "letter"
         )
     if network is not None and (not isinstance(network, str) or not _NETWORK_RE.match(network)):
-        raise ValueError(
+        raise checks.InputError(
             f"network {network!r} is invalid; accepted: projects/<project number>/global/networks/<network name>"
         )
 

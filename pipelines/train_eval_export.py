@@ -23,7 +23,6 @@ data inputs are chosen when the pipeline is built.)
 
 import json
 import os
-import re
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from kfp import dsl
@@ -71,31 +70,14 @@ def _arguments(component: interface.Interface, values: Mapping[str, Any], **over
     return {**arguments, **overrides}
 
 
-_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
-_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
-
-
 def _check_secret_env(secret_env: Optional[Mapping[str, Mapping[str, str]]], backend: str) -> dict:
-    """Checks `secret_env` ({secret: {key: ENV}}): Kubernetes names, environment variable names, GKE only."""
-    if not secret_env:
-        return {}
-    if backend != "gke":
-        raise ValueError(
+    """Checks `secret_env` ({secret: {key: ENV}}, `checks.check_secret_env`): GKE only."""
+    if secret_env and backend != "gke":
+        raise checks.InputError(
             f"`secret_env` needs backend 'gke' (Kubernetes secrets), got backend {backend!r}; on Vertex, grant the "
             "run's service account access instead."
         )
-    for name, keys in secret_env.items():
-        if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
-            raise ValueError(f"`secret_env` secret name {name!r} is not a Kubernetes name (lowercase, digits, '-', '.').")
-        if not isinstance(keys, Mapping) or not keys:
-            raise ValueError(f"`secret_env[{name!r}]` must map secret keys to environment variables, got {keys!r}.")
-        for key, env in keys.items():
-            if not isinstance(key, str) or not _SECRET_KEY.fullmatch(key) or key in (".", ".."):
-                raise ValueError(
-                    f"`secret_env[{name!r}]` key {key!r} is not a Kubernetes secret key (letters, digits, '-', '_', '.')."
-                )
-            checks.check_secret_env_name(f"secret_env[{name!r}][{key!r}]", env)
-    return {name: dict(keys) for name, keys in secret_env.items()}
+    return checks.check_secret_env("secret_env", secret_env)
 
 
 def pipeline_image(image: Optional[str], backend: str) -> str:
@@ -105,7 +87,7 @@ def pipeline_image(image: Optional[str], backend: str) -> str:
     for `gke` or `vertex` needs one named.
 
     Raises:
-        ValueError: On `gke` or `vertex` when neither `image` nor `$TFPIPE_IMAGE` is given, or for a malformed
+        checks.InputError: On `gke` or `vertex` when neither `image` nor `$TFPIPE_IMAGE` is given, or for a malformed
             reference.
     """
     image = image or os.environ.get("TFPIPE_IMAGE") or (kfp_components.LOCAL_IMAGE if backend == "local" else None)
@@ -122,7 +104,7 @@ def pipeline_image(image: Optional[str], backend: str) -> str:
 def _check_train_replicas(train_replicas: object, backend: str) -> int:
     checks.check_positive_int("train_replicas", train_replicas, maximum=1000)
     if train_replicas > 1 and backend == "local":
-        raise ValueError(
+        raise checks.InputError(
             f"`train_replicas` is {train_replicas}, but backend 'local' runs one process per step; accepted there: "
             "1 (use backend 'gke' or 'vertex' for several machines)."
         )
@@ -196,17 +178,17 @@ def build_pipeline(
         The `@dsl.pipeline` function.
 
     Raises:
-        ValueError: For an unknown backend or step, or an invalid resource
+        checks.InputError: For an unknown backend or step, or an invalid resource
             profile for the backend (before anything is compiled).
     """
     if backend not in BACKENDS:
-        raise ValueError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}.")
+        raise checks.InputError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}.")
     if isinstance(data_inputs, str) or not set(data_inputs) <= set(DATA_URI_INPUTS):
-        raise ValueError(f"`data_inputs` must name some of {list(DATA_URI_INPUTS)}, got {data_inputs!r}.")
+        raise checks.InputError(f"`data_inputs` must name some of {list(DATA_URI_INPUTS)}, got {data_inputs!r}.")
     data_inputs = tuple(name for name in DATA_URI_INPUTS if name in data_inputs)
     unknown = sorted(set(profiles or {}) - set(STEPS))
     if unknown:
-        raise ValueError(f"resource profiles for unknown step(s) {unknown}; steps are {list(STEPS)}.")
+        raise checks.InputError(f"resource profiles for unknown step(s) {unknown}; steps are {list(STEPS)}.")
     parsed = {step: parse_profile((profiles or {}).get(step), step=step) for step in STEPS}
     custom_job = {step: backend == "vertex" and (p.tpu is not None or p.spot) for step, p in parsed.items()}
     if backend != "local":
@@ -231,9 +213,9 @@ def build_pipeline(
     for name, given in (("vertex_tensorboard", tensorboard), ("register_model", registered_name),
                         ("parent_model", parent)):
         if given and backend != "vertex":
-            raise ValueError(f"`{name}` needs backend 'vertex', got backend {backend!r}.")
+            raise checks.InputError(f"`{name}` needs backend 'vertex', got backend {backend!r}.")
     if parent and not registered_name:
-        raise ValueError(f"`parent_model` ({parent}) needs `register_model`: the display name of the new version.")
+        raise checks.InputError(f"`parent_model` ({parent}) needs `register_model`: the display name of the new version.")
     if tensorboard:  # TensorBoard uploads are a custom job's: train and evaluation steps take that route.
         custom_job.update(train=True, eval=True)
 

@@ -223,7 +223,7 @@ def vertex_custom_job_component(
     Raises:
         checks.MissingExtraError: If google-cloud-pipeline-components is not installed.
         ResourceProfileError: If Vertex cannot give the profile, or a resource option is passed directly.
-        ValueError: If an input or output of `component` has the name of one of the job's.
+        checks.InputError: If an input or output of `component` has the name of one of the job's.
     """
     clash = sorted(set(custom_job_options) & set(_RESOURCE_OPTIONS + ("tpu_topology",)))
     if clash:
@@ -254,13 +254,13 @@ def check_no_gcpc_collision(component: Any) -> None:
     """Refuses a component that has an input or output named as one of GCPC's custom job.
 
     Raises:
-        ValueError: Naming the component, the clashing names and the names the job takes.
+        checks.InputError: Naming the component, the clashing names and the names the job takes.
     """
     interface = gcpc_job_interface()
     spec = component.component_spec
     clash = sorted((set(spec.inputs or {}) | set(spec.outputs or {})) & interface)
     if clash:
-        raise ValueError(
+        raise checks.InputError(
             f"component {spec.name!r} has input(s)/output(s) {clash} that GCPC's custom job also has; the job's "
             f"would be replaced. Accepted: names other than {sorted(interface)}"
         )
@@ -312,7 +312,7 @@ def _check_resource_name(name: str, value: Any, pattern: re.Pattern, example: st
     if value == "":
         return None
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise ValueError(f"`{name}` must be a Vertex AI {example}{note}, got {checks.shown(value)}")
+        raise checks.InputError(f"`{name}` must be a Vertex AI {example}{note}, got {checks.shown(value)}")
     return value
 
 
@@ -328,7 +328,7 @@ def check_model_name(name: str, value: Any) -> str | None:
     if value == "":
         return None
     if not isinstance(value, str) or len(value) > MAX_MODEL_NAME or _NOT_IN_MODEL_NAME.search(value):
-        raise ValueError(
+        raise checks.InputError(
             f"`{name}` must be a model display name of 1 to {MAX_MODEL_NAME} characters without '\"', '\\' or "
             f"control characters, got {checks.shown(value)}"
         )

@@ -1,7 +1,51 @@
-"""Shared pytest setup: quiet TensorFlow, the GCS emulator fixtures, per-test temp dirs."""
+"""Shared pytest setup: quiet TensorFlow, the GCS emulator fixtures, per-test temp dirs, and the `slow` marker.
+
+`make check` runs `pytest -m "not slow"`: the drift, docs and unit tests of `CHECK_MODULES` (in-process, seconds
+each). Every other test is marked `slow` here, as is a test of those modules that uses a fixture of `SLOW_FIXTURES`
+(a pipeline run under kfp.local: a process per step) or carries `@pytest.mark.slow` itself. `make test` runs all.
+"""
 
 import os
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 pytest_plugins = ["tests.support.fixtures"]
+
+CHECK_MODULES = frozenset({
+    "test_actions.py",
+    "test_inputs_table.py",
+    "test_interfaces.py",
+    "test_kfp_components.py",
+    "test_package.py",
+    "test_pipelines.py",
+    "test_private_internals.py",
+    "test_readme.py",
+    "test_resources.py",
+    "test_submit.py",
+    "test_tasks.py",
+    "test_tf_internals.py",
+    "test_utils.py",
+    "test_vertex_env.py",
+})
+SLOW_FIXTURES = frozenset({"local_run", "local_summary"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: not part of `make check` (see tests/conftest.py)")
+
+
+def pytest_ignore_collect(collection_path, config: pytest.Config):
+    """Under `-m "not slow"`, modules outside `CHECK_MODULES` are not even imported (they hold only slow tests)."""
+    if (config.getoption("markexpr", "") or "").strip() == "not slow" and collection_path.suffix == ".py" and (
+            collection_path.name.startswith("test_") and collection_path.name not in CHECK_MODULES):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    for item in items:
+        if (item.path.name not in CHECK_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or item.get_closest_marker("slow")):
+            item.add_marker(pytest.mark.slow)

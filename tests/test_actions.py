@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 import tensorflow as tf
@@ -20,7 +21,8 @@ def test_conditional_action_single_and_sequence():
 
 def test_new_best_metric_higher_lower_nan_and_nested(tmp_path):
     best = orbit.actions.NewBestMetric("acc")
-    assert best.best_value is None
+    assert best.best_value == -sys.float_info.max  # Orbit's starting point.
+    assert orbit.actions.NewBestMetric("loss", higher_is_better=False).best_value == sys.float_info.max
     assert best({"acc": tf.constant(0.5)}) and best.best_value == 0.5
     assert not best.commit({"acc": 0.5})  # A tie is not a new best.
     assert best.test({"acc": 0.6}) and best.best_value == 0.5  # test() changes nothing.
@@ -47,6 +49,16 @@ def test_new_best_metric_persists_across_restarts(tmp_path):
     read_only = orbit.actions.NewBestMetric("acc", filename=path, write_metric=False)
     read_only({"acc": 0.9})
     assert read_only.best_value == 0.9 and json.load(open(path)) == 0.7
+
+
+def test_new_best_metric_that_wrote_nothing_leaves_orbits_starting_point(tmp_path):
+    """Orbit's test_new_best_metric_persistence: a read-only tracker's best stays in memory only."""
+    path = str(tmp_path / "best.json")
+    read_only = orbit.actions.NewBestMetric("value", filename=path, write_metric=False)
+    assert read_only.commit({"value": 0.0}) and not read_only.test({"value": 0.0})
+    fresh = orbit.actions.NewBestMetric("value", filename=path)
+    assert fresh.best_value < 0.0 and fresh.best_value == -sys.float_info.max
+    assert fresh.commit({"value": 5.0}) and orbit.actions.NewBestMetric("value", filename=path).best_value == 5.0
 
 
 def test_json_persisted_value(tmp_path):

@@ -145,3 +145,27 @@ def test_the_gpu_preset_runs_only_the_parts_that_have_one(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "part(s) ['cold_start'] have no preset 'gpu'" in done.stderr
+
+
+def test_bench_modules_import_each_other_without_a_circle():
+    """bench/ imports go one way (module-level or deferred alike): a circle would make its layering unreadable."""
+    import ast
+
+    modules = {".".join(path.relative_to(REPO_ROOT).with_suffix("").parts): path
+               for path in (REPO_ROOT / "bench").rglob("*.py") if ".orbit-pkgs" not in path.parts}
+    imports = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bench"):
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                          for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("bench.")}
+        imports[name] = {m for m in found if m in modules and m != name}
+
+    def reaches(start, target, seen):
+        return any(m == target or (m not in seen and reaches(m, target, seen | {m})) for m in imports[start])
+
+    circles = sorted(name for name in modules if reaches(name, name, {name}))
+    assert not circles, f"bench modules in an import circle: {circles}"

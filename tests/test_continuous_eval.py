@@ -469,7 +469,7 @@ def worker(mode, model_dir, env=None, **flags):
 
 def finish(proc, timeout=120):
     out, err = proc.communicate(timeout=timeout)
-    stats = [json.loads(l[6:]) for l in out.splitlines() if l.startswith("STATS ")]
+    stats = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("STATS ")]
     return proc.returncode, (stats[0] if stats else None), out + err
 
 

@@ -127,8 +127,8 @@ def test_trainer_that_does_not_advance_global_step_is_an_error():
 def test_train_log_lines_show_target_rate_and_eta(tmp_path, capsys):
     controller, _, _ = make_controller(tmp_path, steps_per_loop=5)
     controller.train(steps=15)
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("train | step:")]
-    loop_lines = [l for l in lines if "target:" in l]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("train | step:")]
+    loop_lines = [line for line in lines if "target:" in line]
     assert len(loop_lines) == 3
     assert "first loop:" in loop_lines[0] and "incl. tracing" in loop_lines[0]
     for line in loop_lines[1:]:

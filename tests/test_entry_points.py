@@ -53,12 +53,21 @@ def test_four_entry_points_on_gcs(gcs_emulator, gcs_bucket, tmp_path):
     assert f"serving/{step}/saved_model.pb" in names and f"serving/{step}/variables/variables.index" in names
 
 
-def test_entry_point_bad_input_exits_non_zero_with_message(tmp_path):
+@pytest.mark.parametrize("name, flags, says", [
+    ("train", ["--train_steps=-5"], "`train_steps` must be a positive integer (at most 9007199254740992), got -5"),
+    # The thresholds' own check (components/thresholds.py) raises the same InputError as tfpipe/checks.py's.
+    ("export", ["--output_path=/tmp/unused", '--thresholds={"accuracy": "big"}'],
+     "`thresholds['accuracy']` must be a comparison such as '>= 0.9' or '< 0.5'"),
+])
+def test_entry_point_bad_input_is_one_line_and_exit_2(tmp_path, name, flags, says):
     out = subprocess.run(
-        [sys.executable, "-m", "tfpipe.components.train", "--task=digits", f"--model_dir={tmp_path}/r", "--train_steps=-5"],
+        [sys.executable, "-m", f"tfpipe.components.{name}", "--task=digits", f"--model_dir={tmp_path}/r", *flags],
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    assert out.returncode != 0 and "`train_steps` must be a positive integer (at most 9007199254740992), got -5" in out.stderr
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith(f"{name}: ")]
+    assert says in line
     assert not os.path.exists(tmp_path / "r")
 
 

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from tfpipe import checks
 from tfpipe.components import continuous_eval, definitions, evaluate, export, train
 from tfpipe.pipelines.local_run import run_local
 from tfpipe.pipelines.train_eval_export import build_pipeline
@@ -62,7 +63,7 @@ def test_table_covers_every_component():
 def test_bad_input_is_refused_before_any_work(where, name, bad, says, tmp_path, trained_dir, monkeypatch):
     monkeypatch.delenv("TFPIPE_IMAGE", raising=False)  # The image rows need the default image.
     before = sorted(os.listdir(trained_dir))
-    with pytest.raises(ValueError, match=re.escape(says)):
+    with pytest.raises(checks.InputError, match=re.escape(says)):  # Not any ValueError: the one-line kind.
         call(where, name, bad, tmp_path, trained_dir)
     assert not (tmp_path / "new").exists()  # Nothing was written...
     assert sorted(os.listdir(trained_dir)) == before  # ...and nothing in an existing run directory changed.

@@ -26,6 +26,11 @@ FUNCTIONS = {fn.__name__: fn for fn in definitions.COMPONENT_FUNCTIONS}
 RUN_ONLY = {"html_path"}
 
 
+def _source(obj) -> str:
+    """The file that defines `obj`, relative to the repository (for failure messages: the file to change)."""
+    return str(pathlib.Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT))
+
+
 def _is_output(annotation) -> bool:
     return type_annotations.is_artifact_wrapped_in_Output(annotation)
 
@@ -40,36 +45,58 @@ def _expected_kfp_parameter(item):
 @pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
 def test_kfp_function_signature_matches_the_declaration(name):
     declared = definitions.INTERFACES[name]
+    where = _source(FUNCTIONS[name])
     parameters = {p.name: p for p in inspect.signature(FUNCTIONS[name]).parameters.values()
                   if not _is_output(p.annotation)}
-    assert sorted(parameters) == sorted(declared.names(kfp_only=True))
+    assert sorted(parameters) == sorted(declared.names(kfp_only=True)), (
+        f"{where}: the KFP function `{name}` and its INTERFACE disagree: only in the function "
+        f"{sorted(set(parameters) - set(declared.names(kfp_only=True)))}, only declared "
+        f"{sorted(set(declared.names(kfp_only=True)) - set(parameters))}")
     for item in declared.inputs:
         if not item.kfp:
             continue
         parameter = parameters[item.name]
         annotation, expected = _expected_kfp_parameter(item)
-        assert parameter.annotation == annotation, item.name
-        assert parameter.default == expected and type(parameter.default) is type(expected), item.name
+        assert parameter.annotation == annotation, f"{where}: `{item.name}` is not annotated {annotation}"
+        assert parameter.default == expected and type(parameter.default) is type(expected), (
+            f"{where}: `{item.name}` defaults to {parameter.default!r}, its INTERFACE to {expected!r}")
 
 
 @pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
 def test_run_keywords_match_the_declaration(name):
     declared = definitions.INTERFACES[name]
     parameters = inspect.signature(RUNTIME[name].run).parameters
-    assert sorted(set(parameters) - RUN_ONLY) == sorted(declared.names())
+    where = _source(RUNTIME[name])
+    assert sorted(set(parameters) - RUN_ONLY) == sorted(declared.names()), (
+        f"{where}: `run()` takes what its INTERFACE ({_source(FUNCTIONS[name])}) does not declare, or lacks an input")
     for item in declared.inputs:
         expected = inspect.Parameter.empty if item.required else item.default
-        assert parameters[item.name].default == expected, item.name
+        assert parameters[item.name].default == expected, f"{where}: `run()`'s `{item.name}` default"
 
 
 def test_the_tfjob_launcher_takes_every_train_input():
+    """The launcher's KFP function (components/tfjob_train.py `train_with_tfjob`) spells out train's inputs (KFP
+    reads a lightweight component's signature from its source); every one must match components/definitions/train.py."""
     from tfpipe.components import tfjob_train
 
+    fix = "; change components/tfjob_train.py `train_with_tfjob` to match components/definitions/train.py INTERFACE"
     parameters = inspect.signature(tfjob_train.train_with_tfjob).parameters
+    missing = [item.name for item in definitions.TRAIN.inputs if item.kfp and item.name not in parameters]
+    assert not missing, f"the TFJob launcher lacks train input(s) {missing}{fix}"
     for item in definitions.TRAIN.inputs:
         if item.kfp:
             annotation, expected = _expected_kfp_parameter(item)
-            assert parameters[item.name].default == expected and parameters[item.name].annotation == annotation
+            got = parameters[item.name]
+            assert (got.default, got.annotation) == (expected, annotation), (
+                f"the TFJob launcher's `{item.name}` is {got.annotation} = {got.default!r}, train declares "
+                f"{annotation} = {expected!r}{fix}")
+    # Its own inputs are the ones its body (`run_for_kfp`) takes apart from train's: anything else would be sent to
+    # the replicas as a train flag.
+    own = set(parameters) - set(definitions.TRAIN.names())
+    body = {name for name, p in inspect.signature(tfjob_train.run_for_kfp).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert own == body, (f"components/tfjob_train.py: `train_with_tfjob` takes {sorted(own - body)} that "
+                         f"`run_for_kfp` does not, or lacks {sorted(body - own)}")
 
 
 def test_check_inputs_step_matches_its_declaration():

@@ -19,6 +19,7 @@ from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 from kubeflow.training import ApiClient
 
+from tfpipe import checks
 from tfpipe.components import tfjob_train
 from tfpipe.components.definitions import TRAIN
 from tfpipe.components.train_outputs import TrainResult
@@ -144,12 +145,12 @@ def test_the_resource_profile_applies_to_each_replica_pod():
         (dict(name="x" * 51), ["at most 50 characters"]),
         (dict(image=""), ["`image` must be a non-empty string, got ''"]),
         (dict(secret_env={"wandb": {}}), ["`secret_env['wandb']`", "got {}"]),
-        (dict(placement="{oops"), ["`placement` must be a JSON object, got '{oops'"]),
+        (dict(placement="{oops"), ["`placement` is not valid JSON", "'{oops'"]),
         (dict(placement={"affinity": {}}), ["`placement`", "keys among ['resources', 'nodeSelector', 'tolerations']"]),
     ],
 )
 def test_manifest_rejects_bad_inputs(overrides: Dict[str, Any], fragments: List[str]):
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(checks.InputError) as caught:
         manifest_object(**overrides)
     for fragment in fragments:
         assert fragment in str(caught.value)
@@ -327,6 +328,17 @@ def test_the_launcher_step_end_to_end_against_the_loopback_api(api, tmp_path):
     assert result["metrics"] == {"loss": 0.5, "step": 300.0}  # Non-finite metrics are left out.
 
 
+def test_the_launcher_step_refuses_a_bad_input_in_one_line_before_contacting_the_cluster(tmp_path):
+    kwargs = dict(task="digits", model_dir=str(tmp_path / "run"), train_steps=300, image="reg.example/tfpipe:1",
+                  model=str(tmp_path / "model"), metrics=str(tmp_path / "metrics"), replicas=1)
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, json.dumps(kwargs)], capture_output=True, text=True,
+                          timeout=180, env={**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("train_with_tfjob: ")]
+    assert "`replicas` must be an integer >= 2, got 1." in line
+
+
 def compile_docs(tmp_path, **kwargs) -> List[Dict[str, Any]]:
     path = tmp_path / "p.yaml"
     compiler.Compiler().compile(build_pipeline(**kwargs), str(path))
@@ -394,5 +406,5 @@ def test_one_replica_keeps_the_plain_train_step(tmp_path):
     ],
 )
 def test_train_replicas_errors_before_compiling(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(checks.InputError, match=message):
         build_pipeline(**kwargs)

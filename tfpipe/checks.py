@@ -5,7 +5,7 @@ pipeline builder and the `tfpipe` command (which must never import TensorFlow),
 and `controller_core` for the arguments of its own API. Each rule is a function
 `check_<kind>(name, value, ...)` that returns the value in its normal form (a
 parsed JSON object, a URI without a trailing `/`, None for "not set") or raises
-a `ValueError` whose message names the input, echoes the value (shortened past
+an `InputError` (a `ValueError`) whose message names the input, echoes the value (shortened past
 about 200 characters, credentials never echoed) and says what is accepted.
 """
 
@@ -45,6 +45,11 @@ _REPOSITORY = re.compile(
 )
 _CREDENTIALS = re.compile(r"^(?:[a-z]+://)?[^/@]*:[^/@]*@")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+# Kubernetes names: DNS-1035 labels (TFJob names), object names (secrets), secret keys; environment variables.
+_DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_K8S_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def clipped(text: str, limit: int = 600) -> str:
@@ -371,6 +376,59 @@ def check_image(name: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > 4096 or not _REPOSITORY.fullmatch(rest):
         raise InputError(f"`{name}` must be {accepted}, got {shown(value)}.")
     return value
+
+
+def check_int_at_least(name: str, value: Any, low: int) -> int:
+    """Checks an integer input that must be at least `low` (e.g. a number of replicas)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise InputError(f"`{name}` must be an integer >= {low}, got {shown(value)}.")
+    return int(value)
+
+
+def check_non_empty_text(name: str, value: Any) -> str:
+    """Checks a string input that must hold more than white space (a namespace, an image the caller resolved)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT_LENGTH:
+        raise InputError(f"`{name}` must be a non-empty string, got {shown(value)}.")
+    return value
+
+
+def check_dns_label(name: str, value: Any, *, max_length: int = 63) -> str:
+    """Checks a Kubernetes object name of the DNS-1035 label kind (a TFJob name): at most `max_length` characters."""
+    if not isinstance(value, str) or len(value) > max_length or not _DNS_LABEL.fullmatch(value):
+        raise InputError(
+            f"`{name}` must be lower-case letters, digits and '-', start with a letter, end with a letter or "
+            f"digit, and be at most {max_length} characters long, got {shown(value)}."
+        )
+    return value
+
+
+def check_secret_env(name: str, value: Any) -> Dict[str, Dict[str, str]]:
+    """Checks `{secret: {key: ENV}}`: Kubernetes secrets to expose as environment variables (names only).
+
+    Secret names are Kubernetes names, keys Kubernetes secret keys, and each ENV an environment variable name.
+    None or an empty mapping is `{}`; JSON text is parsed first.
+    """
+    if isinstance(value, str):
+        value = check_json_object(name, value)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"`{name}` must map secret names to {{key: ENV}} mappings, got {shown(value)}.")
+    for secret, keys in value.items():
+        if not isinstance(secret, str) or not _K8S_NAME.fullmatch(secret):
+            raise InputError(
+                f"`{name}` secret name {shown(secret)} is not a Kubernetes name (lowercase, digits, '-', '.')."
+            )
+        if not isinstance(keys, Mapping) or not keys:
+            raise InputError(f"`{name}[{secret!r}]` must map secret keys to environment variables, got {shown(keys)}.")
+        for key, env in keys.items():
+            if not isinstance(key, str) or not _K8S_SECRET_KEY.fullmatch(key) or key in (".", ".."):
+                raise InputError(
+                    f"`{name}[{secret!r}]` key {shown(key)} is not a Kubernetes secret key (letters, digits, '-', "
+                    "'_', '.')."
+                )
+            check_secret_env_name(f"{name}[{secret!r}][{key!r}]", env)
+    return {secret: dict(keys) for secret, keys in value.items()}
 
 
 def _depth(value: Any, limit: int) -> int:

@@ -2,6 +2,7 @@
 
 import math
 import operator
+import sys
 from typing import Any, Callable, Optional, Union
 
 import tensorflow as tf
@@ -109,6 +110,8 @@ class NewBestMetric:
         self.metric = metric
         self.higher_is_better = higher_is_better
         self._better = operator.gt if higher_is_better else operator.lt
+        # Orbit's starting point, so that any finite value beats it; unlike Orbit's, it is not written to the file.
+        self._initial = -sys.float_info.max if higher_is_better else sys.float_info.max
         self._best_value = JSONPersistedValue(None, filename, write_value=write_metric)
 
     def metric_value(self, output: runner.Output) -> float:
@@ -117,17 +120,17 @@ class NewBestMetric:
         return float(common.get_value(value))
 
     @property
-    def best_value(self) -> Optional[float]:
-        """The best value recorded so far, or None."""
-        return self._best_value.read()
+    def best_value(self) -> float:
+        """The best value recorded so far; before any, Orbit's `-sys.float_info.max` (`+` when lower is better)."""
+        value = self._best_value.read()
+        return self._initial if value is None else value
 
     def test(self, output: runner.Output) -> bool:
         """Returns whether `output` holds a new best value, without recording it."""
         value = self.metric_value(output)
         if math.isnan(value):
             return False
-        best = self.best_value
-        return best is None or self._better(value, best)
+        return self._better(value, self.best_value)
 
     def commit(self, output: runner.Output) -> bool:
         """Records `output`'s value when it is a new best; returns whether it was."""
