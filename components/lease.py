@@ -91,38 +91,69 @@ def _holder() -> Dict[str, Any]:
     return {"holder": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
 
 
-def holder(model_dir: str, *, clock: Callable[[], float] = time.time) -> Optional[Dict[str, Any]]:
+def holder(model_dir: str) -> Optional[Dict[str, Any]]:
     """Who holds the writer lease of `model_dir` now (a trainer is running there), or None.
 
-    For a reader (continuous evaluation deciding whether training has started): on Cloud Storage it reads the lease
-    object (a lapsed lease is no holder); locally it tests the `flock` with a shared, non-blocking lock that it
-    drops at once.
+    For a reader (continuous evaluation deciding whether training has started), by the writers' own rules: on Cloud
+    Storage the lease object, lapsed by the server's clock (`_server_now`) as `WriterLease` judges it; locally a
+    shared, non-blocking `flock` on the run directory (or, where the disk cannot lock a directory, its lock file),
+    dropped at once.
     """
     model_dir = model_dir.rstrip("/")
     location = gcs.gcs_location(model_dir)
     if location is not None:
         from google.api_core import exceptions
 
-        bucket, prefix = location
+        blob = _blob(location, LEASE_OBJECT)
         try:
-            held = json.loads(gcs.blob(bucket, f"{prefix}/{LEASE_OBJECT}" if prefix else LEASE_OBJECT)
-                              .download_as_text())
-        except exceptions.NotFound:
+            blob.reload()
+            held = json.loads(blob.download_as_text(if_generation_match=blob.generation))
+        except (exceptions.NotFound, exceptions.PreconditionFailed):
             return None
-        return held if float(held.get("expires", 0)) > clock() else None
-    try:
-        fd = os.open(os.path.join(model_dir, LOCK_FILE), os.O_RDONLY)
-    except FileNotFoundError:
+        except ValueError:
+            held = {"holder": "unknown (unreadable lease object)"}
+        ttl = held.get("ttl") if isinstance(held.get("ttl"), (int, float)) else DEFAULT_TTL_S
+        return held if _server_now(location) - blob.updated.timestamp() <= ttl else None
+    if not os.path.isdir(model_dir):
         return None
+    for path, flags in ((model_dir, os.O_RDONLY | os.O_DIRECTORY), (os.path.join(model_dir, LOCK_FILE), os.O_RDONLY)):
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # Nobody holds it exclusively (the shared lock drops with the descriptor).
+        except BlockingIOError:
+            return _read_holder(model_dir)
+        except OSError as e:  # A disk that cannot lock a directory (NFS): its writers lock the lock file.
+            if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        finally:
+            os.close(fd)
+    return None
+
+
+def _blob(location: Any, name: str) -> Any:
+    bucket, prefix = location
+    return gcs.blob(bucket, f"{prefix}/{name}" if prefix else name)
+
+
+def _server_now(location: Any) -> float:
+    """The Cloud Storage server's clock now: the `updated` time of a probe object written for it."""
+    probe = _blob(location, CLOCK_OBJECT)
+    probe.upload_from_string(b"", content_type="application/octet-stream")
+    return probe.updated.timestamp()
+
+
+def _read_holder(model_dir: str) -> Dict[str, Any]:
+    """The holder's description in the local lock file (for messages)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        with os.fdopen(os.dup(fd)) as f:
+        with open(os.path.join(model_dir, LOCK_FILE)) as f:
             text = f.read()
         return json.loads(text) if text.strip() else {"holder": "unknown"}
-    finally:
-        os.close(fd)  # Drops the shared lock, if it was taken.
-    return None
+    except (FileNotFoundError, ValueError):
+        return {"holder": f"unknown ({LOCK_FILE} is missing or unreadable)"}
 
 
 class WriterLease:
@@ -310,12 +341,7 @@ class WriterLease:
         return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
 
     def _read_holder(self) -> Dict[str, Any]:
-        try:
-            with open(self._lock_path()) as f:
-                text = f.read()
-            return json.loads(text) if text.strip() else {"holder": "unknown"}
-        except (FileNotFoundError, ValueError):
-            return {"holder": f"unknown ({LOCK_FILE} is missing or unreadable)"}
+        return _read_holder(self.model_dir)
 
     def _write_holder(self) -> None:
         """Writes who holds the lease into the lock file (for a waiting trainer's message)."""
@@ -336,17 +362,13 @@ class WriterLease:
             self._write_holder()  # Deleted by someone: only the holder's description was lost; say it again.
 
     def _blob(self, name: str) -> Any:
-        bucket, prefix = self._gcs
-        return gcs.blob(bucket, f"{prefix}/{name}" if prefix else name)
+        return _blob(self._gcs, name)
 
     def _record(self) -> str:
         return json.dumps({**self._me, "ttl": self.ttl})
 
     def _server_now(self) -> float:
-        """The server's clock now: the `updated` time of a probe object written for it."""
-        probe = self._blob(CLOCK_OBJECT)
-        probe.upload_from_string(b"", content_type="application/octet-stream")
-        return probe.updated.timestamp()
+        return _server_now(self._gcs)
 
     def _try_gcs(self) -> Optional[Dict[str, Any]]:
         from google.api_core import exceptions

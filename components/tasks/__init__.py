@@ -23,7 +23,6 @@ A factory whose signature has a `data` keyword receives the step's data inputs
 """
 
 import importlib
-import inspect
 import importlib.metadata
 import inspect
 import os
