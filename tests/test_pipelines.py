@@ -260,4 +260,6 @@ def test_run_local_gate_line_says_passed_with_the_thresholds():
     values = {"thresholds": '{"accuracy": ">= 0.9"}'}
     assert local_run._gate(values, {"accuracy": 0.95}, 200) == (
         "passed by best step 200: accuracy = 0.95 (thresholds: accuracy >= 0.9)")
-    assert local_run._gate(values, {"accuracy": 0.5}, 200).startswith("missed by best step 200: accuracy = 0.5")
+    assert local_run._gate(values, {"accuracy": 0.5}, 200) == (
+        "missed by best step 200: metric 'accuracy' is 0.5, which does not meet its threshold >= 0.9 "
+        "(thresholds: accuracy >= 0.9)")

@@ -124,12 +124,17 @@ def test_the_own_dag_example_never_hangs_under_kfp_local(tmp_path, monkeypatch):
             assert (watcher["evaluated"], watcher["best_step"], catch_up["evaluated"]) == (0, -1, 1)
         elif order == "train-first":  # It evaluated; the catch-up found it recorded.
             assert (watcher["evaluated"], catch_up["evaluated"]) == (1, 0)
+
+
 @pytest.mark.parametrize("line", [
     line for block in _blocks("sh") for line in block.replace("\\\n", " ").splitlines()
     if line.startswith("tfpipe compile ")
 ])
 def test_every_compile_command_compiles(line, tmp_path):
-    argv = shlex.split(line.split("#")[0].replace("REGISTRY", "registry.example.com/ml"))[1:]  # Its placeholder.
+    # Its placeholders: the registry, and the experiment file the Model Garden section shows.
+    line = line.replace("REGISTRY", "registry.example.com/ml").replace(
+        "$(cat my_experiment.json)", '{\\"experiment\\": \\"resnet_imagenet\\"}')
+    argv = shlex.split(line.split("#")[0])[1:]
     output = tmp_path / "p.yaml"
     argv[argv.index("-o") + 1] = str(output)
     assert cli.main(argv) == 0

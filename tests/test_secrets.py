@@ -85,7 +85,7 @@ def test_secret_env_is_validated(secret_env, backend, message):
 
 def test_compile_refuses_a_secret_that_overrides_a_protected_variable(tmp_path, capsys):
     out = tmp_path / "p.yaml"
-    assert cli.main(["compile", "--backend", "gke", "--image", "reg/x:2", "--secret", "creds:tok=LD_PRELOAD",
+    assert cli.main(["compile", "--backend", "gke", "--image", "reg/tfpipe:2", "--secret", "creds:tok=LD_PRELOAD",
                      "-o", str(out)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "('LD_PRELOAD') would override a variable" in line and not out.exists()

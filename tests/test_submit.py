@@ -507,7 +507,7 @@ def test_submit_checks_a_tfpipe_pipelines_values_as_check_inputs_does(tmp_path: 
 
     package = tmp_path / "p.yaml"
     backend = "vertex" if target == "vertex-dry-run" else "gke"
-    assert cli.main(["compile", "--backend", backend, "--image", "reg/x:2", "-o", str(package)]) == 0
+    assert cli.main(["compile", "--backend", backend, "--image", "reg/tfpipe:2", "-o", str(package)]) == 0
     capsys.readouterr()
     where = (["--vertex", "--project", "my-project-1", "--region", "us-central1", "--pipeline-root", "gs://bucket/r",
               "--dry-run"] if target == "vertex-dry-run" else ["--host", "http://127.0.0.1:9"])
