@@ -61,7 +61,7 @@ $(STAMP220): pyproject.toml
 	touch $(STAMP220)
 
 test-tf220: $(STAMP220)
-	TF_CPP_MIN_LOG_LEVEL=2 $(VENV220)/bin/python -m pytest -q $(TF220_TESTS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV220)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10 $(TF220_TESTS)
 
 # Host networking for the build: it works with an engine that has no bridge (CI) as well as with one that has.
 image:
