@@ -8,8 +8,9 @@ continuous-eval steps record how they failed, in `<model_dir>/failures/<step>.js
 a fingerprint of their inputs (a hash: no value is stored), the error in one line,
 whether it is of a kind that repeats (`DETERMINISTIC`: a shape, type or value
 mistake, e.g. a malformed record in the data; not a network, storage or preemption
-error), and the latest checkpoint at the time. (A bad input is not recorded: the
-checks find it before any work, in seconds, and write nothing.) The next attempt
+error), and the latest checkpoint at the time. (A bad input or a missing optional
+dependency is not recorded: the checks find it before any work, in seconds, and
+write nothing.) The next attempt
 reads it first:
 
 * same inputs, a repeating error, no checkpoint then and none now (nothing could have
@@ -123,8 +124,8 @@ def guarded(step: str) -> Callable[[F], F]:
             chief = _is_chief()
             try:
                 result = fn(args, **extra)
-            except checks.InputError:
-                raise  # Found by the checks before any work, in seconds, at every attempt; nothing is written.
+            except (checks.InputError, checks.MissingExtraError):
+                raise  # Found before any work, in seconds, at every attempt; nothing is written.
             except Exception as e:
                 if chief:
                     _maybe_write(path, {

@@ -185,13 +185,16 @@ def test_a_model_garden_experiment_compiles_to_an_accelerator_pipeline(backend, 
     from tfpipe.pipelines import cli, submit
 
     package = tmp_path / "mg.yaml"
+    experiment = json.dumps({"experiment": "resnet_imagenet", "params_override": {"task": {"train_data": {
+        "input_path": "gs://my-bucket/imagenet/train*"}}}})
     assert cli.main(["compile", "--backend", backend, "--image", "registry.example.com/ml/tfpipe-mg:0.1.0",
+                     "--task", "model_garden", "--task-config", experiment,
                      "--train-resources", resources, "-o", str(package)]) == 0
     assert expected in package.read_text()
     spec = submit.load_pipeline_package(package)[0]
-    experiment = json.dumps({"experiment": "resnet_imagenet", "params_override": {"task": {"train_data": {
-        "input_path": "gs://my-bucket/imagenet/train*"}}}})
-    values = submit.parameters_from_text(spec, {"task": "model_garden", "task_config": experiment})
+    defaults = {name: value.get("defaultValue") for name, value in spec["root"]["inputDefinitions"]["parameters"].items()}
+    assert defaults["task"] == "model_garden" and json.loads(defaults["task_config"]) == json.loads(experiment)
+    values = submit.parameters_from_text(spec, {"train_steps": "90000"})  # The experiment stays the default.
     assert submit.check_parameters(spec, values, name="parameter_values") == values
 
 

@@ -590,5 +590,6 @@ def test_the_report_header_says_whether_the_best_checkpoint_passed_the_gate():
             "best_metric": "accuracy", "best_mode": "higher"}
     html = artifacts.render([best], title="t", best=best, thresholds={"accuracy": (">=", 0.9)})
     assert "Export gate" in html and "passed: accuracy &gt;= 0.9" in html
-    assert artifacts.gate_text(best, {"accuracy": (">=", 0.99)}) == "missed: accuracy = 0.95 is not >= 0.99"
+    assert artifacts.gate_text(best, {"accuracy": (">=", 0.99)}) == (
+        "missed: metric 'accuracy' is 0.95, which does not meet its threshold >= 0.99")
     assert "Export gate" not in artifacts.render([best], title="t", best=best)

@@ -52,8 +52,10 @@ def test_task_package_installs_from_gcs_and_registers_its_task(example_wheel, pa
 
 
 def test_task_package_errors_are_input_errors(example_wheel, package_cache, tmp_path):
-    with pytest.raises(checks.InputError, match=r"`task_package` \('.*nowhere.whl'\) is not a file"):
-        tasks.install_task_package(str(tmp_path / "nowhere.whl"))
+    with pytest.raises(checks.InputError, match=r"`task_package` \('.*nowhere-1.0-py3-none-any.whl'\) is not a file"):
+        tasks.install_task_package(str(tmp_path / "nowhere-1.0-py3-none-any.whl"))
+    with pytest.raises(checks.InputError, match=r"`task_package` \('.*nowhere.whl'\) is not a wheel's file name"):
+        tasks.install_task_package(str(tmp_path / "nowhere.whl"))  # Refused by its name, before it is read.
     broken = tmp_path / "broken-1.0-py3-none-any.whl"
     broken.write_bytes(b"not a zip file")
     with pytest.raises(checks.InputError, match=r"is not a valid wheel: File is not a zip file"):
