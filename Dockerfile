@@ -1,4 +1,4 @@
-# The one image all four tfpipe components run in: a Python base, this package (non-editable) with the built-in
+# The one image all tfpipe components run in: a Python base, this package (non-editable) with the built-in
 # `digits` example's data package and, by default, TensorFlow with NVIDIA's CUDA libraries (the GPU build).
 #
 #   make image                                            # the GPU build, tagged localhost/tfpipe:0.1.0

@@ -1,4 +1,4 @@
-"""The four compiled component specs (`train.yaml`, `evaluate.yaml`, `continuous_eval.yaml`, `export.yaml`).
+"""The compiled component specs: one `<name>.yaml` per row of `tfpipe.components.registry` (`train.yaml`, ...).
 
 Generated from `tfpipe.components` by `tfpipe specs`; never edited by hand. Load them
 with `tfpipe.components.load_component(name, image=...)`, or give the path from

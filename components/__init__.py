@@ -1,4 +1,4 @@
-"""tfpipe's KFP components (train, evaluate, continuous_eval, export) and what they share.
+"""tfpipe's KFP components (train, evaluate, ...: `tfpipe.components.registry` lists them) and what they share.
 
 Each component is one `run(...)` function, started either by KFP (a lightweight
 Python component running in the project image) or from a shell with

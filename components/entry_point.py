@@ -1,4 +1,4 @@
-"""What the four `python -m tfpipe.components.<name>` entry points share: flags, logging, input errors."""
+"""What the `python -m tfpipe.components.<name>` entry points share: flags, logging, input errors."""
 
 import functools
 import logging as py_logging

@@ -1,11 +1,11 @@
-"""The four KFP components, as lightweight Python components running in the project image.
+"""The KFP components, as lightweight Python components running in the project image.
 
 Each function body imports the package (it runs inside the image, or under
 `kfp.local.SubprocessRunner` in an environment that has tfpipe installed) and calls
 the same `run(...)` as `python -m tfpipe.components.<name>`
-(the functions and their inputs are declared in `tfpipe.components.definitions`). The image is a compile-time
-setting: `components_for_image(image)` returns the four components for any image
-reference (`DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`, the tag `make image` builds).
+(the functions and their inputs are declared in `tfpipe.components.definitions`; which they are, in
+`tfpipe.components.registry`). The image is a compile-time setting: `components_for_image(image)` returns the
+registry's components and steps for any image reference (`DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`, the tag `make image` builds).
 
 Outputs (stable names):
 
@@ -28,9 +28,8 @@ import types
 from kfp import dsl
 
 from tfpipe import __version__, checks
-from tfpipe.components.definitions import COMPONENT_FUNCTIONS
-from tfpipe.components.definitions.check_inputs import check_inputs
-from tfpipe.components.definitions.model_dir import resolve_model_dir
+from tfpipe.components import registry
+from tfpipe.components.definitions import COMPONENT_FUNCTIONS  # noqa: F401 (public here too)
 
 # The tag `make image` builds (see the Dockerfile): clearly local, so that nothing compiled for a cluster names it
 # unnoticed; the packaged specs name it, and compiling for GKE or Vertex needs an explicit image.
@@ -38,23 +37,21 @@ LOCAL_IMAGE = f"localhost/tfpipe:{__version__}"
 DEFAULT_IMAGE = os.environ.get("TFPIPE_IMAGE", LOCAL_IMAGE)
 # The packaged pipeline's own steps, loadable too (`load_component("check_inputs")`), for users' DAGs: check-inputs
 # (every input against the task, one batch through it, no retries) and model-dir (the run directory, given or
-# `<pipeline root>/<job id>/model_dir`).
-STEP_FUNCTIONS = {"check_inputs": check_inputs, "model_dir": resolve_model_dir}
+# `<pipeline root>/<job id>/model_dir`): the registry's rows of kind `step`.
+STEP_FUNCTIONS = {row.name: row.kfp_function() for row in registry.rows(registry.STEP)}
 
 
 def components_for_image(image: str) -> types.SimpleNamespace:
-    """The four components built for the container image `image`.
+    """The registry's components and steps built for the container image `image`.
 
     Args:
         image: A container image reference holding tfpipe (see the Dockerfile).
 
     Returns:
-        A namespace with `train`, `evaluate`, `continuous_eval` and `export`, and the pipeline's own steps
-        `check_inputs` and `model_dir` (`STEP_FUNCTIONS`).
+        A namespace with one attribute per row of kind `component` or `step` of `tfpipe.components.registry`,
+        named as the row (`train`, `evaluate`, ..., and the pipeline's own steps `check_inputs`, `model_dir`).
     """
     checks.check_image("image", image)
-    build = lambda fn: dsl.component(fn, base_image=image, install_kfp_package=False)  # noqa: E731
-    return types.SimpleNamespace(
-        **{fn.__name__: build(fn) for fn in COMPONENT_FUNCTIONS},
-        **{name: build(fn) for name, fn in STEP_FUNCTIONS.items()},
-    )
+    built = {row.name: dsl.component(row.kfp_function(), base_image=image, install_kfp_package=False)
+             for row in registry.ROWS if row.kind in (registry.COMPONENT, registry.STEP)}
+    return types.SimpleNamespace(**built)

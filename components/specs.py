@@ -1,10 +1,11 @@
 """The compiled component specs: where they ship, how to load them for an image, how to regenerate them.
 
-The four specs (`train.yaml`, `evaluate.yaml`, `continuous_eval.yaml`,
-`export.yaml`), the packaged pipeline's own steps (`check_inputs.yaml`,
-`model_dir.yaml`) and the graph component `export_if_passed.yaml`, are compiled from `tfpipe.components.kfp_components` and ship in
-the wheel as package data of `tfpipe.component_specs` (the repository's
-`component_specs/` folder). Use them in your own pipeline::
+One spec per row of `tfpipe.components.registry` (`<name>.yaml`: the components
+such as `train.yaml`, the packaged pipeline's own steps such as `check_inputs.yaml`,
+and the graph component `export_if_passed.yaml`), compiled from
+`tfpipe.components.kfp_components`, ships in the wheel as package data of
+`tfpipe.component_specs` (the repository's `component_specs/` folder). Use them in
+your own pipeline::
 
     from tfpipe.components import load_component
 
@@ -23,13 +24,15 @@ import re
 from typing import Any, List, Optional
 
 from tfpipe import checks
+from tfpipe.components import registry
 
-COMPONENT_NAMES = ("train", "evaluate", "continuous_eval", "export")
-# The packaged pipeline's own steps, for users' DAGs: check-inputs and model-dir (`kfp_components.STEP_FUNCTIONS`).
-STEP_NAMES = ("check_inputs", "model_dir")
-# Graph components shipped beside them: `export_if_passed` gates export inside a sub-DAG (see
-# `tfpipe.components.definitions.gated_export` for why a plain `dsl.If` on an output does not run under kfp.local).
-GRAPH_NAMES = ("export_if_passed",)
+# The spec names, by kind of registry row: the components, the packaged pipeline's own steps (for users' DAGs:
+# check-inputs and model-dir, `kfp_components.STEP_FUNCTIONS`), and graph components (`export_if_passed` gates
+# export inside a sub-DAG: see `tfpipe.components.definitions.gated_export` for why a plain `dsl.If` on an output
+# does not run under kfp.local).
+COMPONENT_NAMES = tuple(row.spec_name for row in registry.rows(registry.COMPONENT))
+STEP_NAMES = tuple(row.spec_name for row in registry.rows(registry.STEP))
+GRAPH_NAMES = tuple(row.spec_name for row in registry.rows(registry.GRAPH))
 SPEC_NAMES = COMPONENT_NAMES + STEP_NAMES + GRAPH_NAMES
 SPEC_PACKAGE = "tfpipe.component_specs"
 SPEC_FOLDER = "component_specs"
@@ -74,8 +77,8 @@ def load_component(name: str, image: Optional[str] = None) -> Any:
     """Loads the packaged spec of component `name` as a KFP component, optionally for another image.
 
     Args:
-        name: `train`, `evaluate`, `continuous_eval`, `export`, `check_inputs`, `model_dir` or
-            `export_if_passed`.
+        name: One of `SPEC_NAMES` (a component such as `train`, a step such as `check_inputs`, or
+            `export_if_passed`).
         image: The container image the component runs in (your registry's copy
             of the tfpipe image, or an image derived from it); None keeps the
             image the specs were compiled for.
@@ -92,7 +95,7 @@ def load_component(name: str, image: Optional[str] = None) -> Any:
 
 
 def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None) -> List[str]:
-    """Compiles each component for `image` into `<directory>/<name>.yaml`; returns the paths.
+    """Compiles each row of the registry for `image` into `<directory>/<spec name>.yaml`; returns the paths.
 
     Args:
         directory: Where to write.
@@ -103,12 +106,11 @@ def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None
 
     from tfpipe.components import kfp_components
 
-    from tfpipe.components.definitions import gated_export
-
     os.makedirs(directory, exist_ok=True)
     built = kfp_components.components_for_image(image or kfp_components.LOCAL_IMAGE)
-    specs = {name: getattr(built, name) for name in COMPONENT_NAMES + STEP_NAMES}
-    specs["export_if_passed"] = gated_export.build(built.export, built.evaluate)
+    # A graph row's function builds it from the built components.
+    specs = {row.spec_name: row.kfp_function()(built) if row.kind == registry.GRAPH else getattr(built, row.name)
+             for row in registry.ROWS}
     paths = []
     for name, component in specs.items():
         path = os.path.join(directory, f"{name}.yaml")

@@ -10,9 +10,10 @@ thresholds and, given a baseline model URI, beats the baseline's recorded metric
 `check-inputs` checks every input against the task once, without retries, so that
 an input that can never work fails in seconds, not after the train step's retries.
 
-The pipeline's parameters are the components' declared inputs
-(`tfpipe.components.definitions`), each once, plus `baseline_model_uri` and
-`final_evaluate`: a new component input becomes a pipeline parameter by itself.
+The pipeline's parameters are the declared pipeline inputs of the components
+whose registry row says `pipeline_inputs` (`tfpipe.components.registry`), each
+once, plus `baseline_model_uri` and `final_evaluate`: a new input of those
+components becomes a pipeline parameter by itself.
 Built with `data_inputs` (`train_data`, `eval_data`), it also takes each as a
 URI parameter, imports it once as a `Dataset` (`dsl.importer`) and hands the
 artifact to check-inputs, train, continuous_eval and the gated export: the data
@@ -33,6 +34,7 @@ from tfpipe import __version__, checks
 from tfpipe.components import definitions
 from tfpipe.components import interface
 from tfpipe.components import kfp_components
+from tfpipe.components import registry
 from tfpipe.components import tfjob_train
 from tfpipe.components.definitions import baseline as baseline_definition
 from tfpipe.components.definitions import check_inputs as check_inputs_definition
@@ -50,7 +52,7 @@ BASELINE_MODEL_URI = interface.Input(
     "baseline_model_uri", str, "A model exported by tfpipe before; export only if the best metric beats its own.",
     default="", check=checks.check_optional_uri)
 PIPELINE_INPUTS = (
-    *interface.union([definitions.TRAIN, definitions.CONTINUOUS_EVAL, definitions.EXPORT]),
+    *interface.union(registry.pipeline_interfaces()),
     BASELINE_MODEL_URI,
     gated_export.FINAL_EVALUATE,
 )

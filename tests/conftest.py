@@ -22,6 +22,7 @@ CHECK_MODULES = frozenset({
     "test_pipelines.py",
     "test_private_internals.py",
     "test_readme.py",
+    "test_registry.py",
     "test_resources.py",
     "test_submit.py",
     "test_tasks.py",

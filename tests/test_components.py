@@ -1,4 +1,4 @@
-"""The four components' `run(...)`: resume, refusal, checkpoint selection, export commit and gates."""
+"""The components' `run(...)`: resume, refusal, checkpoint selection, export commit and gates."""
 
 import json
 import os

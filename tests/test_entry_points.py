@@ -1,4 +1,4 @@
-"""`python -m tfpipe.components.<name>`: the four entry points end to end with model_dir on gs:// (GCS emulator)."""
+"""`python -m tfpipe.components.<name>`: the components' entry points end to end with model_dir on gs:// (GCS emulator)."""
 
 import json
 import os

@@ -1,4 +1,8 @@
-"""Every row of docs/inputs.md: the bad value is refused before any work, with the documented message."""
+"""Every row of docs/inputs.md: the bad value is refused before any work, with the documented message.
+
+A row's `where` is a component of `tfpipe.components.registry` (its `run()` is called), `pipelines`
+(`build_pipeline`) or `run-local` (`run_local`); `all` runs for every component that declares the input.
+"""
 
 import json
 import os
@@ -8,7 +12,8 @@ import re
 import pytest
 
 from tfpipe import checks
-from tfpipe.components import continuous_eval, definitions, evaluate, export, train
+from tfpipe.components import definitions, registry
+from tfpipe.components import train as train_lib  # To train the run directory the rows read.
 from tfpipe.pipelines.local_run import run_local
 from tfpipe.pipelines.train_eval_export import build_pipeline
 
@@ -31,31 +36,33 @@ def table_rows():
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("trained"))
-    train.run(task="digits", model_dir=model_dir, train_steps=20, steps_per_loop=10, checkpoint_interval=10)
+    train_lib.run(task="digits", model_dir=model_dir, train_steps=20, steps_per_loop=10, checkpoint_interval=10)
     return model_dir
 
 
+def valid_inputs(tmp_path, trained_dir):
+    """Valid values of inputs, by name (not by component): each component's `run()` gets those it declares."""
+    return {"task": "digits", "model_dir": trained_dir, "train_steps": 10, "output_path": str(tmp_path / "new"),
+            "idle_timeout": 5.0}  # An evaluator that wrongly accepted the bad value stops soon.
+
+
 def call(where, name, value, tmp_path, trained_dir):
-    if where == "train":
-        args = dict(task="digits", model_dir=str(tmp_path / "new"), train_steps=10)
-        return train.run(**{**args, name: value})
-    if where == "evaluate":
-        return evaluate.run(**{**dict(task="digits", model_dir=trained_dir), name: value})
-    if where == "continuous_eval":
-        return continuous_eval.run(**{**dict(task="digits", model_dir=trained_dir, idle_timeout=5), name: value})
-    if where == "export":
-        args = dict(task="digits", model_dir=trained_dir, output_path=str(tmp_path / "new"))
-        return export.run(**{**args, name: value})
+    if where in definitions.INTERFACES:
+        declared = definitions.INTERFACES[where].names()
+        args = {k: v for k, v in valid_inputs(tmp_path, trained_dir).items() if k in declared}
+        return registry.row(where).load_runtime().run(**{**args, name: value})
     if where == "pipelines":
         return build_pipeline(**{"backend": "gke", "image": "registry.example.com/t/tfpipe:1", name: value})
     if where == "run-local":
         return run_local(**{"pipeline_root": str(tmp_path / "new"), name: value})
-    raise AssertionError(f"unknown table row location {where!r}")
+    raise AssertionError(f"docs/inputs.md: unknown `where` {where!r}: a component of components/registry.py "
+                         f"{list(definitions.INTERFACES)}, `pipelines`, `run-local` or `all`")
 
 
 def test_table_covers_every_component():
     wheres = {p.values[0] for p in table_rows()}
-    assert wheres == {"train", "evaluate", "continuous_eval", "export", "pipelines", "run-local"}
+    expected = {*definitions.INTERFACES, "pipelines", "run-local"}
+    assert wheres == expected, f"docs/inputs.md has no rows for {sorted(expected - wheres)}"
     assert len(table_rows()) >= 100
 
 

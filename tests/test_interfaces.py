@@ -1,9 +1,10 @@
 """One declaration per component input: everything that spells an input out agrees with `INTERFACE`.
 
-Each component's inputs are declared once (`tfpipe.components.definitions.<name>.INTERFACE`). The entry points'
-flags, the pipeline's parameters and a replica's argument list are derived from it; the KFP component functions'
-signatures, `run()`'s keywords and the rows of docs/inputs.md are written out and checked here, so an input added
-or changed in one place only fails.
+Each component's inputs are declared once (`tfpipe.components.definitions.<name>.INTERFACE`), and the components
+once, in `tfpipe.components.registry` (every test here is parametrized over it). The entry points' flags, the
+pipeline's parameters and a replica's argument list are derived from the declarations; the KFP component
+functions' signatures, `run()`'s keywords and the rows of docs/inputs.md are written out and checked here, so an
+input added or changed in one place only fails, naming the file to change.
 """
 
 import inspect
@@ -15,20 +16,15 @@ from absl import flags
 from kfp import dsl
 from kfp.dsl.types import type_annotations
 
-from tfpipe.components import check_inputs, continuous_eval, definitions, evaluate, export, interface, train
-from tfpipe.components.definitions import check_inputs as check_inputs_definition
+from tfpipe.components import definitions, interface, registry
 from tfpipe.pipelines import local_run, train_eval_export
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RUNTIME = {"train": train, "evaluate": evaluate, "continuous_eval": continuous_eval, "export": export}
-FUNCTIONS = {fn.__name__: fn for fn in definitions.COMPONENT_FUNCTIONS}
+COMPONENTS = registry.names(registry.COMPONENT)
+# Rows whose KFP function takes exactly its INTERFACE's inputs: the components and the steps that declare one.
+DECLARED = [row.name for row in registry.ROWS if row.kind != registry.GRAPH and row.interface() is not None]
 # run() keywords that are not component inputs: where the HTML report artifact goes.
 RUN_ONLY = {"html_path"}
-
-
-def _source(obj) -> str:
-    """The file that defines `obj`, relative to the repository (for failure messages: the file to change)."""
-    return str(pathlib.Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT))
 
 
 def _is_output(annotation) -> bool:
@@ -42,11 +38,12 @@ def _expected_kfp_parameter(item):
     return item.type, inspect.Parameter.empty if item.required else item.default
 
 
-@pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
+@pytest.mark.parametrize("name", DECLARED)
 def test_kfp_function_signature_matches_the_declaration(name):
-    declared = definitions.INTERFACES[name]
-    where = _source(FUNCTIONS[name])
-    parameters = {p.name: p for p in inspect.signature(FUNCTIONS[name]).parameters.values()
+    row = registry.row(name)
+    declared, function = row.interface(), row.kfp_function()
+    where = row.definition_file
+    parameters = {p.name: p for p in inspect.signature(function).parameters.values()
                   if not _is_output(p.annotation)}
     assert sorted(parameters) == sorted(declared.names(kfp_only=True)), (
         f"{where}: the KFP function `{name}` and its INTERFACE disagree: only in the function "
@@ -62,24 +59,26 @@ def test_kfp_function_signature_matches_the_declaration(name):
             f"{where}: `{item.name}` defaults to {parameter.default!r}, its INTERFACE to {expected!r}")
 
 
-@pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
+@pytest.mark.parametrize("name", DECLARED)
 def test_run_keywords_match_the_declaration(name):
-    declared = definitions.INTERFACES[name]
-    parameters = inspect.signature(RUNTIME[name].run).parameters
-    where = _source(RUNTIME[name])
+    row = registry.row(name)
+    declared = row.interface()
+    parameters = inspect.signature(row.load_runtime().run).parameters
+    where = row.runtime_file
     assert sorted(set(parameters) - RUN_ONLY) == sorted(declared.names()), (
-        f"{where}: `run()` takes what its INTERFACE ({_source(FUNCTIONS[name])}) does not declare, or lacks an input")
+        f"{where}: `run()` takes what its INTERFACE ({row.definition_file}) does not declare, or lacks an input "
+        "(decorate it with `@INTERFACE.takes_inputs()`)")
     for item in declared.inputs:
         expected = inspect.Parameter.empty if item.required else item.default
         assert parameters[item.name].default == expected, f"{where}: `run()`'s `{item.name}` default"
 
 
 def test_the_tfjob_launcher_takes_every_train_input():
-    """The launcher's KFP function (components/tfjob_train.py `train_with_tfjob`) spells out train's inputs (KFP
-    reads a lightweight component's signature from its source); every one must match components/definitions/train.py."""
+    """The launcher's KFP function (components/tfjob_train.py `train_with_tfjob`) is generated from train's
+    INTERFACE and the launcher's own `LAUNCHER_INPUTS`; KFP runs its source text in the pod, which must be the same."""
     from tfpipe.components import tfjob_train
 
-    fix = "; change components/tfjob_train.py `train_with_tfjob` to match components/definitions/train.py INTERFACE"
+    fix = "; components/tfjob_train.py `launcher_source` generates it from components/definitions/train.py INTERFACE"
     parameters = inspect.signature(tfjob_train.train_with_tfjob).parameters
     missing = [item.name for item in definitions.TRAIN.inputs if item.kfp and item.name not in parameters]
     assert not missing, f"the TFJob launcher lacks train input(s) {missing}{fix}"
@@ -90,22 +89,26 @@ def test_the_tfjob_launcher_takes_every_train_input():
             assert (got.default, got.annotation) == (expected, annotation), (
                 f"the TFJob launcher's `{item.name}` is {got.annotation} = {got.default!r}, train declares "
                 f"{annotation} = {expected!r}{fix}")
-    # Its own inputs are the ones its body (`run_for_kfp`) takes apart from train's: anything else would be sent to
-    # the replicas as a train flag.
-    own = set(parameters) - set(definitions.TRAIN.names())
-    body = {name for name, p in inspect.signature(tfjob_train.run_for_kfp).parameters.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    assert own == body, (f"components/tfjob_train.py: `train_with_tfjob` takes {sorted(own - body)} that "
-                         f"`run_for_kfp` does not, or lacks {sorted(body - own)}")
+    own = {name for name, p in parameters.items() if not _is_output(p.annotation)} - set(definitions.TRAIN.names())
+    assert own == {item.name for item in tfjob_train.LAUNCHER_INPUTS}, fix
+    # What KFP inlines into the pod's command is the generated source, and it compiles to the same signature.
+    command = " ".join(tfjob_train.component("registry.example.com/t/tfpipe:1").component_spec.implementation
+                       .container.command)
+    assert tfjob_train.launcher_source().strip() in command
+    namespace = {"__name__": "kfp_pod"}
+    exec(tfjob_train.KFP_PRELUDE + tfjob_train.launcher_source(), namespace)
+    assert inspect.signature(namespace["train_with_tfjob"]).parameters == parameters
 
 
-def test_check_inputs_step_matches_its_declaration():
-    parameters = inspect.signature(check_inputs_definition.check_inputs).parameters
-    assert list(parameters) == check_inputs_definition.INTERFACE.names()
-    assert list(inspect.signature(check_inputs.run).parameters) == list(parameters)
+@pytest.mark.parametrize("name", [row.name for row in registry.rows(registry.STEP) if row.interface() is not None])
+def test_a_step_with_a_declaration_takes_its_inputs_in_order(name):
+    row = registry.row(name)
+    parameters = inspect.signature(row.kfp_function()).parameters
+    assert list(parameters) == row.interface().names(), f"{row.definition_file}: `{row.function}`'s parameters"
+    assert list(inspect.signature(row.load_runtime().run).parameters) == list(parameters), row.runtime_file
 
 
-@pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
+@pytest.mark.parametrize("name", COMPONENTS)
 def test_entry_point_flags_come_from_the_declaration(name):
     declared = definitions.INTERFACES[name]
     values = flags.FlagValues()
@@ -119,9 +122,11 @@ def test_entry_point_flags_come_from_the_declaration(name):
 def test_pipeline_parameters_are_every_declared_pipeline_input(tmp_path):
     pipeline = train_eval_export.build_pipeline(backend="gke", image="registry.example.com/t/tfpipe:1")
     parameters = pipeline.component_spec.inputs
-    declared = {item.name for interface_ in (definitions.TRAIN, definitions.CONTINUOUS_EVAL, definitions.EXPORT)
-                for item in interface_.inputs if item.pipeline}
-    assert set(parameters) == declared | {"baseline_model_uri", "final_evaluate"}
+    declared = {item.name for interface_ in registry.pipeline_interfaces() for item in interface_.inputs
+                if item.pipeline}
+    assert set(parameters) == declared | {"baseline_model_uri", "final_evaluate"}, (
+        "pipelines/train_eval_export.py: the pipeline's parameters are not the pipeline inputs of the registry's "
+        "rows with `pipeline_inputs` (components/registry.py)")
     # Every train input reaches the train task (the drift of deterministic & co. is gone).
     tasks = pipeline.pipeline_spec.root.dag.tasks
     assert set(tasks["train"].inputs.parameters) == {i.name for i in definitions.TRAIN.inputs if i.kfp and not i.artifact}
@@ -149,11 +154,12 @@ def _doc_rows():
     return rows
 
 
-@pytest.mark.parametrize("name", sorted(definitions.INTERFACES))
+@pytest.mark.parametrize("name", COMPONENTS)
 def test_every_declared_input_has_a_row_in_docs_inputs(name):
     rows = _doc_rows()
     missing = [item.name for item in definitions.INTERFACES[name].inputs if (name, item.name) not in rows]
-    assert not missing, f"docs/inputs.md has no row for {name} input(s) {missing}"
+    assert not missing, (f"docs/inputs.md has no row for {name} input(s) {missing}: add `| {name} | <input> | "
+                         "<bad value as JSON> | <what the error says> |` (or an `all` row)")
 
 
 def test_every_row_of_docs_inputs_names_a_declared_input():
@@ -162,7 +168,8 @@ def test_every_row_of_docs_inputs_names_a_declared_input():
     local = {("run-local", name) for name in local_run.INPUTS} | {
         ("run-local", name) for name in inspect.signature(local_run.run_local).parameters if name != "params"}
     unknown = _doc_rows() - declared - pipeline - local
-    assert not unknown, f"docs/inputs.md rows name no declared input: {sorted(unknown)}"
+    assert not unknown, (f"docs/inputs.md rows name no declared input: {sorted(unknown)} (a `where` must be a "
+                         f"component of components/registry.py {list(COMPONENTS)}, `pipelines` or `run-local`)")
 
 
 def test_an_input_declared_twice_is_refused():
@@ -178,7 +185,10 @@ def test_pipeline_types_agree_across_components():
         interface.union(mismatched)
 
 
-def test_the_docstring_of_each_component_lists_its_inputs():
-    for name, fn in FUNCTIONS.items():
-        documented = re.findall(r"^    (\w+): ", fn.__doc__, re.M)
-        assert documented == list(inspect.signature(fn).parameters), name
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_the_docstring_of_each_component_lists_its_inputs(name):
+    row = registry.row(name)
+    fn = row.kfp_function()
+    documented = re.findall(r"^    (\w+): ", fn.__doc__, re.M)
+    assert documented == list(inspect.signature(fn).parameters), (
+        f"{row.definition_file}: call `INTERFACE.document({row.function}, outputs={{...}})` after `{row.function}`")

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from tfpipe.components import export
+from tfpipe.components import export, specs
 from tfpipe.pipelines import cli, submit
 from tfpipe.pipelines.local_run import run_local
 from tfpipe.pipelines.train_eval_export import build_pipeline
@@ -172,8 +172,7 @@ def test_submit_params_keep_the_types_the_pipeline_declares(tmp_path):
 
 def test_cli_specs(tmp_path, capsys):
     assert cli.main(["specs", "--out", str(tmp_path)]) == 0
-    assert sorted(os.listdir(tmp_path)) == ["check_inputs.yaml", "continuous_eval.yaml", "evaluate.yaml",
-                                            "export.yaml", "export_if_passed.yaml", "model_dir.yaml", "train.yaml"]
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{name}.yaml" for name in specs.SPEC_NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ imports beside a project's own `components/` and `pipelines/` packages:
 
 * `tfpipe.controller_core`: the Orbit-compatible outer loop
   (`import tfpipe.controller_core as orbit`); imports TensorFlow, never kfp.
-* `tfpipe.components`: the four KFP components (train, evaluate, continuous_eval,
-  export), their entry points (`python -m tfpipe.components.train ...`), tasks,
+* `tfpipe.components`: the KFP components (train, evaluate, continuous_eval,
+  export, ...: `tfpipe.components.registry`), their entry points (`python -m tfpipe.components.train ...`), tasks,
   and `load_component` for the compiled specs.
 * `tfpipe.pipelines`: the pipeline, resource profiles, compile and submit, and
   the `tfpipe` command; never imports TensorFlow.

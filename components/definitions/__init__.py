@@ -6,12 +6,12 @@ the lightweight KFP component whose body calls the component's `run()` in
 `tfpipe.components.<name>` inside the image. The pipeline builder and `tfpipe specs`
 compile these without importing TensorFlow.
 
-To add a component: a module here (an `INTERFACE` and a function whose signature
-matches it), a runtime module `tfpipe.components.<name>` with `run()`,
-`run_for_kfp()` and an entry point, an entry in `INTERFACES` and
-`COMPONENT_FUNCTIONS`, its rows in `docs/inputs.md`, and `tfpipe specs`.
+Which modules are components is declared once, in `tfpipe.components.registry`
+(`ROWS`): `INTERFACES` and `COMPONENT_FUNCTIONS` are derived from it. To add a
+component, follow docs/design.md ("How to add ... A component").
 """
 
+from tfpipe.components import registry
 from tfpipe.components.definitions.continuous_eval import INTERFACE as CONTINUOUS_EVAL
 from tfpipe.components.definitions.continuous_eval import continuous_eval
 from tfpipe.components.definitions.evaluate import INTERFACE as EVALUATE
@@ -21,8 +21,9 @@ from tfpipe.components.definitions.export import export
 from tfpipe.components.definitions.train import INTERFACE as TRAIN
 from tfpipe.components.definitions.train import train
 
-INTERFACES = {"train": TRAIN, "evaluate": EVALUATE, "continuous_eval": CONTINUOUS_EVAL, "export": EXPORT}
-COMPONENT_FUNCTIONS = (train, evaluate, continuous_eval, export)
+# Name -> INTERFACE and the KFP functions of the registry's components (kind `component`), in its order.
+INTERFACES = {row.name: row.interface() for row in registry.rows(registry.COMPONENT)}
+COMPONENT_FUNCTIONS = tuple(row.kfp_function() for row in registry.rows(registry.COMPONENT))
 
 __all__ = [
     "COMPONENT_FUNCTIONS",

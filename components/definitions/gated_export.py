@@ -98,3 +98,13 @@ def build(export_op: Any, evaluate_op: Any, *, configure: Optional[Callable[[Any
         "Outputs the exported `model` and whether it was `exported`.",
         (*inputs, FINAL_OUTPUT_DIR) if final_output_dir else inputs, body, defaults={"checkpoint": "best"},
         returns=Outputs))
+
+
+def packaged(components: Any) -> Any:
+    """The packaged spec `export_if_passed.yaml`: `build` over the built components, without data inputs.
+
+    Args:
+        components: The built components (`kfp_components.components_for_image(...)`): their `export` and
+            `evaluate`.
+    """
+    return build(components.export, components.evaluate)

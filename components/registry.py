@@ -1,0 +1,152 @@
+"""Every component tfpipe ships, declared once: one `Row` each in `ROWS`.
+
+Everything that lists components derives from `ROWS`: the definitions' `INTERFACES` and `COMPONENT_FUNCTIONS`
+(`tfpipe.components.definitions`), the built components (`kfp_components.components_for_image`,
+`kfp_components.STEP_FUNCTIONS`), the packaged specs' names (`specs.COMPONENT_NAMES`, `STEP_NAMES`, `GRAPH_NAMES`,
+`SPEC_NAMES`) and files (`tfpipe specs`), the packaged pipeline's parameters
+(`tfpipe.pipelines.train_eval_export.PIPELINE_INPUTS`, hence `tfpipe run-local`'s and `tfpipe compile`'s options),
+and the drift tests (`tests/test_interfaces.py`, `tests/test_inputs_table.py`, ...), which are parametrized over it.
+
+A row names modules, not objects: importing this module imports neither kfp nor TensorFlow (the definitions
+import kfp, the runtime modules TensorFlow); `Row.interface()`, `Row.kfp_function()` and `Row.runtime()` import
+them when asked.
+"""
+
+import dataclasses
+import importlib
+from types import ModuleType
+from typing import Any, Callable, Optional, Tuple
+
+from tfpipe import checks
+
+# The kinds of row.
+COMPONENT = "component"  # A component: an INTERFACE, a KFP function, a runtime module with run() and an entry point.
+STEP = "step"  # A step of the packaged pipeline, loadable for users' DAGs (`load_component`).
+GRAPH = "graph"  # A graph component (a sub-DAG) built from the components.
+KINDS = (COMPONENT, STEP, GRAPH)
+
+DEFINITIONS = "tfpipe.components.definitions"
+RUNTIME = "tfpipe.components"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One component: its name and where its parts live.
+
+    Attributes:
+        name: The component's name: its spec `component_specs/<name>.yaml`, `load_component(name)`, the attribute of
+            `kfp_components.components_for_image(...)`, its key in `definitions.INTERFACES`, its rows' `where` in
+            `docs/inputs.md`.
+        kind: `COMPONENT`, `STEP` or `GRAPH`.
+        definition: The module under `tfpipe.components.definitions` that declares it (TensorFlow-free; default
+            `name`): its `INTERFACE` and its KFP function (for a graph, the function that builds it).
+        function: The name of the KFP function in `definition` (default `name`); for a graph, a function that
+            takes the built components (`components_for_image(...)`) and returns the graph component.
+        runtime: The module under `tfpipe.components` with `run(**inputs)` (and, for a component, `run_for_kfp` and
+            the entry point `python -m tfpipe.components.<runtime>`); default `name` for a component, none else.
+        pipeline_inputs: Whether the packaged pipeline's parameters include this component's pipeline inputs
+            (`Input.pipeline`): true for the components the packaged pipeline takes its parameters from.
+    """
+
+    name: str
+    kind: str = COMPONENT
+    definition: str = ""
+    function: str = ""
+    runtime: Optional[str] = ""
+    pipeline_inputs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"`kind` of component {self.name!r} must be one of {list(KINDS)}, got {self.kind!r}.")
+        object.__setattr__(self, "definition", self.definition or self.name)
+        object.__setattr__(self, "function", self.function or self.name)
+        if self.runtime == "":
+            object.__setattr__(self, "runtime", self.name if self.kind == COMPONENT else None)
+
+    @property
+    def spec_name(self) -> str:
+        """The packaged spec's name: `component_specs/<spec_name>.yaml`."""
+        return self.name
+
+    @property
+    def definition_module(self) -> str:
+        """The definition module's full name, e.g. `tfpipe.components.definitions.train`."""
+        return f"{DEFINITIONS}.{self.definition}"
+
+    @property
+    def definition_file(self) -> str:
+        """The definition module's file in the repository (for failure messages: the file to change)."""
+        return f"components/definitions/{self.definition.replace('.', '/')}.py"
+
+    @property
+    def runtime_module(self) -> Optional[str]:
+        """The runtime module's full name (e.g. `tfpipe.components.train`), or None."""
+        return f"{RUNTIME}.{self.runtime}" if self.runtime else None
+
+    @property
+    def runtime_file(self) -> Optional[str]:
+        """The runtime module's file in the repository, or None."""
+        return f"components/{self.runtime.replace('.', '/')}.py" if self.runtime else None
+
+    def definitions(self) -> ModuleType:
+        """The definition module (imports kfp)."""
+        return importlib.import_module(self.definition_module)
+
+    def interface(self) -> Any:
+        """The component's `INTERFACE` (`tfpipe.components.interface.Interface`), or None if it declares none."""
+        return getattr(self.definitions(), "INTERFACE", None)
+
+    def kfp_function(self) -> Callable[..., Any]:
+        """The KFP component function (a graph's builder for `GRAPH` rows)."""
+        return getattr(self.definitions(), self.function)
+
+    def load_runtime(self) -> ModuleType:
+        """The runtime module (imports TensorFlow).
+
+        Raises:
+            ValueError: If the row has no runtime module.
+        """
+        if self.runtime_module is None:
+            raise ValueError(f"component {self.name!r} has no runtime module.")
+        return importlib.import_module(self.runtime_module)
+
+
+# The components, in the order they are listed everywhere (specs, `components_for_image`, the drift tests).
+ROWS: Tuple[Row, ...] = (
+    Row("train", pipeline_inputs=True),
+    Row("evaluate"),
+    Row("continuous_eval", pipeline_inputs=True),
+    Row("export", pipeline_inputs=True),
+    Row("check_inputs", kind=STEP, runtime="check_inputs"),
+    Row("model_dir", kind=STEP, function="resolve_model_dir"),
+    Row("export_if_passed", kind=GRAPH, definition="gated_export", function="packaged"),
+)
+
+
+def rows(kind: Optional[str] = None) -> Tuple[Row, ...]:
+    """The rows of `kind` (all rows for None), in `ROWS` order."""
+    if kind is not None and kind not in KINDS:
+        raise checks.InputError(f"`kind` must be one of {list(KINDS)}, got {kind!r}.")
+    return tuple(item for item in ROWS if kind is None or item.kind == kind)
+
+
+def names(kind: Optional[str] = None) -> Tuple[str, ...]:
+    """The names of the rows of `kind` (all for None), in `ROWS` order."""
+    return tuple(item.name for item in rows(kind))
+
+
+def row(name: str) -> Row:
+    """The row of component `name`.
+
+    Raises:
+        KeyError: For a name no row has, listing the names.
+    """
+    for item in ROWS:
+        if item.name == name:
+            return item
+    raise KeyError(f"no component {name!r} in components/registry.py; components: {list(names())}.")
+
+
+def pipeline_interfaces() -> Tuple[Any, ...]:
+    """The `INTERFACE`s whose pipeline inputs are the packaged pipeline's parameters (rows with `pipeline_inputs`)."""
+    return tuple(item.interface() for item in ROWS if item.pipeline_inputs)
