@@ -75,7 +75,9 @@ def _refuse(task: Task, split: str, batch: Any, part: str, error: BaseException)
 
 def _serving_inputs(signature: Any, features: Any) -> Optional[list]:
     """Arguments for the serving signature: the batch's features where they fit its input signature, else zeros of
-    the signature's dtypes and shapes (unknown dimensions: the batch size); None where it takes strings."""
+    the signature's dtypes and shapes (an unknown leading dimension: the batch size). None where no valid input
+    can be made up: strings, or an unknown dimension past the batch's (an image of any size, say: a made-up one
+    could be refused for its size, not for a mistake)."""
     specs = list(getattr(signature, "input_signature", None) or [])
     if not specs:
         return None
@@ -87,7 +89,10 @@ def _serving_inputs(signature: Any, features: Any) -> Optional[list]:
     for spec in specs:
         if not isinstance(spec, tf.TensorSpec) or spec.dtype == tf.string or spec.shape.rank is None:
             return None
-        inputs.append(tf.zeros([batch if d is None else d for d in spec.shape.as_list()], spec.dtype))
+        dims = spec.shape.as_list()
+        if None in dims[1:]:
+            return None
+        inputs.append(tf.zeros([batch if d is None else d for d in dims], spec.dtype))
     return inputs
 
 

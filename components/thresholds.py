@@ -11,8 +11,8 @@ _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt
 _CONDITION = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$")
 
 
-class ThresholdNotMetError(RuntimeError):
-    """The evaluated metrics of a checkpoint miss a threshold."""
+class ThresholdNotMetError(checks.RefusedError):
+    """The evaluated metrics of a checkpoint miss a threshold (one line and exit status 1 at the entry point)."""
 
 
 def parse_thresholds(name: str, value: Union[str, Mapping[str, str], None]) -> Thresholds:

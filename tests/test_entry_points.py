@@ -13,14 +13,14 @@ from tfpipe.controller_core import eval_records, run_dir
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def entry_point(name, env, *flags, timeout=180):
+def entry_point(name, env, *flags, timeout=180, status=0):
     out = subprocess.run(
         [sys.executable, "-m", f"tfpipe.components.{name}", *flags],
         cwd=ROOT, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"},
         capture_output=True, text=True, timeout=timeout,
     )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout
+    assert out.returncode == status, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout if status == 0 else out.stderr
 
 
 def test_four_entry_points_on_gcs(gcs_emulator, gcs_bucket, tmp_path):
@@ -42,6 +42,14 @@ def test_four_entry_points_on_gcs(gcs_emulator, gcs_bucket, tmp_path):
                       f"--export_dir={gcs_bucket}/serving", '--thresholds={"accuracy": ">= 0.9"}')
     result = json.loads(log.split("export | done | ", 1)[1].splitlines()[0])
     assert result["step"] == step and result["export_path"] == f"{gcs_bucket}/serving/{step}"
+    # A missed gate is a refusal, not a crash: one line naming the metric, its value and the threshold; status 1.
+    err = entry_point("export", gcs_emulator.env, *task, f"--output_path={tmp_path}/missed",
+                      f"--export_dir={gcs_bucket}/missed", '--thresholds={"loss": "< 0"}', status=1)
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("export: ")]
+    assert f"Not exporting step {step}: metric 'loss' is " in line and "which does not meet its threshold < 0" in line
+    assert not os.path.exists(tmp_path / "missed")
+    assert not list(gcs_emulator.client().list_blobs(gcs_bucket[len("gs://"):], prefix="missed/"))
 
     # What landed in the bucket, read back through TF's own gs:// client.
     assert tf.io.gfile.exists(f"{model_dir}/ckpt-200.index")

@@ -49,6 +49,18 @@ def test_the_serving_signature_is_probed_too():
     with pytest.raises(checks.InputError, match=r"task 'mismatched': the serving signature refuses inputs "
                                                 r"\(float32\[4,5\]\): ValueError"):
         probe.probe(task)
+    # Zeros are made up for an unknown batch dimension only: an input of any height and width (Model Garden's
+    # image serving) is not guessed at, so a made-up size is never refused as if it were the task's mistake.
+    calls = []
+    task.serving_signature = tf.function(lambda x: calls.append(x.shape) or {"y": tf.reduce_sum(x)},
+                                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    task.train_dataset = task.eval_dataset = None
+    probe.probe(task)
+    assert calls == []
+    task.serving_signature = tf.function(lambda x: calls.append(x.shape) or {"y": tf.reduce_sum(x)},
+                                         input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.uint8)])
+    probe.probe(task)
+    assert len(calls) == 1  # Traced: called with zeros of a made-up batch.
 
 
 def test_the_mismatch_fails_in_check_inputs_under_kfp_local_and_train_never_runs(tmp_path, capfd):

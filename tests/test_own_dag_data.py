@@ -159,6 +159,28 @@ def test_the_packaged_pipeline_imports_data_uris_as_datasets():
         build_pipeline(backend="gke", image="registry.example.com/t/tfpipe:1", data_inputs=["test_data"])
 
 
+def test_compile_data_input_flags_add_the_dataset_parameters(tmp_path, capsys):
+    """`tfpipe compile --data-input NAME` (the README's line): the compiled package takes the URI parameters and
+    imports them as Datasets; a name the pipeline has no import for is one line, exit 2, nothing written."""
+    from tfpipe.pipelines import cli, submit
+
+    package = tmp_path / "p.yaml"
+    assert cli.main(["compile", "--backend", "vertex", "--image", "registry.example.com/t/tfpipe:1",
+                     "--data-input", "train_data", "--data-input", "eval_data", "-o", str(package)]) == 0
+    spec = submit.load_pipeline_package(package)[0]
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["train_data"]["parameterType"] == "STRING" and "defaultValue" not in parameters["train_data"]
+    importers = [name for name in spec["root"]["dag"]["tasks"] if name.startswith("importer")]
+    assert len(importers) == 2
+    train_inputs = spec["root"]["dag"]["tasks"]["train"]["inputs"]["artifacts"]
+    assert {a["taskOutputArtifact"]["producerTask"] for a in train_inputs.values()} == set(importers)
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own refusal of a choice: one line, status 2.
+        cli.main(["compile", "--backend", "vertex", "--image", "registry.example.com/t/tfpipe:1",
+                  "--data-input", "test_data", "-o", str(tmp_path / "q.yaml")])
+    assert exit_info.value.code == 2 and "invalid choice: 'test_data'" in capsys.readouterr().err
+    assert not (tmp_path / "q.yaml").exists()
+
+
 @pytest.mark.timeout(1200)  # One kfp.local run of the packaged pipeline.
 def test_run_local_trains_on_data_uris(tmp_path):
     from tests.test_data_inputs import prepare

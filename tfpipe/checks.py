@@ -61,6 +61,11 @@ class InputError(ValueError):
     """A user-facing input is malformed or names nothing usable: reported in one line, never retried."""
 
 
+class RefusedError(RuntimeError):
+    """A step declined to act, for a reason its message states (e.g. an export whose checkpoint misses its
+    thresholds): not a bad input and not a fault. An entry point reports it in one line, exit status 1."""
+
+
 def shown(value: Any, limit: int = 200) -> str:
     """`repr(value)`, cut to about `limit` characters so a huge input does not flood a message."""
     text = repr(value)
