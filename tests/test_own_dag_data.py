@@ -1,19 +1,19 @@
 """A user's own KFP project wires data in and the model out: prep → train ∥ continuous_eval → export_if_passed → deploy.
 
-The project (its own `components/` and `pipelines/` packages, tfpipe imported as a library) runs under kfp.local's
-SubprocessRunner in a process of its own. Its prep step writes `Output[Dataset]`s of digits whose labels are
+The project (its own `components/` and `pipelines/` packages, tfpipe imported as a library from the installed
+wheel: `tests/support/wheel.py`) runs under kfp.local's SubprocessRunner in a process of its own. Its prep step writes `Output[Dataset]`s of digits whose labels are
 shifted, so only a model trained on the artifacts predicts them; its deploy step consumes the exported `Model`.
 """
 
 import json
-import os
 import pathlib
 import subprocess
-import sys
 import textwrap
 
 import pytest
 import yaml
+
+from tests.support.wheel import wheel_env
 
 PREP = '''
 from kfp import dsl
@@ -104,17 +104,18 @@ def _project(root: pathlib.Path) -> pathlib.Path:
     return project
 
 
-def _run(project, *args):
-    done = subprocess.run([sys.executable, "-m", "pipelines.my_dag", *args], cwd=project, capture_output=True,
-                          text=True, timeout=1200, env={**os.environ, "PYTHONPATH": ""})
+def _run(python, project, *args):
+    """Runs the project's DAG module with the wheel's python (kfp.local runs each step with it too)."""
+    done = subprocess.run([str(python), "-m", "pipelines.my_dag", *args], cwd=project, capture_output=True,
+                          text=True, timeout=1200, env=wheel_env(python, project))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
 
 
 @pytest.mark.timeout(1500)  # Two kfp.local runs of five steps, each step a process that imports TensorFlow.
-def test_own_project_wires_datasets_into_training_and_the_exported_model_out(tmp_path):
+def test_own_project_wires_datasets_into_training_and_the_exported_model_out(installed, tmp_path):
     project = _project(tmp_path)
-    _run(project, "compile", str(tmp_path / "my.yaml"))
+    _run(installed, project, "compile", str(tmp_path / "my.yaml"))
     spec = yaml.safe_load((tmp_path / "my.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]
     for step in ("train", "continuous-eval"):
@@ -126,7 +127,7 @@ def test_own_project_wires_datasets_into_training_and_the_exported_model_out(tmp
         "producerTask": "export-if-passed", "outputArtifactKey": "model"}
 
     model_dir, report = tmp_path / "run", tmp_path / "report.json"
-    _run(project, "run", str(tmp_path / "root"), str(model_dir), "200", str(report))
+    _run(installed, project, "run", str(tmp_path / "root"), str(model_dir), "200", str(report))
     first = json.loads(report.read_text())
     assert first["exported"] and first["metadata"]["exported"] and first["metadata"]["step"] == 200
     assert first["metadata"]["checkpoint_fingerprint"] and first["metadata"]["metrics"]["accuracy"] >= 0.8
@@ -135,7 +136,7 @@ def test_own_project_wires_datasets_into_training_and_the_exported_model_out(tmp
     assert set(recorded["data"]) == {"train_data", "eval_data"}
 
     # Again, on the same model_dir: the prep step writes the same data at new artifact URIs; training resumes.
-    _run(project, "run", str(tmp_path / "root"), str(model_dir), "250", str(report))
+    _run(installed, project, "run", str(tmp_path / "root"), str(model_dir), "250", str(report))
     second = json.loads(report.read_text())
     assert second["exported"] and second["metadata"]["step"] in (200, 250) and second["accuracy_on_shifted"] >= 0.8
     assert (model_dir / "ckpt-250.index").exists()

@@ -1,7 +1,7 @@
 """tfpipe as users install it: one `tfpipe` import package, specs inside the wheel, compile without TensorFlow.
 
-The wheel is built from this checkout and installed (not editable) into a fresh virtual environment, then
-used from a project folder that has its own `components/` and `pipelines/` packages, as KFP projects often
+The wheel is built from this checkout and installed (not editable) into a fresh virtual environment
+(`tests/support/wheel.py`), then used from a project folder that has its own `components/` and `pipelines/` packages, as KFP projects often
 do. The fresh environment borrows the test environment's third-party packages through a `.pth` line (so no
 download is needed); tfpipe itself comes only from the wheel.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 import pathlib
 import re
 import subprocess
-import sys
 import textwrap
 import zipfile
 
 import pytest
 
+from tests.support.wheel import wheel_env
 from tfpipe.components import specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,25 +40,6 @@ def test_every_package_folder_is_declared():
     assert found == _declared_packages()
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> pathlib.Path:
-    # Built from a copy of what git tracks, so the build leaves nothing in the checkout and sees no stray files.
-    source = tmp_path_factory.mktemp("source")
-    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
-    tracked = subprocess.run(["git", "ls-files", "-m", "-o", "--exclude-standard"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout.split()
-    for name in tracked:  # Uncommitted edits and new files count too (a developer's working tree).
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            (source / name).write_bytes((ROOT / name).read_bytes())
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(source)],
-                   check=True, capture_output=True, timeout=600)
-    (built,) = out.glob("tfpipe-*.whl")
-    return built
-
-
 def test_the_wheel_has_one_top_level_package_and_the_specs(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
@@ -69,22 +50,6 @@ def test_the_wheel_has_one_top_level_package_and_the_specs(wheel):
         assert archive.read(f"tfpipe/component_specs/{name}.yaml") == (ROOT / "component_specs" / f"{name}.yaml").read_bytes()
     (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
     assert archive.read(top_level).decode().split() == ["tfpipe"]
-
-
-@pytest.fixture(scope="module")
-def installed(wheel, tmp_path_factory) -> pathlib.Path:
-    """A fresh venv with the wheel installed; returns its python."""
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    # Every site-packages folder this interpreter sees (a venv may itself borrow another's through a .pth line).
-    borrowed = [p for p in sys.path if p.rstrip("/").endswith("site-packages")]
-    (pathlib.Path(site) / "borrowed.pth").write_text("\n".join(borrowed) + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
-    return python
 
 
 @pytest.fixture
@@ -120,8 +85,8 @@ def user_project(tmp_path) -> pathlib.Path:
 
 
 def run(python: pathlib.Path, *args: str, cwd: pathlib.Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(python), *args], cwd=cwd, env=wheel_env(python, cwd), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def test_users_own_packages_and_tfpipe_import_side_by_side(installed, user_project):
