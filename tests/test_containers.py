@@ -229,6 +229,21 @@ def test_the_pipeline_runs_in_containers(image, tmp_path):
     assert (export_dir / str(summary.best_step) / "saved_model.pb").is_file()
 
 
+@ENGINE_TIMEOUT
+def test_a_users_own_dag_runs_in_containers(image, installed, tmp_path):
+    """tests/test_own_dag_data.py's project under kfp.local's DockerRunner: its prep and deploy steps and tfpipe's
+    components each in a container of the project image; the driver is the installed wheel's python."""
+    from tests.test_own_dag_data import _project, _run, assert_deployed_what_it_learned
+
+    work = tmp_path / "work"  # Bound into each container at the same path (the pipeline root is bound by kfp).
+    work.mkdir()
+    model_dir, report = work / "run", work / "report.json"
+    engine_env = {k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}
+    _run(installed, _project(tmp_path), "run", str(tmp_path / "root"), str(model_dir), "200", str(report),
+         MY_RUNNER="docker", MY_IMAGE=image, MY_MOUNTS=str(work), **engine_env)
+    assert_deployed_what_it_learned(report, str(model_dir), 200)
+
+
 def test_runner_docker_refuses_an_image_the_engine_lacks(engine, tmp_path, capsys):
     root = tmp_path / "root"
     assert cli.main(["run-local", "--runner", "docker", "--image", "localhost/tfpipe-test/absent:0",

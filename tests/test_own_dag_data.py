@@ -1,8 +1,10 @@
 """A user's own KFP project wires data in and the model out: prep → train ∥ continuous_eval → export_if_passed → deploy.
 
 The project (its own `components/` and `pipelines/` packages, tfpipe imported as a library from the installed
-wheel: `tests/support/wheel.py`) runs under kfp.local's SubprocessRunner in a process of its own. Its prep step writes `Output[Dataset]`s of digits whose labels are
-shifted, so only a model trained on the artifacts predicts them; its deploy step consumes the exported `Model`.
+wheel: `tests/support/wheel.py`) runs under kfp.local in a process of its own: with the SubprocessRunner, with the
+DockerRunner in the project image (`tests/test_containers.py`), and on data already in a bucket (the GCS emulator),
+imported as Datasets. Its prep step writes `Output[Dataset]`s of digits whose labels are shifted, so only a model
+trained on the artifacts predicts them; its deploy step consumes the exported `Model`.
 """
 
 import json
@@ -14,13 +16,16 @@ import pytest
 import yaml
 
 from tests.support.wheel import wheel_env
+from tfpipe.controller_core import run_dir
 
 PREP = '''
+import os
+
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
 
-@dsl.component(base_image="localhost/my-project:1", install_kfp_package=False)
+@dsl.component(base_image=os.environ.get("MY_IMAGE", "localhost/my-project:1"), install_kfp_package=False)
 def prepare_digits(shift: int, train: Output[Dataset], validation: Output[Dataset]):
     """The digits with every label shifted by `shift` (mod 10), as TFRecords tfpipe's digits task reads."""
     from tfpipe.components.tasks import digits
@@ -32,11 +37,13 @@ def prepare_digits(shift: int, train: Output[Dataset], validation: Output[Datase
 '''
 
 DEPLOY = '''
+import os
+
 from kfp import dsl
 from kfp.dsl import Input, Model
 
 
-@dsl.component(base_image="localhost/my-project:1", install_kfp_package=False)
+@dsl.component(base_image=os.environ.get("MY_IMAGE", "localhost/my-project:1"), install_kfp_package=False)
 def deploy(model: Input[Model], exported: bool, shift: int, report_path: str):
     """Stands in for a deployment: loads the exported SavedModel and scores it on shifted labels."""
     import json
@@ -56,24 +63,24 @@ def deploy(model: Input[Model], exported: bool, shift: int, report_path: str):
 '''
 
 DAG = '''
+import os
 import sys
 
 from kfp import compiler, dsl, local
+from kfp.dsl import Dataset
 
 from components.deploy import deploy
 from components.prep import prepare_digits
 from tfpipe.components import load_component
 
-train = load_component("train")
-continuous_eval = load_component("continuous_eval")
-export_if_passed = load_component("export_if_passed")
+IMAGE = os.environ.get("MY_IMAGE")  # The project's image (tfpipe's, or one built on it); None: the specs' own.
+train = load_component("train", image=IMAGE)
+continuous_eval = load_component("continuous_eval", image=IMAGE)
+export_if_passed = load_component("export_if_passed", image=IMAGE)
 SHIFT = 3
 
 
-@dsl.pipeline(name="my-digits")
-def my_digits(model_dir: str, train_steps: int, report_path: str):
-    prep = prepare_digits(shift=SHIFT)
-    data = dict(train_data=prep.outputs["train"], eval_data=prep.outputs["validation"])
+def train_gate_deploy(data, model_dir, train_steps, report_path):
     trained = train(task="digits", model_dir=model_dir, train_steps=train_steps, steps_per_loop=50,
                     checkpoint_interval=50, **data)
     # kfp.local runs one task at a time: the evaluator goes after the trainer (on a cluster they run together).
@@ -83,14 +90,45 @@ def my_digits(model_dir: str, train_steps: int, report_path: str):
     deploy(model=gate.outputs["model"], exported=gate.outputs["exported"], shift=SHIFT, report_path=report_path)
 
 
+@dsl.pipeline(name="my-digits")
+def my_digits(model_dir: str, train_steps: int, report_path: str):
+    prep = prepare_digits(shift=SHIFT)
+    data = dict(train_data=prep.outputs["train"], eval_data=prep.outputs["validation"])
+    train_gate_deploy(data, model_dir, train_steps, report_path)
+
+
+@dsl.pipeline(name="my-digits-imported")
+def my_digits_imported(train_uri: str, eval_uri: str, model_dir: str, train_steps: int, report_path: str):
+    """The same on data a bucket holds already, imported as Datasets."""
+    data = {name: dsl.importer(artifact_uri=uri, artifact_class=Dataset, reimport=False).output
+            for name, uri in (("train_data", train_uri), ("eval_data", eval_uri))}
+    train_gate_deploy(data, model_dir, train_steps, report_path)
+
+
+def runner():
+    """kfp.local's runner: `MY_RUNNER=docker` runs each step in `MY_IMAGE`, with `MY_MOUNTS` bound."""
+    if os.environ.get("MY_RUNNER") != "docker":
+        return local.SubprocessRunner(use_venv=False)
+    import docker
+
+    mounts = [docker.types.Mount(target=path, source=path, type="bind")
+              for path in os.environ["MY_MOUNTS"].split(":")]
+    return local.DockerRunner(mounts=mounts, user=f"{os.getuid()}:{os.getgid()}", network_mode="host")
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "compile":
         compiler.Compiler().compile(my_digits, args[0])
-    else:
+        sys.exit()
+    local.init(runner=runner(), pipeline_root=args[0], raise_on_error=True)
+    if command == "run":
         root, model_dir, steps, report = args
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
         my_digits(model_dir=model_dir, train_steps=int(steps), report_path=report)
+    else:  # run-imported
+        root, train_uri, eval_uri, model_dir, steps, report = args
+        my_digits_imported(train_uri=train_uri, eval_uri=eval_uri, model_dir=model_dir, train_steps=int(steps),
+                           report_path=report)
 '''
 
 
@@ -104,12 +142,21 @@ def _project(root: pathlib.Path) -> pathlib.Path:
     return project
 
 
-def _run(python, project, *args):
-    """Runs the project's DAG module with the wheel's python (kfp.local runs each step with it too)."""
+def _run(python, project, *args, **env):
+    """Runs the project's DAG module with the wheel's python (kfp.local's SubprocessRunner runs each step with it)."""
     done = subprocess.run([str(python), "-m", "pipelines.my_dag", *args], cwd=project, capture_output=True,
-                          text=True, timeout=1200, env=wheel_env(python, project))
+                          text=True, timeout=1200, env=wheel_env(python, project, **env))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
+
+
+def assert_deployed_what_it_learned(report: pathlib.Path, model_dir: str, steps: int) -> None:
+    """The deploy step got the exported Model of step `steps`, which predicts the artifacts' shifted labels."""
+    deployed = json.loads(report.read_text())
+    assert deployed["exported"] and deployed["metadata"]["exported"] and deployed["metadata"]["step"] == steps
+    assert deployed["metadata"]["checkpoint_fingerprint"] and deployed["metadata"]["metrics"]["accuracy"] >= 0.8
+    assert deployed["accuracy_on_shifted"] >= 0.8  # Learned the artifacts' (shifted) labels, not the bundled ones.
+    assert set(run_dir.read_json(f"{model_dir}/run_config.json")["data"]) == {"train_data", "eval_data"}
 
 
 @pytest.mark.timeout(1500)  # Two kfp.local runs of five steps, each step a process that imports TensorFlow.
@@ -128,12 +175,8 @@ def test_own_project_wires_datasets_into_training_and_the_exported_model_out(ins
 
     model_dir, report = tmp_path / "run", tmp_path / "report.json"
     _run(installed, project, "run", str(tmp_path / "root"), str(model_dir), "200", str(report))
-    first = json.loads(report.read_text())
-    assert first["exported"] and first["metadata"]["exported"] and first["metadata"]["step"] == 200
-    assert first["metadata"]["checkpoint_fingerprint"] and first["metadata"]["metrics"]["accuracy"] >= 0.8
-    assert first["accuracy_on_shifted"] >= 0.8  # Learned the artifacts' (shifted) labels, not the bundled ones.
+    assert_deployed_what_it_learned(report, str(model_dir), 200)
     recorded = json.loads((model_dir / "run_config.json").read_text())
-    assert set(recorded["data"]) == {"train_data", "eval_data"}
 
     # Again, on the same model_dir: the prep step writes the same data at new artifact URIs; training resumes.
     _run(installed, project, "run", str(tmp_path / "root"), str(model_dir), "250", str(report))
@@ -141,6 +184,22 @@ def test_own_project_wires_datasets_into_training_and_the_exported_model_out(ins
     assert second["exported"] and second["metadata"]["step"] in (200, 250) and second["accuracy_on_shifted"] >= 0.8
     assert (model_dir / "ckpt-250.index").exists()
     assert json.loads((model_dir / "run_config.json").read_text()) == recorded
+
+
+@pytest.mark.timeout(1200)  # One kfp.local run of six steps.
+def test_own_project_trains_on_datasets_imported_from_a_bucket(installed, gcs_emulator, gcs_bucket, tmp_path):
+    """The data and the run directory on gs:// (the emulator): the DAG imports the data as Datasets."""
+    from tests.test_data_inputs import SHIFT, prepare
+
+    assert SHIFT == 3  # The project's deploy step scores with its own SHIFT.
+    train_uri, eval_uri = prepare(f"{gcs_bucket}/data/train"), prepare(f"{gcs_bucket}/data/eval", "eval")
+    model_dir, report = f"{gcs_bucket}/runs/own", tmp_path / "report.json"
+    _run(installed, _project(tmp_path), "run-imported", str(tmp_path / "root"), train_uri, eval_uri, model_dir, "200",
+         str(report), **gcs_emulator.env)
+    assert_deployed_what_it_learned(report, model_dir, 200)
+    recorded = run_dir.read_json(f"{model_dir}/run_config.json")["data"]
+    listed = json.dumps(recorded)  # The objects' names, sizes and CRC32Cs: the bucket's own checksums.
+    assert "crc32c:" in listed and "part-00000-of-00002.tfrecord" in listed and gcs_bucket not in listed
 
 
 def test_the_packaged_pipeline_imports_data_uris_as_datasets():

@@ -88,44 +88,6 @@ def test_the_own_dag_example_compiles_for_vertex_with_spot_through_a_custom_job(
     assert "SPOT" in job and "NVIDIA_L4" in job and "g2-standard" in job
 
 
-@pytest.mark.timeout(1200)
-@pytest.mark.parametrize("order", ["kfp", "evaluator-first", "train-first"])
-def test_the_own_dag_example_never_hangs_under_kfp_local(order, tmp_path, monkeypatch):
-    """A local run of the README's DAG in kfp.local's own order, and in each order forced (the evaluator first: it
-    stops after start_timeout and the catch-up evaluates; train first: the evaluator evaluates, the catch-up finds
-    it done); kfp.local's order is always one of the two forced ones. The run ends, and its checkpoint is evaluated
-    exactly once."""
-    from kfp import local
-
-    plain = dag.train_and_evaluate
-
-    def forced(*args, **kwargs):
-        pair = plain(*args, **kwargs)
-        if order == "evaluator-first":
-            pair.train.after(pair.watcher)
-        elif order == "train-first":
-            pair.watcher.after(pair.train)
-        return pair
-
-    monkeypatch.setattr(dag, "train_and_evaluate", forced)
-    scope = _own_dag("gke")  # @dsl.pipeline traces the function when it is defined: define it anew.
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
-               raise_on_error=True)
-    model_dir = tmp_path / "run"
-    scope["my_training"](model_dir=str(model_dir), train_steps=40, start_timeout=2.0)
-    records = sorted(p.name for p in (model_dir / "eval" / "validation" / "records").glob("*.json"))
-    assert records == [f"{40:012d}.json"], records
-    (run,) = (tmp_path / "root").glob("my-training-*")
-    watcher, catch_up = (json.loads((run / task / "executor_output.json").read_text())["parameterValues"]
-                         for task in ("continuous-eval", "continuous-eval-2"))
-    assert watcher["evaluated"] + catch_up["evaluated"] == 1, (watcher, catch_up)  # Once, by either.
-    assert catch_up["best_step"] == 40
-    if order == "evaluator-first":  # It stopped after start_timeout; the catch-up evaluated.
-        assert (watcher["evaluated"], watcher["best_step"], catch_up["evaluated"]) == (0, -1, 1)
-    elif order == "train-first":  # It evaluated; the catch-up found it recorded.
-        assert (watcher["evaluated"], catch_up["evaluated"]) == (1, 0)
-
-
 @pytest.mark.parametrize("line", [
     line for block in _blocks("sh") for line in block.replace("\\\n", " ").splitlines()
     if line.startswith("tfpipe compile ")
