@@ -50,7 +50,7 @@ def _maybe_hide_from_env_in_logs() -> None:
 
 def exit_on_input_error(name: str) -> Callable[[F], F]:
     """Decorator: a `checks.InputError` (or a missing extra) ends the process with one line on stderr, status 2;
-    a `checks.RefusedError` (an export gate missed) with one line, status 1.
+    a `checks.RefusedError` (an export gate missed) with one line `<name>: refused: <why>`, status 1.
 
     For the KFP component bodies (`run_for_kfp`): the step's log then ends with the input's message, not a
     traceback, and the error is the same one the entry point prints. Values read for `from_env` references
@@ -64,12 +64,11 @@ def exit_on_input_error(name: str) -> Callable[[F], F]:
             _maybe_hide_from_env_in_logs()
             try:
                 return fn(*args, **kwargs)
-            except (checks.InputError, checks.MissingExtraError) as e:
-                print(f"{name}: {config_lib.hidden(str(e))}", file=sys.stderr, flush=True)
-                sys.exit(2)
-            except checks.RefusedError as e:  # Declined for a stated reason: one line, no traceback.
-                print(f"{name}: {config_lib.hidden(str(e))}", file=sys.stderr, flush=True)
-                sys.exit(1)
+            except (checks.InputError, checks.MissingExtraError, checks.RefusedError) as e:
+                refused = isinstance(e, checks.RefusedError)  # Declined for a stated reason, not a bad input.
+                print(f"{name}: {'refused: ' if refused else ''}{config_lib.hidden(str(e))}", file=sys.stderr,
+                      flush=True)
+                sys.exit(1 if refused else 2)
             except Exception as e:  # pylint: disable=broad-except
                 text = "".join(traceback.format_exception(e))
                 if config_lib.hidden(text) == text:
@@ -87,7 +86,8 @@ def run_entry_point(interface: Interface, main: Callable[[dict], None]) -> None:
 
     A bad input (`checks.InputError`) or a missing optional dependency (`checks.MissingExtraError`) ends the
     process with one line on stderr and exit status 2, no traceback; a refusal (`checks.RefusedError`, e.g. a
-    missed export threshold) with one line and status 1; any other error keeps its traceback (it is a bug or a fault, not the user's input).
+    missed export threshold) with one line and status 1; any other error keeps its traceback (it is a bug or a
+    fault, not the user's input).
     """
     interface.define_flags()
 

@@ -5,7 +5,8 @@ Each function body imports the package (it runs inside the image, or under
 the same `run(...)` as `python -m tfpipe.components.<name>`
 (the functions and their inputs are declared in `tfpipe.components.definitions`; which they are, in
 `tfpipe.components.registry`). The image is a compile-time setting: `components_for_image(image)` returns the
-registry's components and steps for any image reference (`DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`, the tag `make image` builds).
+registry's components and steps for any image reference (`DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`,
+the tag `make image` builds).
 
 Outputs (stable names):
 

@@ -100,7 +100,8 @@ def probe(task: Task, *, splits: Sequence[str] = SPLITS, serving: bool = True) -
     """Pushes one batch of each split through the model, the loss, fresh metrics and the serving signature.
 
     Parts a task does not give (a dataset or loss left out because it brings its own runners, a serving signature
-    without an input signature, one that takes strings) are skipped. Call it in the scope the task was built in,
+    without an input signature, one that takes strings, one with an unknown dimension past the batch's when no
+    batch fits it) are skipped. Call it in the scope the task was built in,
     under the default strategy (no replica context is needed).
 
     Args:

@@ -11,11 +11,19 @@ characters): `tfpipe-run` (the pipeline job), `tfpipe-step` (the exported step),
 `tfpipe-precision` (when given), and one `metric-<name>` per finite scalar metric the
 model was exported with, its value written with `_` for `.` (`0.9531` → `0_9531`);
 the description holds the same values as they are.
+
+Before anything is uploaded, `check_export` verifies the export against its commit
+marker's manifest (each file's size and SHA-256, `tfpipe.components.commits`): a
+SavedModel changed after its commit, or a marker copied onto another model, is never
+registered. That check reads the files through TensorFlow's file system (gs:// and
+local alike), imported only then.
 """
 
 import math
 import re
 from typing import Any, Dict, Mapping, Tuple
+
+from tfpipe import checks
 
 MAX_LABEL = 63
 _NOT_LABEL = re.compile(r"[^a-z0-9_-]")
@@ -60,3 +68,27 @@ def labels_and_description(metadata: Mapping[str, Any], run_id: str) -> Tuple[Di
 def container_spec(serving_image: str) -> Dict[str, Any]:
     """The `UnmanagedContainerModel` metadata for a SavedModel served by `serving_image` (a prebuilt TF container)."""
     return {"containerSpec": {"imageUri": serving_image}}
+
+
+def check_export(path: str, metadata: Mapping[str, Any]) -> None:
+    """Refuses to register the export at `path` unless it is what its commit marker says, from this artifact.
+
+    Args:
+        path: The export's folder (`gs://...` or local).
+        metadata: The export artifact's metadata (`checkpoint_fingerprint`: the checkpoint it was exported from).
+
+    Raises:
+        checks.RefusedError: If the folder has no commit marker, its files differ from the marker's manifest, or
+            the marker names another checkpoint than the artifact's metadata.
+    """
+    from tfpipe.components import commits
+    from tfpipe.components.export import EXPORT_INFO
+
+    problem = commits.verify(path, marker=EXPORT_INFO)
+    marker = commits.read_marker(f"{path.rstrip('/')}/{EXPORT_INFO}") or {}
+    wanted = metadata.get("checkpoint_fingerprint")
+    if problem is None and wanted and marker.get("checkpoint_fingerprint") != wanted:
+        problem = (f"its marker names checkpoint fingerprint {marker.get('checkpoint_fingerprint')!r}, the export "
+                   f"artifact {wanted!r}")
+    if problem is not None:
+        raise checks.RefusedError(f"Not registering the export at {path}: {problem}.")

@@ -14,12 +14,16 @@ import sys
 import warnings
 from typing import Iterator, Optional, TextIO
 
+from tfpipe.components import registry
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STATUS = re.compile(r"(Executing task|Task '.*' finished with status|Pipeline '.*' finished with status|"
                      r"Running pipeline)")
 _TASK = re.compile(r"Executing task '([^']+)'")
-# tfpipe's own lines: `train | step ...`, ` eval | ...`, `check_inputs | ...`, and `<step>: <message>` errors.
-_STEPS = r"(train|eval|evaluate|continuous_eval|export|check_inputs|tfjob_train)"
+# tfpipe's own lines: `train | step ...`, ` eval | ...`, `check_inputs | ...`, and `<step>: <message>` errors
+# (`<step>: refused: ...` for a step that declined, `<step>: retrying ...` before a retry). The steps: every
+# component of the registry, the evaluator's `eval` lines, and the TFJob launcher's (`tfjob`, `train_with_tfjob`).
+_STEPS = "(" + "|".join(sorted({*registry.names(), "eval", "tfjob", "train_with_tfjob"}, key=len, reverse=True)) + ")"
 _PROGRESS = re.compile(rf"^\s*{_STEPS}\s*\|")
 _STEP_MESSAGE = re.compile(rf"^{_STEPS}: ")
 _TRACEBACK_END = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*")
@@ -58,8 +62,9 @@ class QuietOutput(io.TextIOBase):
             self._target.write(body.split(" - INFO - ")[-1] + "\n")
         elif _STEP_MESSAGE.match(body) and " | " not in body.split(":", 1)[0]:
             self._target.write(f"    {body}\n")
-            if not body.split(":", 1)[1].strip().startswith("retrying"):
-                self.last_error, self.input_error = body, True
+            said = body.split(":", 1)[1].strip()
+            if not said.startswith("retrying"):
+                self.last_error, self.input_error = body, not said.startswith("refused:")
         elif _PROGRESS.match(body):
             self._target.write(f"    {body}\n")
         elif _TRACEBACK_END.fullmatch(body) and not body.startswith(("WARNING", "UserWarning", "RuntimeWarning")):

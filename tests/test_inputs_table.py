@@ -69,8 +69,20 @@ def test_table_covers_every_component():
 @pytest.mark.parametrize("where, name, bad, says", table_rows())
 def test_bad_input_is_refused_before_any_work(where, name, bad, says, tmp_path, trained_dir, monkeypatch):
     monkeypatch.delenv("TFPIPE_IMAGE", raising=False)  # The image rows need the default image.
-    before = sorted(os.listdir(trained_dir))
+    before = _snapshot(trained_dir)
     with pytest.raises(checks.InputError, match=re.escape(says)):  # Not any ValueError: the one-line kind.
         call(where, name, bad, tmp_path, trained_dir)
     assert not (tmp_path / "new").exists()  # Nothing was written...
-    assert sorted(os.listdir(trained_dir)) == before  # ...and nothing in an existing run directory changed.
+    assert _snapshot(trained_dir) == before  # ...and nothing in an existing run directory changed.
+
+
+def _snapshot(folder):
+    """Every file and folder under `folder`, with each file's size and modification time (nanoseconds)."""
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(root, name), folder)] = "folder"
+        for name in files:
+            stat = os.stat(os.path.join(root, name))
+            found[os.path.relpath(os.path.join(root, name), folder)] = (stat.st_size, stat.st_mtime_ns)
+    return found

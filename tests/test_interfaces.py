@@ -98,6 +98,16 @@ def test_the_tfjob_launcher_takes_every_train_input():
     namespace = {"__name__": "kfp_pod"}
     exec(tfjob_train.KFP_PRELUDE + tfjob_train.launcher_source(), namespace)
     assert inspect.signature(namespace["train_with_tfjob"]).parameters == parameters
+    # Train's outputs, artifacts and parameters alike, each documented as train documents it.
+    train_signature = inspect.signature(registry.row("train").kfp_function())
+    outputs = {name: p.annotation for name, p in parameters.items() if _is_output(p.annotation)}
+    assert outputs == {name: p.annotation for name, p in train_signature.parameters.items()
+                       if _is_output(p.annotation)}, fix
+    launcher_returns = inspect.signature(tfjob_train.train_with_tfjob).return_annotation
+    assert launcher_returns.__annotations__ == train_signature.return_annotation.__annotations__, fix
+    spec = tfjob_train.component("registry.example.com/t/tfpipe:1").component_spec
+    assert set(spec.outputs) == set(outputs) | set(launcher_returns.__annotations__)
+    assert spec.inputs["image"].description == tfjob_train.LAUNCHER["image"].help
 
 
 @pytest.mark.parametrize("name", [row.name for row in registry.rows(registry.STEP) if row.interface() is not None])

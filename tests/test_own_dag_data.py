@@ -1,4 +1,6 @@
-"""A user's own KFP project wires data in and the model out: prep → train ∥ continuous_eval → export_if_passed → deploy.
+"""A user's own KFP project wires data in and the model out.
+
+prep → train ∥ continuous_eval → export_if_passed → deploy.
 
 The project (its own `components/` and `pipelines/` packages, tfpipe imported as a library from the installed
 wheel: `tests/support/wheel.py`) runs under kfp.local in a process of its own: with the SubprocessRunner, with the

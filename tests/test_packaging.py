@@ -1,8 +1,8 @@
 """tfpipe as users install it: one `tfpipe` import package, specs inside the wheel, compile without TensorFlow.
 
 The wheel is built from this checkout and installed (not editable) into a fresh virtual environment
-(`tests/support/wheel.py`), then used from a project folder that has its own `components/` and `pipelines/` packages, as KFP projects often
-do. The fresh environment borrows the test environment's third-party packages through a `.pth` line (so no
+(`tests/support/wheel.py`), then used from a project folder that has its own `components/` and `pipelines/`
+packages, as KFP projects often do. The fresh environment borrows the test environment's third-party packages through a `.pth` line (so no
 download is needed); tfpipe itself comes only from the wheel.
 """
 

@@ -262,3 +262,22 @@ def test_run_local_gate_line_says_passed_with_the_thresholds():
     assert local_run._gate(values, {"accuracy": 0.5}, 200) == (
         "missed by best step 200: metric 'accuracy' is 0.5, which does not meet its threshold >= 0.9 "
         "(thresholds: accuracy >= 0.9)")
+
+
+def test_quiet_run_local_output_tells_a_refusal_from_an_input_error():
+    """run-local's quiet filter (pipelines/local_output.py): a step's one-line error is kept and classified; a
+    refusal (`<step>: refused: ...`, exit 1) is not an input error (exit 2)."""
+    import io
+
+    from tfpipe.pipelines.local_output import QuietOutput
+
+    shown = io.StringIO()
+    quiet = QuietOutput(shown)
+    quiet.write("Executing task 'export'\nI0000 port.cc:153] oneDNN custom operations are on.\n"
+                "export: refused: Not exporting step 200: metric 'accuracy' is 0.5, which does not meet ...\n")
+    assert quiet.last_error.startswith("export: refused: Not exporting step 200") and not quiet.input_error
+    quiet.write("Executing task 'train-with-tfjob'\ntrain_with_tfjob: `image` is required: The project image.\n")
+    assert quiet.last_error.startswith("train_with_tfjob: `image`") and quiet.input_error
+    quiet.write("Executing task 'train'\ntrain: retrying (1/3) after: OSError: disk\n")
+    assert quiet.last_error is None  # A retry's announcement is no error.
+    assert "oneDNN" not in shown.getvalue() and "    export: refused: Not exporting step 200" in shown.getvalue()

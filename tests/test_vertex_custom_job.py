@@ -9,6 +9,7 @@ count, the TPU topology, the replicas per pool, and the wrapped component's inpu
 """
 
 import json
+import pathlib
 from typing import Any, Dict
 
 import google_cloud_pipeline_components
@@ -235,11 +236,35 @@ def model_service():
         yield server
 
 
-def registration_inputs(spec, within):
-    """What the compiled model-registration step makes of an export's Model artifact (its function, run on the
-    inputs the compiled task gives it)."""
+def committed_export(uri, *, fingerprint="ckpt-1000-fingerprint"):
+    """A folder committed at `uri` as export commits one (files, then its marker with their manifest)."""
+    import tempfile
+
+    from tfpipe.components import commits
+    from tfpipe.components.export import EXPORT_INFO
+
+    with tempfile.TemporaryDirectory() as source:
+        (pathlib.Path(source) / "variables").mkdir()
+        (pathlib.Path(source) / "saved_model.pb").write_bytes(b"a graph")
+        (pathlib.Path(source) / "variables" / "variables.index").write_bytes(b"an index")
+        info = {"step": 1000, "checkpoint_fingerprint": fingerprint,
+                "manifest": commits.manifest(source, marker=EXPORT_INFO)}
+        assert commits.publish(source, uri, marker=EXPORT_INFO, info=info)
+    return uri
+
+
+def exported_model(uri, **metadata):
     from kfp import dsl as kfp_dsl
 
+    return kfp_dsl.Model(uri=uri, metadata={
+        "step": 1000, "checkpoint": "gs://bucket/runs/7/ckpt-1000", "precision": "mixed_float16",
+        "checkpoint_fingerprint": "ckpt-1000-fingerprint",
+        "metrics": {"accuracy": 0.953125, "loss": 0.1875, "step": 1000}, **metadata})
+
+
+def registration_inputs(spec, within, exported):
+    """What the compiled model-registration step makes of the export's Model artifact `exported` (its function,
+    run on the inputs the compiled task gives it)."""
     from tfpipe.components.definitions import registration as registration_definition
     from tests.support.vertex_custom_jobs import task_inputs
 
@@ -250,9 +275,6 @@ def registration_inputs(spec, within):
     branch = spec["components"]["comp-export-if-passed"]["dag"]["tasks"]["condition-1"]
     assert branch["inputs"]["artifacts"]["pipelinechannel--export-model"]["taskOutputArtifact"] == {
         "outputArtifactKey": "model", "producerTask": "export"}
-    exported = kfp_dsl.Model(uri="gs://root/export/model", metadata={
-        "step": 1000, "checkpoint": "gs://bucket/runs/7/ckpt-1000", "precision": "mixed_float16",
-        "metrics": {"accuracy": 0.953125, "loss": 0.1875, "step": 1000}})
     unmanaged = registration_definition.UnmanagedContainerModel(uri="gs://root/model-registration/unmanaged")
     labels, description = registration_definition.model_registration(
         model=exported, serving_image=values["serving_image"], run_id="job-7", unmanaged_container_model=unmanaged)
@@ -308,14 +330,15 @@ def test_the_final_evaluation_runs_as_the_run_with_its_tensorboard_and_output_di
 
 
 @pytest.mark.parametrize("parent", [PARENT, None], ids=["new-version", "new-model"])
-def test_a_gated_export_is_registered_in_model_registry(tmp_path, model_service, monkeypatch, parent):
+def test_a_gated_export_is_registered_in_model_registry(tmp_path, model_service, monkeypatch, parent, gcs_bucket):
     from tests.support.vertex_custom_jobs import upload_model
 
     options = ["--register-model", "digits classifier"] + (["--parent-model", parent] if parent else [])
     spec = compile_with_cli(tmp_path, *options)
     within = "comp-condition-1"  # The export stage's `passed` branch: registration only follows a gated export.
-    unmanaged, labels, description = registration_inputs(spec, within)
-    assert unmanaged == {"uri": "gs://root/export/model",
+    uri = committed_export(f"{gcs_bucket}/root/export/model")
+    unmanaged, labels, description = registration_inputs(spec, within, exported_model(uri))
+    assert unmanaged == {"uri": uri,
                          "metadata": {"containerSpec": {"imageUri": vertex.DEFAULT_SERVING_IMAGE}}}
     assert labels == {"tfpipe-run": "job-7", "tfpipe-step": "1000", "tfpipe-precision": "mixed_float16",
                       "metric-accuracy": "0_953125", "metric-loss": "0_1875"}
@@ -336,7 +359,7 @@ def test_a_gated_export_is_registered_in_model_registry(tmp_path, model_service,
     assert request.parent_model == (parent or "")
     model = request.model
     assert model.display_name == "digits classifier"
-    assert model.artifact_uri == "gs://root/export/model"
+    assert model.artifact_uri == uri
     assert model.container_spec.image_uri == vertex.DEFAULT_SERVING_IMAGE
     assert {k: v for k, v in model.labels.items() if not k.startswith("vertex-ai-pipelines")} == labels
     assert model.description == description and "accuracy 0.953125" in description
@@ -345,6 +368,28 @@ def test_a_gated_export_is_registered_in_model_registry(tmp_path, model_service,
     (registered,) = output["artifacts"]["model"]["artifacts"]
     expected = f"{parent or 'projects/proj/locations/us-central1/models/1'}@1"
     assert registered["metadata"]["resourceName"] == expected
+
+
+def test_an_export_changed_after_its_commit_is_never_registered(tmp_path, gcs_bucket):
+    """The registration step verifies the export against its marker's manifest before anything is uploaded."""
+    import tensorflow as tf
+
+    from tfpipe import checks
+
+    spec = compile_with_cli(tmp_path, "--register-model", "digits classifier")
+    within = "comp-condition-1"
+    changed = committed_export(f"{gcs_bucket}/changed/model")
+    with tf.io.gfile.GFile(f"{changed}/variables/variables.index", "wb") as f:
+        f.write(b"other weights")
+    with pytest.raises(checks.RefusedError, match=r"Not registering the export at .*/changed/model: its files "
+                                                  r"differ from its marker's manifest: changed \['variables/"):
+        registration_inputs(spec, within, exported_model(changed))
+    other = committed_export(f"{gcs_bucket}/other/model", fingerprint="another-checkpoint")
+    with pytest.raises(checks.RefusedError, match=r"its marker names checkpoint fingerprint 'another-checkpoint', "
+                                                  r"the export artifact 'ckpt-1000-fingerprint'"):
+        registration_inputs(spec, within, exported_model(other))
+    with pytest.raises(checks.RefusedError, match=r"it has no commit marker"):
+        registration_inputs(spec, within, exported_model(f"{gcs_bucket}/nothing/model"))
 
 
 @pytest.mark.parametrize("options, says", [

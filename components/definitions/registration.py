@@ -4,7 +4,7 @@ It runs after `export` in the pipeline's export stage when the pipeline is compi
 with `register_model` (`tfpipe compile --register-model NAME`); GCPC's
 `ModelUploadOp` then uploads the artifact it writes (see
 `tfpipe.pipelines.vertex.model_registration`). The work is in
-`tfpipe.components.registration` (no TensorFlow).
+`tfpipe.components.registration`, which first verifies the export against its commit marker.
 """
 
 from typing import Dict, NamedTuple
@@ -39,9 +39,14 @@ def model_registration(
 
     Returns:
         The model's `labels` (the run, the step, each metric) and `description`.
+
+    Raises:
+        checks.RefusedError: If the export is not what its commit marker says (nothing is uploaded).
     """
     from tfpipe.components import registration
 
+    # A gs:// URI is read directly (on Vertex, the same objects as the `/gcs/` mount of `.path`).
+    registration.check_export(model.uri if model.uri.startswith("gs://") else model.path, dict(model.metadata))
     unmanaged_container_model.uri = model.uri
     unmanaged_container_model.metadata.update(registration.container_spec(serving_image))
     labels, description = registration.labels_and_description(dict(model.metadata), run_id)

@@ -71,7 +71,9 @@ def train(
     return train_lib.run_for_kfp(**inputs)
 
 
-INTERFACE.document(train, outputs={
+# The artifact outputs' descriptions (the TFJob launcher, which has train's outputs, documents them alike).
+OUTPUTS = {
     "model": "Points at model_dir (metadata: model_dir, final_step, checkpoint).",
     "metrics": "The last train loop's scalar metrics, and step.",
-})
+}
+INTERFACE.document(train, outputs=OUTPUTS)
