@@ -62,6 +62,24 @@ def test_task_package_errors_are_input_errors(example_wheel, package_cache, tmp_
         tasks.install_task_package(str(broken))
 
 
+def test_without_a_writable_home_packages_go_to_one_private_folder_removed_at_exit(tmp_path):
+    """No cache folder can be made (a read-only home, as in some containers): one folder of the process, mode
+    0700, made once however many packages it installs, and gone when the process exits."""
+    home = tmp_path / "home"
+    home.write_text("")  # A file: ~/.cache cannot be made (even by root, whom a folder's mode does not stop).
+    code = ("from tfpipe.components.tasks import packages\n"
+            "first, again = packages._cache_root(), packages._cache_root()\n"
+            "import os, stat\n"
+            "print(first, first == again, oct(stat.S_IMODE(os.stat(first).st_mode)))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "TFPIPE_TASK_PACKAGE_CACHE")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**env, "HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder, same, mode = out.stdout.split()
+    assert same == "True" and mode == "0o700" and "tfpipe-task-packages-" in folder
+    assert not os.path.exists(folder)
+
+
 def test_a_dependency_the_image_lacks_is_named(tmp_path, package_cache):
     project = tmp_path / "needy"
     (project / "needy").mkdir(parents=True)

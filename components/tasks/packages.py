@@ -33,7 +33,9 @@ Who sets `task_package` chooses code that runs as the step's service account
   writes into `run_config.json`; later steps refuse another package file.
 """
 
+import atexit
 import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.machinery
@@ -100,7 +102,15 @@ def _cache_root() -> str:
         os.makedirs(base, exist_ok=True)
         return _private_folder(os.path.join(base, "tfpipe-task-packages"), "the task package cache")
     except OSError:  # No writable home (some containers): a private folder of this process, no cache.
-        return tempfile.mkdtemp(prefix="tfpipe-task-packages-")
+        return _process_folder()
+
+
+@functools.lru_cache(maxsize=None)
+def _process_folder() -> str:
+    """A private folder of this process (mode 0700), made once and removed when the process exits."""
+    folder = tempfile.mkdtemp(prefix="tfpipe-task-packages-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _fetch(uri: str, folder: str) -> str:
