@@ -52,7 +52,7 @@ STAMP220 := $(VENV220)/.installed
 TF220_TESTS := tests/test_tf_internals.py tests/test_private_internals.py tests/test_package.py \
   tests/test_controller.py tests/test_standard_runner.py tests/test_actions.py tests/test_utils.py \
   tests/test_orbit_compat.py tests/test_tasks.py tests/test_components.py tests/test_model_garden.py \
-  tests/test_packaging.py
+  tests/test_packaging.py tests/test_orbit_suite.py
 
 $(STAMP220): pyproject.toml
 	test -x $(VENV220)/bin/python || $(PYTHON) -m venv $(VENV220)

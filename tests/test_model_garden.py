@@ -217,10 +217,7 @@ def test_tiny_resnet_experiment_trains_identically_twice(model_garden, tmp_path)
 
 
 def test_data_artifacts_become_the_experiments_input_paths(model_garden, tmp_path):
-    try:
-        from tfpipe.components.tasks import DataInputs, DataRef
-    except ImportError:
-        pytest.skip("the data channel (tfpipe.components.tasks.DataInputs) is not on this branch yet")
+    from tfpipe.components.tasks import DataInputs, DataRef
     from tests.support.model_garden_data import tiny_resnet_config
     from tfpipe.components.tasks import model_garden as mg_task
 
