@@ -167,15 +167,25 @@ def test_the_best_checkpoint_is_pinned_even_when_the_trainer_deletes_it_during_i
     assert best["checkpoint_fingerprint"] == eval_records.checkpoint_fingerprint(best["best_checkpoint"])
 
 
-def test_a_crash_between_the_record_and_the_pin_is_repaired_on_start(tmp_path):
-    model_dir = str(tmp_path)
-    train_run(model_dir, steps=15, interval=5)
+def _best_of_two_evaluated(model_dir, *, steps):
+    """Trains to `steps` (a checkpoint every 5) and records and pins steps 5 and 10 (eval_loss 3.0, then 2.0).
+
+    Returns:
+        The evaluator's directory, its records and its best-checkpoint tracker.
+    """
+    train_run(model_dir, steps=steps, interval=5)
     directory = eval_records.eval_dir(model_dir, "validation")
     records = eval_records.EvalRecords(directory)
     tracker = eval_records.BestCheckpoint(directory, "eval_loss", "lower")
     for step, loss in ((5, 3.0), (10, 2.0)):
         staged = tracker.stage(f"{model_dir}/ckpt-{step}")
         tracker.consider(records.write(step, f"{model_dir}/ckpt-{step}", {"eval_loss": loss}), staged)
+    return directory, records, tracker
+
+
+def test_a_crash_between_the_record_and_the_pin_is_repaired_on_start(tmp_path):
+    model_dir = str(tmp_path)
+    directory, records, tracker = _best_of_two_evaluated(model_dir, steps=15)
     # Step 15 is better; its record was written, then the evaluator died (a full disk) mid-pin.
     tracker.stage(f"{model_dir}/ckpt-15")
     records.write(15, f"{model_dir}/ckpt-15", {"eval_loss": 1.0})
@@ -204,13 +214,7 @@ def test_a_kill_inside_the_pin_keeps_the_complete_copy_in_best_and_completes_the
     from tfpipe.components import checkpoints
 
     model_dir = str(tmp_path)
-    train_run(model_dir, steps=20, interval=5)
-    directory = eval_records.eval_dir(model_dir, "validation")
-    records = eval_records.EvalRecords(directory)
-    tracker = eval_records.BestCheckpoint(directory, "eval_loss", "lower")
-    for step, loss in ((5, 3.0), (10, 2.0)):
-        staged = tracker.stage(f"{model_dir}/ckpt-{step}")
-        tracker.consider(records.write(step, f"{model_dir}/ckpt-{step}", {"eval_loss": loss}), staged)
+    directory, records, tracker = _best_of_two_evaluated(model_dir, steps=20)
 
     class Killed(BaseException):
         """kill -9: nothing after this point runs."""
@@ -254,13 +258,7 @@ def test_a_kill_inside_the_pin_keeps_the_complete_copy_in_best_and_completes_the
 def test_a_best_copy_that_is_not_the_recorded_checkpoint_is_not_pinned(tmp_path):
     """A copy in best/ whose fingerprint differs from the record (another checkpoint, same name) is never pinned."""
     model_dir = str(tmp_path)
-    train_run(model_dir, steps=15, interval=5)
-    directory = eval_records.eval_dir(model_dir, "validation")
-    records = eval_records.EvalRecords(directory)
-    tracker = eval_records.BestCheckpoint(directory, "eval_loss", "lower")
-    for step, loss in ((5, 3.0), (10, 2.0)):
-        staged = tracker.stage(f"{model_dir}/ckpt-{step}")
-        tracker.consider(records.write(step, f"{model_dir}/ckpt-{step}", {"eval_loss": loss}), staged)
+    directory, records, tracker = _best_of_two_evaluated(model_dir, steps=15)
     records.write(15, f"{model_dir}/ckpt-15", {"eval_loss": 1.0})
     for f in tf.io.gfile.glob(f"{model_dir}/ckpt-5.*"):  # Another checkpoint's bytes under step 15's name.
         tf.io.gfile.copy(f, f"{directory}/best/ckpt-15{f[len(model_dir) + 7:]}")
