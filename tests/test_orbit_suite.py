@@ -7,7 +7,7 @@ own `absltest` program in a process of its own, every `orbit` import aliased to 
 differences.
 """
 
-import importlib.util
+import importlib.machinery
 import pathlib
 import subprocess
 import sys
@@ -41,8 +41,9 @@ RUN = ("import runpy, sys\n"
 
 @pytest.fixture(scope="module")
 def orbit_tests() -> pathlib.Path:
-    spec = importlib.util.find_spec("orbit")
-    if spec is None or not spec.submodule_search_locations:
+    # Orbit's own package on sys.path (not `orbit` as other tests alias it in sys.modules), with its tests.
+    spec = importlib.machinery.PathFinder.find_spec("orbit")
+    if spec is None or not (pathlib.Path(list(spec.submodule_search_locations)[0]) / "controller_test.py").exists():
         if not tf.__version__.startswith("2.20."):
             pytest.skip(f"Orbit comes with tf-models-official, which needs TensorFlow 2.20 (this is "
                         f"{tf.__version__}): run in `make test-tf220`")
