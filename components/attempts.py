@@ -9,9 +9,8 @@ a fingerprint of their inputs (a hash: no value is stored), the error in one lin
 whether it is of a kind that repeats (`DETERMINISTIC`: a shape, type or value
 mistake, e.g. a malformed record in the data; not a network, storage or preemption
 error), and the latest checkpoint at the time. (A bad input or a missing optional
-dependency is not recorded: the checks find it before any work, in seconds, and
-write nothing.) The next attempt
-reads it first:
+dependency, `checks.INPUT_ERRORS`, is not recorded: the checks find it before any
+work, in seconds, and write nothing.) The next attempt reads it first:
 
 * same inputs, a repeating error, no checkpoint then and none now (nothing could have
   changed): it fails at once, saying so (`RepeatedFailureError`, one line, exit 2);
@@ -124,7 +123,7 @@ def guarded(step: str) -> Callable[[F], F]:
             chief = _is_chief()
             try:
                 result = fn(args, **extra)
-            except (checks.InputError, checks.MissingExtraError):
+            except checks.INPUT_ERRORS:
                 raise  # Found before any work, in seconds, at every attempt; nothing is written.
             except Exception as e:
                 if chief:

@@ -64,10 +64,10 @@ def exit_on_input_error(name: str) -> Callable[[F], F]:
             _maybe_hide_from_env_in_logs()
             try:
                 return fn(*args, **kwargs)
-            except (checks.InputError, checks.MissingExtraError, checks.RefusedError) as e:
+            except (*checks.INPUT_ERRORS, checks.RefusedError) as e:
                 refused = isinstance(e, checks.RefusedError)  # Declined for a stated reason, not a bad input.
-                print(f"{name}: {'refused: ' if refused else ''}{config_lib.hidden(str(e))}", file=sys.stderr,
-                      flush=True)
+                print(f"{name}: {checks.REFUSED_PREFIX if refused else ''}{config_lib.hidden(str(e))}",
+                      file=sys.stderr, flush=True)
                 sys.exit(1 if refused else 2)
             except Exception as e:  # pylint: disable=broad-except
                 text = "".join(traceback.format_exception(e))

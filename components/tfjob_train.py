@@ -458,12 +458,8 @@ def train_outputs_source() -> Tuple[List[str], str]:
     return artifacts, f"NamedTuple({returned.__name__!r}, [{fields}])"
 
 
-def launcher_source() -> str:
-    """The source of the launcher's KFP function `train_with_tfjob`, generated from train's `INTERFACE` and
-    `LAUNCHER_INPUTS`: every train input (each replica gets them) and the launcher's own, so that they cannot drift.
-
-    KFP builds a lightweight component from its function's signature and runs the function's source text in the
-    pod: both come from this text (`train_with_tfjob` is compiled from it, `inspect.getsource` reads it back).
+def launched_interface() -> Interface:
+    """Every input of `train_with_tfjob`: train's KFP inputs (each replica gets them), then the launcher's own.
 
     Raises:
         ValueError: If a launcher input has the name of a train input.
@@ -473,7 +469,18 @@ def launcher_source() -> str:
     if clashing:
         raise ValueError(f"components/tfjob_train.py: `LAUNCHER_INPUTS` {clashing} are train inputs too "
                          "(components/definitions/train.py); rename the launcher's.")
-    inputs = [*train, *LAUNCHER_INPUTS]
+    return Interface(LAUNCHER_NAME, (*train, *LAUNCHER_INPUTS))
+
+
+def launcher_source() -> str:
+    """The source of the launcher's KFP function `train_with_tfjob`, generated from train's `INTERFACE` and
+    `LAUNCHER_INPUTS` (`launched_interface`): every train input (each replica gets them) and the launcher's own,
+    so that they cannot drift.
+
+    KFP builds a lightweight component from its function's signature and runs the function's source text in the
+    pod: both come from this text (`train_with_tfjob` is compiled from it, `inspect.getsource` reads it back).
+    """
+    inputs = launched_interface().inputs
     outputs, returns = train_outputs_source()
     parameters = [
         *(_parameter(item) for item in inputs if item.required and not item.artifact),
@@ -490,48 +497,40 @@ def launcher_source() -> str:
     return "\n".join(lines)
 
 
-def launcher_doc() -> str:
-    """The docstring of `train_with_tfjob` (KFP's description of the component and of each input and output).
-
-    Set on the compiled function rather than written into its source: the pod never needs it, and no free text
-    enters the generated code.
-    """
-    helps = {item.name: item.help for item in (*TRAIN.inputs, *LAUNCHER_INPUTS) if item.kfp}
-    helps.update({name: f"Output: {text}" for name, text in TRAIN_OUTPUT_HELP.items()})
-    names = list(inspect.signature(train_with_tfjob).parameters)
-    return "\n".join([
-        "Trains on several GKE pods: launches a TFJob (MultiWorkerMirroredStrategy) and waits for it.", "",
-        "Takes every input of the train component (each replica gets them; `distribution_strategy` is always",
-        "multi_worker_mirrored there) and these of its own: " + ", ".join(i.name for i in LAUNCHER_INPUTS) + ".", "",
-        "Args:", *(f"    {name}: {helps[name]}" for name in names)])
-
-
+# The docstring's summary; its `Args:` are the inputs' and train's outputs' help (`Interface.document`), set on the
+# compiled function rather than written into its source: the pod never needs it, and no free text enters the code.
+LAUNCHER_SUMMARY = (
+    "Trains on several GKE pods: launches a TFJob (MultiWorkerMirroredStrategy) and waits for it.\n\n"
+    "Takes every input of the train component (each replica gets them; `distribution_strategy` is always\n"
+    "multi_worker_mirrored there) and these of its own: " + ", ".join(i.name for i in LAUNCHER_INPUTS) + ".")
+_SOURCE = launcher_source()
 _FILENAME = f"<{__name__}.{LAUNCHER_NAME} (generated)>"
 
 
-def _register_source(source: str) -> None:
+def _register_source() -> None:
     """Puts the generated source in `linecache`, where `inspect.getsource` (KFP) reads it (again: anything may
     have cleared the cache since)."""
-    text = KFP_PRELUDE + source
+    text = KFP_PRELUDE + _SOURCE
     linecache.cache[_FILENAME] = (len(text), None, text.splitlines(True), _FILENAME)
 
 
 def _compile_launcher() -> Callable[..., Any]:
-    """`train_with_tfjob`, compiled from `launcher_source()` with the names KFP's generated module has."""
-    source = launcher_source()
+    """`train_with_tfjob`, compiled from `launcher_source()` with the names KFP's generated module has, and
+    documented."""
     namespace: Dict[str, Any] = {"__name__": __name__}
-    exec(compile(KFP_PRELUDE + source, _FILENAME, "exec"), namespace)  # noqa: S102 (our own generated source)
-    _register_source(source)
+    exec(compile(KFP_PRELUDE + _SOURCE, _FILENAME, "exec"), namespace)  # noqa: S102 (our own generated source)
+    _register_source()
     function = namespace[LAUNCHER_NAME]
     function.__module__ = __name__
-    return function
+    function.__doc__ = LAUNCHER_SUMMARY
+    return launched_interface().document(
+        function, outputs={name: f"Output: {text}" for name, text in TRAIN_OUTPUT_HELP.items()})
 
 
 train_with_tfjob = _compile_launcher()
-train_with_tfjob.__doc__ = launcher_doc()
 
 
 def component(image: str) -> Any:
     """The `train_with_tfjob` launcher as a KFP component running in `image` (the project image)."""
-    _register_source(launcher_source())
+    _register_source()
     return dsl.component(train_with_tfjob, base_image=image, install_kfp_package=False)

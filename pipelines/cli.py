@@ -348,7 +348,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         return args.func(args)
-    except (checks.InputError, checks.MissingExtraError, ContainerEngineError, LocalInputError) as e:
+    except (*checks.INPUT_ERRORS, ContainerEngineError, LocalInputError) as e:
         # Bad input, a missing extra, no Docker engine for --runner docker: one line, no traceback.
         print(f"tfpipe {args.command}: {e}", file=sys.stderr)
         return USAGE_ERROR

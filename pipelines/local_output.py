@@ -14,7 +14,9 @@ import sys
 import warnings
 from typing import Iterator, Optional, TextIO
 
+from tfpipe import checks
 from tfpipe.components import registry
+from tfpipe.components import tfjob_train
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STATUS = re.compile(r"(Executing task|Task '.*' finished with status|Pipeline '.*' finished with status|"
@@ -23,7 +25,8 @@ _TASK = re.compile(r"Executing task '([^']+)'")
 # tfpipe's own lines: `train | step ...`, ` eval | ...`, `check_inputs | ...`, and `<step>: <message>` errors
 # (`<step>: refused: ...` for a step that declined, `<step>: retrying ...` before a retry). The steps: every
 # component of the registry, the evaluator's `eval` lines, and the TFJob launcher's (`tfjob`, `train_with_tfjob`).
-_STEPS = "(" + "|".join(sorted({*registry.names(), "eval", "tfjob", "train_with_tfjob"}, key=len, reverse=True)) + ")"
+_STEPS = "(" + "|".join(sorted({*registry.names(), "eval", "tfjob", tfjob_train.LAUNCHER_NAME}, key=len,
+                                reverse=True)) + ")"
 _PROGRESS = re.compile(rf"^\s*{_STEPS}\s*\|")
 _STEP_MESSAGE = re.compile(rf"^{_STEPS}: ")
 _TRACEBACK_END = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*")
@@ -64,7 +67,7 @@ class QuietOutput(io.TextIOBase):
             self._target.write(f"    {body}\n")
             said = body.split(":", 1)[1].strip()
             if not said.startswith("retrying"):
-                self.last_error, self.input_error = body, not said.startswith("refused:")
+                self.last_error, self.input_error = body, not said.startswith(checks.REFUSED_PREFIX.strip())
         elif _PROGRESS.match(body):
             self._target.write(f"    {body}\n")
         elif _TRACEBACK_END.fullmatch(body) and not body.startswith(("WARNING", "UserWarning", "RuntimeWarning")):

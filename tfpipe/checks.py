@@ -503,6 +503,13 @@ class MissingExtraError(ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
 
 
+# What is found before any work and reported like a bad input (one line, exit status 2; a step never records it as
+# a failure to skip on retry): a bad input, or a missing optional dependency.
+INPUT_ERRORS = (InputError, MissingExtraError)
+# How a step's one-line refusal (`RefusedError`) begins after its name: `export: refused: Not exporting ...`.
+REFUSED_PREFIX = "refused: "
+
+
 def import_extra(module: str, *, extra: str, needed_for: str) -> Any:
     """Imports an optional dependency, or raises `MissingExtraError` saying which extra to install.
 
