@@ -40,7 +40,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # TensorFlow's gs:// retries, timeouts and stat cache (read at `import tensorflow`); the reasons for each value
-# are in components/gcs_retry.py (tfpipe.components.gcs_retry), which sets the same defaults for processes started
+# are in components/common/gcs_retry.py (tfpipe.components.common.gcs_retry), which sets the same defaults for processes started
 # without this image (tests/test_containers.py checks that both agree).
 ENV GCS_RETRY_CONFIG_INIT_DELAY_TIME_US=1000000 \
     GCS_RETRY_CONFIG_MAX_DELAY_TIME_US=32000000 \
@@ -75,7 +75,7 @@ RUN python -m pip install "/tmp/tfpipe-src${TFPIPE_EXTRAS:+[${TFPIPE_EXTRAS}]}" 
  && rm -rf /tmp/tfpipe-src \
  && mkdir -m 1777 /workdir \
  && cd /workdir \
- && python -c "import tfpipe.controller_core, tfpipe.components.train, tfpipe.components.kfp_components"
+ && python -c "import tfpipe.controller_core, tfpipe.components.train.runtime, tfpipe.components.kfp_components"
 WORKDIR /workdir
 
 # Entry points: python -m tfpipe.components.train|evaluate|continuous_eval|export --flag=value ...

@@ -36,7 +36,7 @@ class AccelTraining:
         import tf_keras
 
         import tfpipe.controller_core as orbit
-        from tfpipe.components import precision as precision_lib
+        from tfpipe.components.common import precision as precision_lib
         from tfpipe.components.tasks import Task
         from tfpipe.components.tasks.keras_runners import KerasTrainer
 

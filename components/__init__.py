@@ -20,7 +20,7 @@ if "tensorflow" not in _sys.modules:
     # Entry points (`python -m tfpipe.components.<name>`) and KFP step bodies import this package before
     # TensorFlow, which reads its GCS retry, timeout and stat-cache settings at import: give it ours
     # (values already in the environment win). In-process library users call it themselves.
-    from tfpipe.components.gcs_retry import configure_gcs_retries as _configure_gcs_retries
+    from tfpipe.components.common.gcs_retry import configure_gcs_retries as _configure_gcs_retries
 
     _configure_gcs_retries()
 

@@ -24,8 +24,8 @@ import types
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from tfpipe import checks
-from tfpipe.components import data as data_lib
-from tfpipe.components import vertex_env
+from tfpipe.components.common import data as data_lib
+from tfpipe.components.common import vertex_env
 
 REQUIRED = object()  # The default of an input that has none.
 
@@ -49,7 +49,7 @@ class Input:
         pipeline: Whether the train → evaluate → export pipeline exposes it as a parameter.
         artifact: For an input KFP gives as an artifact: the `kfp.dsl` artifact class name (e.g. `Dataset`); the
             KFP function takes it as an optional `Input[<artifact>]`, the entry point and `run()` as a URI (see
-            `tfpipe.components.data`).
+            `tfpipe.components.common.data`).
     """
 
     name: str
@@ -157,8 +157,8 @@ class Interface:
 
         The decorated function is called with a namespace of every input, checked and in normal form (defaults
         filled in; an empty `model_dir` or `export_dir` takes Vertex AI's output directory where a custom job sets
-        one, `tfpipe.components.vertex_env`, and a data input that is not given Vertex's `AIP_*_DATA_URI`,
-        `tfpipe.components.data`), and the `extra` keywords (e.g. where an output artifact goes), before
+        one, `tfpipe.components.common.vertex_env`, and a data input that is not given Vertex's `AIP_*_DATA_URI`,
+        `tfpipe.components.common.data`), and the `extra` keywords (e.g. where an output artifact goes), before
         it does any work.
         Unknown keywords are a `TypeError`, as for any Python function.
 

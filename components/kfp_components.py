@@ -3,7 +3,7 @@
 Each function body imports the package (it runs inside the image, or under
 `kfp.local.SubprocessRunner` in an environment that has tfpipe installed) and calls
 the same `run(...)` as `python -m tfpipe.components.<name>`
-(the functions and their inputs are declared in `tfpipe.components.definitions`; which they are, in
+(the functions and their inputs are declared in each `tfpipe.components.<name>.definition`; which they are, in
 `tfpipe.components.registry`). The image is a compile-time setting: `components_for_image(image)` returns the
 registry's components and steps for any image reference (`DEFAULT_IMAGE`: `$TFPIPE_IMAGE`, else `LOCAL_IMAGE`,
 the tag `make image` builds).

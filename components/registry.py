@@ -8,7 +8,7 @@ Everything that lists components derives from `ROWS`: the definitions' `INTERFAC
 and the drift tests (`tests/test_interfaces.py`, `tests/test_inputs_table.py`, ...), which are parametrized over it.
 
 A row names modules, not objects: importing this module imports neither kfp nor TensorFlow (the definitions
-import kfp, the runtime modules TensorFlow); `Row.interface()`, `Row.kfp_function()` and `Row.runtime()` import
+import kfp, the runtime modules TensorFlow); `Row.interface()`, `Row.kfp_function()` and `Row.load_runtime()` import
 them when asked.
 """
 
@@ -25,68 +25,65 @@ STEP = "step"  # A step of the packaged pipeline, loadable for users' DAGs (`loa
 GRAPH = "graph"  # A graph component (a sub-DAG) built from the components.
 KINDS = (COMPONENT, STEP, GRAPH)
 
-DEFINITIONS = "tfpipe.components.definitions"
-RUNTIME = "tfpipe.components"
+PACKAGE = "tfpipe.components"
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One component: its name and where its parts live.
+    """One component: its name and what its package `tfpipe.components.<name>` (`components/<name>/`) holds.
 
     Attributes:
-        name: The component's name: its spec `component_specs/<name>.yaml`, `load_component(name)`, the attribute of
-            `kfp_components.components_for_image(...)`, its key in `definitions.INTERFACES`, its rows' `where` in
-            `docs/inputs.md`.
+        name: The component's name: its package, its spec `component_specs/<name>.yaml`, `load_component(name)`,
+            the attribute of `kfp_components.components_for_image(...)`, its key in `definitions.INTERFACES`, its
+            rows' `where` in `docs/inputs.md`.
         kind: `COMPONENT`, `STEP` or `GRAPH`.
-        definition: The module under `tfpipe.components.definitions` that declares it (TensorFlow-free; default
-            `name`): its `INTERFACE` and its KFP function (for a graph, the function that builds it).
-        function: The name of the KFP function in `definition` (default `name`); for a graph, a function that
-            takes the built components (`components_for_image(...)`) and returns the graph component.
-        runtime: The module under `tfpipe.components` with `run(**inputs)` (and, for a component, `run_for_kfp` and
-            the entry point `python -m tfpipe.components.<runtime>`); default `name` for a component, none else.
+        function: The name of the KFP function in the package's `definition` module (TensorFlow-free; default
+            `name`), beside its `INTERFACE`; for a graph, a function that takes the built components
+            (`components_for_image(...)`) and returns the graph component.
+        runtime: Whether the package has a `runtime` module with `run(**inputs)` (and, for a component,
+            `run_for_kfp` and the entry point `python -m tfpipe.components.<name>`, its `__main__`); default: true
+            for a component, false else.
         pipeline_inputs: Whether the packaged pipeline's parameters include this component's pipeline inputs
             (`Input.pipeline`): true for the components the packaged pipeline takes its parameters from.
     """
 
     name: str
     kind: str = COMPONENT
-    definition: str = ""
     function: str = ""
-    runtime: Optional[str] = ""
+    runtime: Optional[bool] = None
     pipeline_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"`kind` of component {self.name!r} must be one of {list(KINDS)}, got {self.kind!r}.")
-        object.__setattr__(self, "definition", self.definition or self.name)
         object.__setattr__(self, "function", self.function or self.name)
-        if self.runtime == "":
-            object.__setattr__(self, "runtime", self.name if self.kind == COMPONENT else None)
+        if self.runtime is None:
+            object.__setattr__(self, "runtime", self.kind == COMPONENT)
 
     @property
-    def spec_name(self) -> str:
-        """The packaged spec's name: `component_specs/<spec_name>.yaml`."""
-        return self.name
+    def package(self) -> str:
+        """The component's package, e.g. `tfpipe.components.train`."""
+        return f"{PACKAGE}.{self.name}"
 
     @property
     def definition_module(self) -> str:
-        """The definition module's full name, e.g. `tfpipe.components.definitions.train`."""
-        return f"{DEFINITIONS}.{self.definition}"
+        """The definition module's full name, e.g. `tfpipe.components.train.definition`."""
+        return f"{self.package}.definition"
 
     @property
     def definition_file(self) -> str:
         """The definition module's file in the repository (for failure messages: the file to change)."""
-        return f"components/definitions/{self.definition.replace('.', '/')}.py"
+        return f"components/{self.name}/definition.py"
 
     @property
     def runtime_module(self) -> Optional[str]:
-        """The runtime module's full name (e.g. `tfpipe.components.train`), or None."""
-        return f"{RUNTIME}.{self.runtime}" if self.runtime else None
+        """The runtime module's full name (e.g. `tfpipe.components.train.runtime`), or None."""
+        return f"{self.package}.runtime" if self.runtime else None
 
     @property
     def runtime_file(self) -> Optional[str]:
         """The runtime module's file in the repository, or None."""
-        return f"components/{self.runtime.replace('.', '/')}.py" if self.runtime else None
+        return f"components/{self.name}/runtime.py" if self.runtime else None
 
     def definitions(self) -> ModuleType:
         """The definition module (imports kfp)."""
@@ -117,9 +114,9 @@ ROWS: Tuple[Row, ...] = (
     Row("evaluate"),
     Row("continuous_eval", pipeline_inputs=True),
     Row("export", pipeline_inputs=True),
-    Row("check_inputs", kind=STEP, runtime="check_inputs"),
+    Row("check_inputs", kind=STEP, runtime=True),
     Row("model_dir", kind=STEP, function="resolve_model_dir"),
-    Row("export_if_passed", kind=GRAPH, definition="gated_export", function="packaged"),
+    Row("export_if_passed", kind=GRAPH, function="packaged"),
 )
 
 

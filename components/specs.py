@@ -28,11 +28,11 @@ from tfpipe.components import registry
 
 # The spec names, by kind of registry row: the components, the packaged pipeline's own steps (for users' DAGs:
 # check-inputs and model-dir, `kfp_components.STEP_FUNCTIONS`), and graph components (`export_if_passed` gates
-# export inside a sub-DAG: see `tfpipe.components.definitions.gated_export` for why a plain `dsl.If` on an output
+# export inside a sub-DAG: see `tfpipe.components.export_if_passed.definition` for why a plain `dsl.If` on an output
 # does not run under kfp.local).
-COMPONENT_NAMES = tuple(row.spec_name for row in registry.rows(registry.COMPONENT))
-STEP_NAMES = tuple(row.spec_name for row in registry.rows(registry.STEP))
-GRAPH_NAMES = tuple(row.spec_name for row in registry.rows(registry.GRAPH))
+COMPONENT_NAMES = tuple(row.name for row in registry.rows(registry.COMPONENT))
+STEP_NAMES = tuple(row.name for row in registry.rows(registry.STEP))
+GRAPH_NAMES = tuple(row.name for row in registry.rows(registry.GRAPH))
 SPEC_NAMES = COMPONENT_NAMES + STEP_NAMES + GRAPH_NAMES
 SPEC_PACKAGE = "tfpipe.component_specs"
 SPEC_FOLDER = "component_specs"
@@ -109,7 +109,7 @@ def write_specs(directory: "os.PathLike[str] | str", image: Optional[str] = None
     os.makedirs(directory, exist_ok=True)
     built = kfp_components.components_for_image(image or kfp_components.LOCAL_IMAGE)
     # A graph row's function builds it from the built components.
-    specs = {row.spec_name: row.kfp_function()(built) if row.kind == registry.GRAPH else getattr(built, row.name)
+    specs = {row.name: row.kfp_function()(built) if row.kind == registry.GRAPH else getattr(built, row.name)
              for row in registry.ROWS}
     paths = []
     for name, component in specs.items():

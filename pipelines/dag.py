@@ -22,7 +22,7 @@ gets the same from them::
   (accelerator settings; TPUs, spot, replicas and machine types through GCPC's custom-job route, extra
   `tfpipe[vertex-custom-job]`).
 * `configure(task, step)`: the step's caching and retry policy (`SETTINGS`, declared once in
-  `tfpipe.components.definitions.step_settings`).
+  `tfpipe.components.step_settings`).
 * `run_dir(model_dir_op, model_dir)` and `check_inputs(check_op, **inputs)`: the packaged pipeline's first two
   steps (load them with `load_component("model_dir")`, `load_component("check_inputs")`).
 * `train_and_evaluate(...)`: train ∥ continuous-eval, concurrent on a cluster, never stuck under kfp.local.
@@ -51,7 +51,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from kfp import dsl
 from kfp.dsl import pipeline_channel
 
-from tfpipe.components.definitions.step_settings import RETRIES_ENV, SETTINGS, RetryPolicy, StepSettings
+from tfpipe.components.step_settings import RETRIES_ENV, SETTINGS, RetryPolicy, StepSettings
 from tfpipe.pipelines import backends, vertex
 from tfpipe.pipelines.profiles import ResourceProfile, parse_profile
 
@@ -149,7 +149,7 @@ def with_resources(component: Callable[..., Any], resources: Any, *, backend: st
         return vertex.vertex_custom_job_component(component, profile, replica_count=replica_count, **options)
     if custom_job or replica_count != 1 or custom_job_options:
         raise ValueError(f"`replica_count`, `custom_job` and custom-job options need backend 'vertex', got backend "
-                         f"{backend!r} (GKE: one pod per task; for several machines see tfpipe.components.tfjob_train).")
+                         f"{backend!r} (GKE: one pod per task; for several machines see tfpipe.components.train.tfjob).")
     backends.validate_for_backend(profile, backend=backend)
 
     def placed(*args: Any, **kwargs: Any) -> dsl.PipelineTask:

@@ -16,7 +16,7 @@ from typing import Iterator, Optional, TextIO
 
 from tfpipe import checks
 from tfpipe.components import registry
-from tfpipe.components import tfjob_train
+from tfpipe.components.train import tfjob as tfjob_train
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STATUS = re.compile(r"(Executing task|Task '.*' finished with status|Pipeline '.*' finished with status|"

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from kfp import local
 
 from tfpipe import checks
-from tfpipe.components import thresholds as thresholds_lib
+from tfpipe.components.common import thresholds as thresholds_lib
 from tfpipe.pipelines import local_output
 from tfpipe.pipelines.train_eval_export import (
     DATA_URI_INPUTS, PIPELINE_DEFAULTS, PIPELINE_INPUTS, PIPELINE_NAME, build_pipeline, pipeline_image)

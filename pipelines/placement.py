@@ -5,7 +5,7 @@ routes use it:
 
 * a KFP task (`apply_to_task`): KFP's resource setters and kfp-kubernetes' node selectors and tolerations;
 * the replica pods of a multi-worker `TFJob` (`tfjob_placement`): the same placement as pod-spec JSON, computed
-  when the pipeline is compiled and passed to the launcher step (`tfpipe.components.tfjob_train`), which builds
+  when the pipeline is compiled and passed to the launcher step (`tfpipe.components.train.tfjob`), which builds
   the pods from it at run time.
 
 CPU and memory are requests = limits; GPUs are `nvidia.com/gpu` with a `cloud.google.com/gke-accelerator` node

@@ -35,11 +35,11 @@ from tfpipe.components import definitions
 from tfpipe.components import interface
 from tfpipe.components import kfp_components
 from tfpipe.components import registry
-from tfpipe.components import tfjob_train
-from tfpipe.components.definitions import baseline as baseline_definition
-from tfpipe.components.definitions import check_inputs as check_inputs_definition
-from tfpipe.components.definitions import gated_export
-from tfpipe.components.definitions import model_dir as model_dir_definition
+from tfpipe.components.train import tfjob as tfjob_train
+from tfpipe.components.baseline import definition as baseline_definition
+from tfpipe.components.check_inputs import definition as check_inputs_definition
+from tfpipe.components.export_if_passed import definition as export_if_passed
+from tfpipe.components.model_dir import definition as model_dir_definition
 from tfpipe.pipelines import backends, dag, placement, vertex
 from tfpipe.pipelines import defaults as defaults_lib
 from tfpipe.pipelines.profiles import parse_profile
@@ -54,7 +54,7 @@ BASELINE_MODEL_URI = interface.Input(
 PIPELINE_INPUTS = (
     *interface.union(registry.pipeline_interfaces()),
     BASELINE_MODEL_URI,
-    gated_export.FINAL_EVALUATE,
+    export_if_passed.FINAL_EVALUATE,
 )
 # Pipeline-level defaults: a runnable example, and an empty model_dir for one under the pipeline root.
 PIPELINE_DEFAULTS = {"task": "digits", "model_dir": "", "train_steps": 1000}
@@ -150,7 +150,7 @@ def build_pipeline(
             of the train profile's machine (restarted together); on `gke` a
             launcher task that runs a Kubeflow TFJob of one chief and
             `train_replicas - 1` workers, each with the train profile
-            (`tfpipe.components.tfjob_train`). Not available on `local`.
+            (`tfpipe.components.train.tfjob`). Not available on `local`.
         secret_env: GKE only: Kubernetes secrets to expose to every step as
             environment variables, `{secret_name: {secret_key: ENV_VAR}}`
             (kfp-kubernetes `use_secret_as_env`); the YAML holds only the names.
@@ -161,7 +161,7 @@ def build_pipeline(
             custom jobs with a base output directory under the run directory
             (`<model_dir>/vertex/train`, `.../eval`), as the run's service
             account; the components copy their summaries into the
-            `AIP_TENSORBOARD_LOG_DIR` Vertex sets (`tfpipe.components.vertex_env`).
+            `AIP_TENSORBOARD_LOG_DIR` Vertex sets (`tfpipe.components.common.vertex_env`).
         register_model: Vertex only: after a gated export, register the
             SavedModel in Vertex AI Model Registry under this display name
             (GCPC's `ModelUploadOp`; labels: the run, the step, each metric).
@@ -251,7 +251,7 @@ def build_pipeline(
     register = vertex.model_registration(
         display_name=registered_name, image=image, serving_image=serving_image, parent_model=parent,
     ) if registered_name else None
-    export_stage = gated_export.build(place(ops.export, "export"), place(ops.evaluate, "eval", **board),
+    export_stage = export_if_passed.build(place(ops.export, "export"), place(ops.evaluate, "eval", **board),
                                       configure=with_secrets, register=register, final_output_dir=bool(tensorboard),
                                       data_inputs=data_inputs)
 
@@ -279,9 +279,9 @@ def build_pipeline(
             eval_args={**_arguments(definitions.CONTINUOUS_EVAL, values), **outputs["eval"]},
             backend=backend, train_retries=train_retries, after=[checked], configure_task=with_secrets)
         trained, watched = pair.train, pair.evaluator
-        stage = {i.name: values[i.name] for i in gated_export.INPUTS if i.name in values}
+        stage = {i.name: values[i.name] for i in export_if_passed.INPUTS if i.name in values}
         if tensorboard:
-            stage[gated_export.FINAL_OUTPUT_DIR.name] = run_dir.outputs["final_output_dir"]
+            stage[export_if_passed.FINAL_OUTPUT_DIR.name] = run_dir.outputs["final_output_dir"]
         stage.update({name: values[name] for name in data_inputs})
         with dsl.If(p["baseline_model_uri"] != "", name="baseline-given"):
             baseline = dsl.importer(artifact_uri=p["baseline_model_uri"], artifact_class=Model, reimport=False)

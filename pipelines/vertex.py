@@ -347,7 +347,7 @@ def tensorboard_options(tensorboard: str) -> dict[str, str]:
 
     Vertex runs the upload as the job's service account: the pipeline run's (`tfpipe submit --service-account`),
     which needs write access to the TensorBoard (roles/aiplatform.user). The job's `base_output_directory` is
-    given per run (`tfpipe.components.definitions.model_dir.resolve_run_dirs`).
+    given per run (`tfpipe.components.model_dir.definition.resolve_run_dirs`).
     """
     return {"tensorboard": tensorboard, "service_account": SERVICE_ACCOUNT_PLACEHOLDER}
 
@@ -371,7 +371,7 @@ def model_registration(
     Raises:
         checks.MissingExtraError: If google-cloud-pipeline-components is not installed.
     """
-    from tfpipe.components.definitions import registration as registration_definition
+    from tfpipe.components.registration import definition as registration_definition
 
     model_ops = checks.import_extra("google_cloud_pipeline_components.v1.model", extra="vertex-custom-job",
                                     needed_for="Registering models in Vertex AI Model Registry")

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpipe.components import continuous_eval, evaluate, export, tasks, train
-from tfpipe.components.thresholds import ThresholdNotMetError
+from tfpipe.components.continuous_eval import runtime as continuous_eval
+from tfpipe.components.evaluate import runtime as evaluate
+from tfpipe.components.export import runtime as export
+from tfpipe.components import tasks
+from tfpipe.components.train import runtime as train
+from tfpipe.components.common.thresholds import ThresholdNotMetError
 from tfpipe.controller_core import eval_records, restore, run_dir
 from tests.support.tiny_runners import checkpoint_steps
 
@@ -156,7 +160,7 @@ def test_export_best_with_thresholds_and_export_dir(trained, tmp_path):
 
 
 def test_a_missed_threshold_names_the_metric_its_value_and_the_threshold():
-    from tfpipe.components import thresholds
+    from tfpipe.components.common import thresholds
 
     parsed = thresholds.parse_thresholds("thresholds", {"accuracy": ">= 0.9", "loss": "< 0.5"})
     assert thresholds.missed_thresholds({"accuracy": 0.8999999, "loss": 0.75}, parsed) == [
@@ -205,7 +209,7 @@ def test_interrupted_export_commit_is_completed_not_served_half(trained, tmp_pat
 def test_binary_task_reports_roc_curve_to_classification_metrics(tmp_path):
     from kfp import dsl
 
-    from tfpipe.components import artifacts
+    from tfpipe.components.common import artifacts
 
     config = {"one_vs_rest": 0}
     train.run(task="digits", task_config=config, model_dir=str(tmp_path), train_steps=100, steps_per_loop=50,

@@ -20,8 +20,9 @@ import sys
 import numpy as np
 import pytest
 
-from tfpipe.components import kfp_components, specs
-from tfpipe.components.gcs_retry import gcs_retry_env
+from tfpipe.components import kfp_components
+from tfpipe.components import specs
+from tfpipe.components.common.gcs_retry import gcs_retry_env
 from tfpipe.pipelines import cli
 from tfpipe.pipelines.local_run import run_local
 from tests.support.requirements import unavailable

@@ -211,7 +211,7 @@ def test_a_kill_inside_the_pin_keeps_the_complete_copy_in_best_and_completes_the
     The restart recognises the copy in best/ by its fingerprint and pins it; a worse checkpoint never replaces
     it, and export's `auto` resolves to it.
     """
-    from tfpipe.components import checkpoints
+    from tfpipe.components.common import checkpoints
 
     model_dir = str(tmp_path)
     directory, records, tracker = _best_of_two_evaluated(model_dir, steps=20)

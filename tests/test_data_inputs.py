@@ -11,9 +11,14 @@ import pytest
 import tensorflow as tf
 
 from tfpipe import checks
-from tfpipe.components import data as data_lib
-from tfpipe.components import data_identity, evaluate, export, run_config, tasks, train
-from tfpipe.components.data import DataInputs, DataRef
+from tfpipe.components.common import data as data_lib
+from tfpipe.components.common import data_identity
+from tfpipe.components.evaluate import runtime as evaluate
+from tfpipe.components.export import runtime as export
+from tfpipe.components.common import run_config
+from tfpipe.components import tasks
+from tfpipe.components.train import runtime as train
+from tfpipe.components.common.data import DataInputs, DataRef
 from tfpipe.components.tasks import digits, readers
 
 SHIFT = 3  # The prepared data's labels are the digit + SHIFT (mod 10): only a model trained on it predicts them.

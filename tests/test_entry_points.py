@@ -63,7 +63,7 @@ def test_four_entry_points_on_gcs(gcs_emulator, gcs_bucket, tmp_path):
 
 @pytest.mark.parametrize("name, flags, says", [
     ("train", ["--train_steps=-5"], "`train_steps` must be a positive integer (at most 9007199254740992), got -5"),
-    # The thresholds' own check (components/thresholds.py) raises the same InputError as tfpipe/checks.py's.
+    # The thresholds' own check (components/common/thresholds.py) raises the same InputError as tfpipe/checks.py's.
     ("export", ["--output_path=/tmp/unused", '--thresholds={"accuracy": "big"}'],
      "`thresholds['accuracy']` must be a comparison such as '>= 0.9' or '< 0.5'"),
 ])

@@ -11,7 +11,11 @@ import pytest
 import tensorflow as tf
 
 from tfpipe import checks
-from tfpipe.components import attempts, check_inputs, probe, tasks, train
+from tfpipe.components.common import attempts
+from tfpipe.components.check_inputs import runtime as check_inputs
+from tfpipe.components.common import probe
+from tfpipe.components import tasks
+from tfpipe.components.train import runtime as train
 from tfpipe.pipelines import local_run
 
 MISMATCHED = "tests.support.shape_tasks:mismatched"

@@ -14,7 +14,8 @@ import pytest
 from kfp import dsl, local
 from typing import NamedTuple
 
-from tfpipe.components import load_component, train
+from tfpipe.components import load_component
+from tfpipe.components.train import runtime as train
 
 IMAGE = "registry.example.com/team/tfpipe:1"
 

@@ -2,7 +2,7 @@
 
 The product processes (train, continuous_eval, export) run as subprocesses whose gs:// traffic goes through a proxy
 that faults a seeded share of requests (:mod:`tests.support.gcs_faults`). Their retry, timeout and stat-cache settings
-come from :func:`tfpipe.components.gcs_retry.configure_gcs_retries`, called before TensorFlow is imported (TF 2.21 reads them
+come from :func:`tfpipe.components.common.gcs_retry.configure_gcs_retries`, called before TensorFlow is imported (TF 2.21 reads them
 during ``import tensorflow``); the test environment's own values (``GcsEmulator.env``) are removed for them.
 
 Test-only overrides, each for speed or to show a failure, never to make a fault pass:
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfpipe.components.gcs_retry import GCS_RETRY_DEFAULTS
+from tfpipe.components.common.gcs_retry import GCS_RETRY_DEFAULTS
 from tests.support.gcs_emulator import GcsEmulator
 from tests.support.gcs_faults import (
     FAULT_KINDS,
@@ -59,7 +59,7 @@ _TEST_ENV_SETTINGS = ("GCS_STAT_CACHE_MAX_AGE", "GCS_MATCHING_PATHS_CACHE_MAX_AG
 # The product entry point, preceded by what components/__init__.py should do: configure retries before TF loads.
 _ENTRY = """
 import json, runpy, sys
-from tfpipe.components.gcs_retry import configure_gcs_retries
+from tfpipe.components.common.gcs_retry import configure_gcs_retries
 settings = configure_gcs_retries()
 assert "tensorflow" not in sys.modules, "TensorFlow was imported before its GCS settings were configured"
 print("gcs-settings " + json.dumps(settings, sort_keys=True), flush=True)
@@ -266,7 +266,7 @@ def test_pipeline_under_gcs_faults_matches_a_fault_free_run(faulty_gcs, tmp_path
 
 _TARGETED_CHILD = r"""
 import json, os, sys, time
-from tfpipe.components.gcs_retry import configure_gcs_retries
+from tfpipe.components.common.gcs_retry import configure_gcs_retries
 configure_gcs_retries()
 import tensorflow as tf
 
@@ -335,7 +335,7 @@ def test_production_backoff_applies_and_non_idempotent_calls_survive_lost_answer
 
 _ATOMIC_WRITE_CHILD = r"""
 import sys
-from tfpipe.components.gcs_retry import configure_gcs_retries
+from tfpipe.components.common.gcs_retry import configure_gcs_retries
 configure_gcs_retries()
 import tensorflow as tf
 from tfpipe.controller_core import run_dir
@@ -365,7 +365,7 @@ def test_atomic_json_write_with_tf_default_stat_cache_survives_a_lost_delete_ans
 
 _STALL_CHILD = r"""
 import json, sys, time
-from tfpipe.components.gcs_retry import configure_gcs_retries
+from tfpipe.components.common.gcs_retry import configure_gcs_retries
 configure_gcs_retries()
 import tensorflow as tf
 start = time.monotonic()

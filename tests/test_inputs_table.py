@@ -12,8 +12,9 @@ import re
 import pytest
 
 from tfpipe import checks
-from tfpipe.components import definitions, registry
-from tfpipe.components import train as train_lib  # To train the run directory the rows read.
+from tfpipe.components import definitions
+from tfpipe.components import registry
+from tfpipe.components.train import runtime as train_lib  # To train the run directory the rows read.
 from tfpipe.pipelines.local_run import run_local
 from tfpipe.pipelines.train_eval_export import build_pipeline
 

@@ -16,7 +16,9 @@ from absl import flags
 from kfp import dsl
 from kfp.dsl.types import type_annotations
 
-from tfpipe.components import definitions, interface, registry
+from tfpipe.components import definitions
+from tfpipe.components import interface
+from tfpipe.components import registry
 from tfpipe.pipelines import local_run, train_eval_export
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -74,11 +76,11 @@ def test_run_keywords_match_the_declaration(name):
 
 
 def test_the_tfjob_launcher_takes_every_train_input():
-    """The launcher's KFP function (components/tfjob_train.py `train_with_tfjob`) is generated from train's
+    """The launcher's KFP function (components/train/tfjob.py `train_with_tfjob`) is generated from train's
     INTERFACE and the launcher's own `LAUNCHER_INPUTS`; KFP runs its source text in the pod, which must be the same."""
-    from tfpipe.components import tfjob_train
+    from tfpipe.components.train import tfjob as tfjob_train
 
-    fix = "; components/tfjob_train.py `launcher_source` generates it from components/definitions/train.py INTERFACE"
+    fix = "; components/train/tfjob.py `launcher_source` generates it from components/train/definition.py INTERFACE"
     parameters = inspect.signature(tfjob_train.train_with_tfjob).parameters
     missing = [item.name for item in definitions.TRAIN.inputs if item.kfp and item.name not in parameters]
     assert not missing, f"the TFJob launcher lacks train input(s) {missing}{fix}"

@@ -7,7 +7,8 @@ import pathlib
 import pytest
 from kfp import compiler, components, dsl, local
 
-from tfpipe.components import kfp_components, specs
+from tfpipe.components import kfp_components
+from tfpipe.components import specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPEC_NAMES = specs.COMPONENT_NAMES

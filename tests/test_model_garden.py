@@ -14,7 +14,10 @@ import pytest
 import tensorflow as tf
 
 from tfpipe import checks
-from tfpipe.components import continuous_eval, export, tasks, train
+from tfpipe.components.continuous_eval import runtime as continuous_eval
+from tfpipe.components.export import runtime as export
+from tfpipe.components import tasks
+from tfpipe.components.train import runtime as train
 from tfpipe.controller_core import eval_records, run_dir
 from tests.support import requirements
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpipe.components import strategy as strategy_lib
+from tfpipe.components.common import strategy as strategy_lib
 from tfpipe.components import tasks
 from tests.support import mw_cluster
 

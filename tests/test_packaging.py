@@ -137,7 +137,9 @@ def test_compile_and_submit_never_import_tensorflow(installed, user_project):
 def test_specs_load_from_the_installed_package(installed, user_project):
     out = run(installed, "-c", textwrap.dedent("""
         from kfp import components
-        from tfpipe.components import COMPONENT_NAMES, load_component, spec_path
+        from tfpipe.components import COMPONENT_NAMES
+        from tfpipe.components import load_component
+        from tfpipe.components import spec_path
         for name in COMPONENT_NAMES:
             path = spec_path(name)
             assert "site-packages/tfpipe/component_specs" in str(path), path

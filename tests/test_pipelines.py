@@ -10,7 +10,8 @@ from google.protobuf import json_format
 from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from tfpipe.components import export, specs
+from tfpipe.components.export import runtime as export
+from tfpipe.components import specs
 from tfpipe.pipelines import cli, submit
 from tfpipe.pipelines.local_run import run_local
 from tfpipe.pipelines.train_eval_export import build_pipeline
@@ -216,7 +217,7 @@ def test_run_local_report_draws_a_chart_per_metric_in_chromium(local_summary, tm
     import numpy as np
     from PIL import Image
 
-    from tfpipe.components import report
+    from tfpipe.components.common import report
     from tests.support import browser, report_page
 
     chromium = browser.require_chromium()

@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf
 
 from tfpipe import checks
-from tfpipe.components import evaluate, export, train
+from tfpipe.components.evaluate import runtime as evaluate
+from tfpipe.components.export import runtime as export
+from tfpipe.components.train import runtime as train
 from tests.support.tiny_runners import checkpoint_steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -168,7 +168,7 @@ def test_loss_upper_bound_and_no_checkpoint(tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    from tfpipe.components import train
+    from tfpipe.components.train import runtime as train
 
     model_dir = str(tmp_path_factory.mktemp("digits"))
     train.run(task="digits", model_dir=model_dir, train_steps=200, steps_per_loop=20, checkpoint_interval=20)

@@ -16,8 +16,9 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from tfpipe import checks
-from tfpipe.components import profiling, train
-from tfpipe.components import vertex_env
+from tfpipe.components.common import profiling
+from tfpipe.components.train import runtime as train
+from tfpipe.components.common import vertex_env
 
 
 def read_trace(path):

@@ -16,7 +16,13 @@ import pytest
 import tensorflow as tf
 
 from tfpipe import checks
-from tfpipe.components import checkpoints, commits, export, lease, run_config, tasks, train
+from tfpipe.components.common import checkpoints
+from tfpipe.components.common import commits
+from tfpipe.components.export import runtime as export
+from tfpipe.components.common import lease
+from tfpipe.components.common import run_config
+from tfpipe.components import tasks
+from tfpipe.components.train import runtime as train
 from tfpipe.controller_core import checkpoint_watcher, run_dir
 from tests.support.requirements import unavailable
 
@@ -289,7 +295,7 @@ def test_a_skewed_clock_never_takes_over_a_live_gcs_lease(gcs_emulator, gcs_buck
     holder = lease.WriterLease(model_dir, ttl=30, wait=0).acquire()
     try:
         script = ("import time; real = time.time; time.time = lambda: real() + 100\n"
-                  "from tfpipe.components import lease\n"
+                  "from tfpipe.components.common import lease\n"
                   f"lease.WriterLease({model_dir!r}, ttl=30, wait=0).acquire()\n")
         out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **gcs_emulator.env},
                              capture_output=True, text=True, timeout=120)
@@ -394,7 +400,7 @@ def test_an_invalid_config_writes_no_run_config(tmp_path):
 
 
 def test_evaluators_refuse_another_split_unless_told(tmp_path, capsys):
-    from tfpipe.components import evaluate
+    from tfpipe.components.evaluate import runtime as evaluate
 
     _train(tmp_path, 10)
     other_split = {**FAST, "eval_fraction": 0.5}
@@ -439,7 +445,8 @@ def test_entry_points_print_one_line_for_bad_input(tmp_path):
 
 
 def test_a_checkpoint_of_another_run_is_never_judged_by_this_runs_records(tmp_path, trained_dir):
-    from tfpipe.components import continuous_eval, evaluate
+    from tfpipe.components.continuous_eval import runtime as continuous_eval
+    from tfpipe.components.evaluate import runtime as evaluate
 
     continuous_eval.run(task="digits", task_config=FAST, model_dir=trained_dir, poll_interval=0.1, idle_timeout=30,
                         eval_name="identity")
@@ -497,7 +504,7 @@ def empty_newest_index(tmp_path):
 
 
 def test_evaluate_an_older_step_beside_an_empty_newest_index(empty_newest_index, capsys):
-    from tfpipe.components import evaluate
+    from tfpipe.components.evaluate import runtime as evaluate
 
     result = evaluate.run(task="digits", task_config=FAST, model_dir=str(empty_newest_index), checkpoint=20)
     assert result.step == 20 and result.record["step"] == 20
@@ -505,7 +512,7 @@ def test_evaluate_an_older_step_beside_an_empty_newest_index(empty_newest_index,
 
 
 def test_continuous_eval_skips_an_empty_newest_index_and_says_so(empty_newest_index, capsys):
-    from tfpipe.components import continuous_eval
+    from tfpipe.components.continuous_eval import runtime as continuous_eval
 
     result = continuous_eval.run(task="digits", task_config=FAST, model_dir=str(empty_newest_index),
                                  idle_timeout=5, poll_interval=0.2)
@@ -530,7 +537,7 @@ def _versions(export_dir):
 
 
 def test_an_export_whose_variables_were_replaced_is_refused_by_the_rerun_and_the_gate(trained_dir, tmp_path):
-    from tfpipe.components import baseline
+    from tfpipe.components.baseline import runtime as baseline
 
     serving = tmp_path / "serving"
     _export(trained_dir, tmp_path / "model", checkpoint=20, export_dir=str(serving))
@@ -607,7 +614,7 @@ def test_publish_on_gcs_verifies_the_copy_and_writes_the_marker_last(tmp_path, g
 
 
 def test_evaluate_says_why_a_rewritten_checkpoint_cannot_be_recorded(tmp_path):
-    from tfpipe.components import evaluate
+    from tfpipe.components.evaluate import runtime as evaluate
 
     model_dir = tmp_path / "run"
     _train(model_dir, 10)

@@ -1,4 +1,4 @@
-"""The HTML evaluation report (tfpipe.components.report) and its training curves, as text and in headless Chromium."""
+"""The HTML evaluation report (tfpipe.components.common.report) and its training curves, as text and in headless Chromium."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tfpipe.components import report
+from tfpipe.components.common import report
 from tests.support import browser
 from tests.support.report_page import Chart, parse, vertices
 
@@ -324,7 +324,7 @@ def test_output_is_byte_stable_across_calls_orders_and_processes(tmp_path):
         "axes.prop_cycle: cycler('color', ['r'])\nlines.marker: x\n")
     script = (
         "import json, sys, matplotlib\n"
-        "from tfpipe.components import report\n"
+        "from tfpipe.components.common import report\n"
         "before = matplotlib.rcParams.copy()\n"
         "data = json.loads(sys.stdin.read())\n"
         "sys.stdout.write(report.render_report(data['records'], train_curves=data['curves'], **data['kwargs']))\n"
@@ -410,7 +410,7 @@ def test_malformed_input_is_rejected_by_name(records, kwargs, message):
 
 def test_importable_without_tensorflow_or_matplotlib():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys, tfpipe.components.report; "
+        [sys.executable, "-c", "import sys, tfpipe.components.common.report; "
          "print('tensorflow' in sys.modules, 'matplotlib' in sys.modules)"],
         capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
     )
@@ -468,7 +468,8 @@ def check_overlay(model_dir: str, eval_dir: str, eval_loss: dict[int, float], na
 
 @pytest.mark.parametrize("where", ["local", "gcs"])
 def test_report_action_overlays_the_training_curve_read_incrementally(where, tmp_path, request):
-    from tfpipe.components import artifacts, training_curves  # pylint: disable=import-outside-toplevel
+    from tfpipe.components.common import artifacts  # pylint: disable=import-outside-toplevel
+    from tfpipe.components.common import training_curves  # pylint: disable=import-outside-toplevel
 
     model_dir = str(tmp_path / "run") if where == "local" else request.getfixturevalue("gcs_bucket") + "/run"
     controller = train_run(model_dir, 40)
@@ -493,7 +494,7 @@ def test_report_action_overlays_the_training_curve_read_incrementally(where, tmp
 
 
 def test_nested_training_outputs_match_flattened_eval_names(tmp_path):
-    from tfpipe.components import artifacts  # pylint: disable=import-outside-toplevel
+    from tfpipe.components.common import artifacts  # pylint: disable=import-outside-toplevel
     from tests.support.tiny_runners import TinyRunner  # pylint: disable=import-outside-toplevel
 
     model_dir = str(tmp_path / "run")
@@ -508,7 +509,8 @@ def test_nested_training_outputs_match_flattened_eval_names(tmp_path):
 def test_no_training_summaries_means_no_training_line(where, tmp_path, request):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from tfpipe.components import artifacts, training_curves  # pylint: disable=import-outside-toplevel
+    from tfpipe.components.common import artifacts  # pylint: disable=import-outside-toplevel
+    from tfpipe.components.common import training_curves  # pylint: disable=import-outside-toplevel
 
     root = str(tmp_path) if where == "local" else request.getfixturevalue("gcs_bucket")
     model_dir = f"{root}/evaluate-only"
@@ -584,7 +586,7 @@ def test_missing_chromium_fails_with_the_ci_hint(monkeypatch):
 
 
 def test_the_report_header_says_whether_the_best_checkpoint_passed_the_gate():
-    from tfpipe.components import artifacts
+    from tfpipe.components.common import artifacts
 
     best = {"step": 200, "checkpoint": "ckpt-200", "metrics": {"accuracy": 0.95, "loss": 0.2},
             "best_metric": "accuracy", "best_mode": "higher"}

@@ -89,7 +89,7 @@ def test_compile_refuses_a_secret_that_overrides_a_protected_variable(tmp_path, 
                      "-o", str(out)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "('LD_PRELOAD') would override a variable" in line and not out.exists()
-    from tfpipe.components import tfjob_train
+    from tfpipe.components.train import tfjob as tfjob_train
 
     with pytest.raises(ValueError, match=r"\('PYTHONPATH'\) would override"):  # A user's own DAG's TFJob too.
         tfjob_train._secret_env_vars({"creds": {"tok": "PYTHONPATH"}})

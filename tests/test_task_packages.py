@@ -206,7 +206,9 @@ def _forget_pkgtask(cache):
 
 
 def test_the_run_records_its_package_and_later_steps_refuse_another(tmp_path, cache):
-    from tfpipe.components import evaluate, export, train
+    from tfpipe.components.evaluate import runtime as evaluate
+    from tfpipe.components.export import runtime as export
+    from tfpipe.components.train import runtime as train
 
     first, second = _task_wheel(tmp_path / "a", "first"), _task_wheel(tmp_path / "b", "second")
     model_dir = str(tmp_path / "run")

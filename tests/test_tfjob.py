@@ -20,9 +20,9 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from kubeflow.training import ApiClient
 
 from tfpipe import checks
-from tfpipe.components import tfjob_train
+from tfpipe.components.train import tfjob as tfjob_train
 from tfpipe.components.definitions import TRAIN
-from tfpipe.components.train_outputs import TrainResult
+from tfpipe.components.train.outputs import TrainResult
 from tfpipe.pipelines import placement
 from tfpipe.pipelines.profiles import ResourceProfileError, parse_profile
 from tfpipe.pipelines.train_eval_export import build_pipeline
@@ -281,7 +281,7 @@ def test_read_result_needs_the_chiefs_completion_marker(tmp_path):
 LAUNCHER = """
 import json, sys
 from kfp.dsl import Metrics, Model
-from tfpipe.components import tfjob_train
+from tfpipe.components.train import tfjob as tfjob_train
 
 kwargs = json.loads(sys.argv[1])
 model, metrics = Model(uri=kwargs.pop("model")), Metrics(uri=kwargs.pop("metrics"))

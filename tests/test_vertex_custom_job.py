@@ -24,7 +24,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfpipe.components import kfp_components
 from tfpipe.pipelines import cli, vertex
 from tfpipe.pipelines.profiles import parse_profile
-from tfpipe.components.definitions import gated_export
+from tfpipe.components.export_if_passed import definition as export_if_passed
 from tfpipe.pipelines.train_eval_export import PIPELINE_INPUTS, build_pipeline
 from tests.support.vertex_custom_jobs import FakeJobService, find_task, launch
 
@@ -33,7 +33,7 @@ Strategy = aiplatform_v1.Scheduling.Strategy
 Accelerator = aiplatform_v1.AcceleratorType
 # Values of the steps' inputs that come from the pipeline's inputs or from other steps at run time.
 RUNTIME = {
-    **{item.name: item.default for item in (*PIPELINE_INPUTS, *gated_export.INPUTS) if not item.required},
+    **{item.name: item.default for item in (*PIPELINE_INPUTS, *export_if_passed.INPUTS) if not item.required},
     "task": "digits", "task_config": '{"batch_size": 32}', "model_dir": "gs://bucket/runs/7", "train_steps": 500,
     "steps_per_loop": 50, "checkpoint_interval": 100, "max_to_keep": 3, "idle_timeout": 600.0,
     "best_metric": "accuracy", "best_mode": "higher", "best_eval_name": "validation", "passed": True,
@@ -240,8 +240,8 @@ def committed_export(uri, *, fingerprint="ckpt-1000-fingerprint"):
     """A folder committed at `uri` as export commits one (files, then its marker with their manifest)."""
     import tempfile
 
-    from tfpipe.components import commits
-    from tfpipe.components.export import EXPORT_INFO
+    from tfpipe.components.common import commits
+    from tfpipe.components.export.runtime import EXPORT_INFO
 
     with tempfile.TemporaryDirectory() as source:
         (pathlib.Path(source) / "variables").mkdir()
@@ -265,7 +265,7 @@ def exported_model(uri, **metadata):
 def registration_inputs(spec, within, exported):
     """What the compiled model-registration step makes of the export's Model artifact `exported` (its function,
     run on the inputs the compiled task gives it)."""
-    from tfpipe.components.definitions import registration as registration_definition
+    from tfpipe.components.registration import definition as registration_definition
     from tests.support.vertex_custom_jobs import task_inputs
 
     step, component, _ = find_task(spec, "model-registration", within)
@@ -282,7 +282,7 @@ def registration_inputs(spec, within, exported):
 
 
 def test_vertex_tensorboard_uploads_train_and_eval_curves_from_custom_jobs(tmp_path, service):
-    from tfpipe.components.definitions.model_dir import resolve_run_dirs
+    from tfpipe.components.model_dir.definition import resolve_run_dirs
 
     spec = compile_with_cli(tmp_path, "--vertex-tensorboard", TENSORBOARD, "--train-resources", "gpu=l4:1")
     _, train_dir, eval_dir, _ = resolve_run_dirs("/gcs/bucket/runs/7", "gs://root", "job-7")
@@ -306,7 +306,7 @@ def test_vertex_tensorboard_uploads_train_and_eval_curves_from_custom_jobs(tmp_p
 
 
 def test_the_final_evaluation_runs_as_the_run_with_its_tensorboard_and_output_directory(tmp_path, service):
-    from tfpipe.components.definitions.model_dir import resolve_run_dirs
+    from tfpipe.components.model_dir.definition import resolve_run_dirs
 
     spec = compile_with_cli(tmp_path, "--vertex-tensorboard", TENSORBOARD)
     *_, final_dir = resolve_run_dirs("/gcs/bucket/runs/7", "gs://root", "job-7")

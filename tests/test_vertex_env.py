@@ -5,7 +5,10 @@ import os
 
 import pytest
 
-from tfpipe.components import evaluate, export, train, vertex_env
+from tfpipe.components.evaluate import runtime as evaluate
+from tfpipe.components.export import runtime as export
+from tfpipe.components.train import runtime as train
+from tfpipe.components.common import vertex_env
 
 
 def test_with_defaults_fills_only_empty_inputs():

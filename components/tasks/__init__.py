@@ -19,7 +19,7 @@ those inputs like the image reference itself.
 
 A factory whose signature has a `data` keyword receives the step's data inputs
 (`train_data`, `eval_data`, `test_data`) as `data=DataInputs(...)`
-(`tfpipe.components.data`); `tfpipe.components.tasks.readers` reads them.
+(`tfpipe.components.common.data`); `tfpipe.components.tasks.readers` reads them.
 """
 
 import importlib
@@ -29,7 +29,7 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from tfpipe import checks
-from tfpipe.components.data import DataInputs, DataRef
+from tfpipe.components.common.data import DataInputs, DataRef
 from tfpipe.controller_core import keras3
 from tfpipe.components.tasks.base import Task
 from tfpipe.components.tasks.config import config_from_dict

@@ -2,7 +2,7 @@
 
 The data is the UCI digits set that scikit-learn ships (`sklearn.datasets.load_digits`):
 nothing is downloaded. Given data inputs (`train_data`, `eval_data`, `test_data`: a
-KFP `Dataset` or a URI, see `tfpipe.components.data`), the task reads every
+KFP `Dataset` or a URI, see `tfpipe.components.common.data`), the task reads every
 `*.tfrecord` file in each instead, in the format `write_tfrecords` writes (an
 `image` of 64 floats in [0, 1] and an int64 `label` per `tf.train.Example`);
 evaluation reads `test_data` when it is given, else `eval_data`, else the bundled
@@ -19,7 +19,7 @@ import tensorflow as tf
 import tf_keras
 
 from tfpipe import checks
-from tfpipe.components.data import DataInputs
+from tfpipe.components.common.data import DataInputs
 from tfpipe.components.tasks import readers
 from tfpipe.components.tasks import task_factory
 from tfpipe.components.tasks.base import Task

@@ -1,6 +1,6 @@
 """Generic runners for any `Task`: a `StandardTrainer` and a `StandardEvaluator` over Keras parts.
 
-Both take the step's `precision` (see `tfpipe.components.precision`: losses and
+Both take the step's `precision` (see `tfpipe.components.common.precision`: losses and
 metrics in float32, loss scaling for mixed_float16) and `jit_compile`, which
 compiles the per-replica step (forward, backward, optimizer update and metric
 updates; the input pipeline stays outside) with XLA, as Keras does for
@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras
 
 import tfpipe.controller_core as orbit
-from tfpipe.components import precision as precision_lib
+from tfpipe.components.common import precision as precision_lib
 from tfpipe.components.tasks.base import Task
 
 

@@ -51,7 +51,7 @@ import zipfile
 from typing import Dict, Iterable, List, Optional, Set
 
 from tfpipe import checks
-from tfpipe.components import gcs
+from tfpipe.components.common import gcs
 
 CACHE_ENV = "TFPIPE_TASK_PACKAGE_CACHE"
 SWITCH_ENV = "TFPIPE_TASK_PACKAGES"

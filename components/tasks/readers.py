@@ -1,7 +1,7 @@
 """Readers for data inputs in common formats, so that a task needs no input code of its own.
 
 Each reader takes a `DataRef` (a task factory's `data.train`, `data.eval`,
-`data.test`, see `tfpipe.components.data`) or a URI — a folder, a glob pattern or
+`data.test`, see `tfpipe.components.common.data`) or a URI — a folder, a glob pattern or
 one file on `gs://`, `/gcs/` or a local disk — and returns a `tf.data.Dataset` of
 single examples, streamed from the files (never loaded whole into memory):
 
@@ -20,7 +20,7 @@ shuffling and repeating stay with the task.
 
 Write TFRecords deterministically (`example.SerializeToString(deterministic=True)`):
 the run records the data's content fingerprint, and the same examples serialized in
-another map order are other bytes (`tfpipe.components.data_identity`).
+another map order are other bytes (`tfpipe.components.common.data_identity`).
 """
 
 import fnmatch
@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import tensorflow as tf
 
 from tfpipe import checks
-from tfpipe.components.data import DataRef
+from tfpipe.components.common.data import DataRef
 
 Source = Union[DataRef, str]
 _WILDCARDS = "*?["

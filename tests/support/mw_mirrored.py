@@ -22,8 +22,8 @@ def main(argv: list) -> int:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    from tfpipe.components import strategy as strategy_lib
-    from tfpipe.components import train
+    from tfpipe.components.common import strategy as strategy_lib
+    from tfpipe.components.train import runtime as train
     from tests.support.mw_cluster import DIGITS_CONFIG
 
     result = {"replicas": strategy_lib.create_strategy("mirrored").num_replicas_in_sync}

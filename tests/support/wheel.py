@@ -29,14 +29,13 @@ def wheel_env(python: pathlib.Path, home: pathlib.Path, **extra: str) -> dict:
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> pathlib.Path:
     """The tfpipe wheel of this checkout."""
-    # Built from a copy of what git tracks, so the build leaves nothing in the checkout and sees no stray files.
+    # Built from a copy of the working tree's files that git tracks or would (committed, staged, edited or new,
+    # not ignored), so the build leaves nothing in the checkout and sees no stray files.
     source = tmp_path_factory.mktemp("source")
-    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
-    tracked = subprocess.run(["git", "ls-files", "-m", "-o", "--exclude-standard"], cwd=ROOT, check=True,
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout.split()
-    for name in tracked:  # Uncommitted edits and new files count too (a developer's working tree).
-        if (ROOT / name).is_file():
+    for name in tracked:
+        if (ROOT / name).is_file():  # Not a file deleted but not yet staged.
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             (source / name).write_bytes((ROOT / name).read_bytes())
     out = tmp_path_factory.mktemp("dist")
