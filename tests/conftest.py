@@ -11,6 +11,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Before any test imports TensorFlow: the settings the components' entry points and the image give it (GCS
+# retries, `tf.keras` as Keras 2), so that in-process tests run as the steps do.
+import tfpipe.components  # noqa: E402,F401
+
 pytest_plugins = ["tests.support.fixtures", "tests.support.wheel"]
 
 CHECK_MODULES = frozenset({
