@@ -59,3 +59,22 @@ def test_kfp_local_output_layout(tmp_path):
     output = local_run._executor_output(str(run), "answer")
     assert output is not None and output["parameterValues"]["Output"] == 42
     assert json.loads((run / "answer" / "executor_output.json").read_text()) == output
+
+
+def test_scikit_learns_bundled_digits_file():
+    """tfpipe's digits task reads the file `load_digits` reads, without importing scikit-learn."""
+    import importlib.util
+    import os
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from tfpipe.components.tasks import digits
+
+    (folder,) = importlib.util.find_spec("sklearn").submodule_search_locations
+    assert os.path.exists(os.path.join(folder, *digits.BUNDLED_DIGITS)), "scikit-learn moved its digits file"
+    pixels, labels = digits.bundled_digits()
+    reference = load_digits()
+    np.testing.assert_array_equal(pixels, reference.data)
+    np.testing.assert_array_equal(labels, reference.target)
+    assert labels.dtype == np.int64
