@@ -19,13 +19,15 @@ long as it writes:
   `.tfpipe-writer.lock`, and its holder checks that the file is still the one it
   locked.
 
-A second trainer waits for the lease (a preempted pod's lease lapses) and then
-fails, naming the holder, without touching a checkpoint. Saves are fenced
+A second trainer waits for the lease (a preempted pod's lease lapses; by default
+the ttl and 30 s, `$TFPIPE_WRITER_LEASE_WAIT_S` sets it) and then fails, naming the
+holder, without touching a checkpoint. Saves are fenced
 (`fence_saves`): right before each save the holder checks its lease with the server
 (a write of the lease object on the generation it holds, which also extends it by
 `ttl`), and right after the save again; a holder that lost its lease stops with
-`LeaseLostError`. `ttl` comes from `$TFPIPE_WRITER_LEASE_TTL_S`, checked before any
-work (`ttl_from_env`).
+`LeaseLostError`. `ttl` comes from `$TFPIPE_WRITER_LEASE_TTL_S` and the wait from
+`$TFPIPE_WRITER_LEASE_WAIT_S`, both checked before any work (`ttl_from_env`,
+`wait_from_env`).
 """
 
 import errno
@@ -52,6 +54,11 @@ LOCK_FILE = ".tfpipe-writer.lock"
 TTL_ENV = "TFPIPE_WRITER_LEASE_TTL_S"
 DEFAULT_TTL_S = 120.0
 MIN_TTL_S, MAX_TTL_S = 1.0, 86400.0
+# How long a trainer waits for a lease another holds. By default the ttl and a grace: a preempted pod's lease lapses
+# within the ttl, so its retry gets the lease. `$TFPIPE_WRITER_LEASE_WAIT_S` overrides it (0: fail at once).
+WAIT_ENV = "TFPIPE_WRITER_LEASE_WAIT_S"
+WAIT_GRACE_S = 30.0
+MAX_WAIT_S = 86400.0
 RENEW_EVERY = 1 / 4  # Of the ttl: three renewals may fail before the lease lapses.
 POLL_S = 2.0
 
@@ -64,27 +71,49 @@ class LeaseLostError(RuntimeError):
     """This trainer's lease lapsed or was taken away, and another trainer may write the run directory."""
 
 
+def _check_seconds(name: str, value: Any, low: float, high: float, meaning: str) -> float:
+    """Checks a number of seconds from `low` to `high`; `meaning` says what it is in the error."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not low <= seconds <= high:  # NaN fails every comparison.
+        raise checks.InputError(
+            f"`{name}` ({checks.shown(value)}) must be a number of seconds from {low:g} to {high:g} ({meaning}).")
+    return seconds
+
+
 def check_ttl(name: str, value: Any) -> float:
     """Checks a lease ttl: a number of seconds from `MIN_TTL_S` to `MAX_TTL_S`.
 
     Raises:
         checks.InputError: Naming `name`, the value and the accepted range.
     """
-    try:
-        ttl = float(value)
-    except (TypeError, ValueError):
-        ttl = float("nan")
-    if isinstance(value, bool) or not MIN_TTL_S <= ttl <= MAX_TTL_S:  # NaN fails every comparison.
-        raise checks.InputError(
-            f"`{name}` ({checks.shown(value)}) must be a number of seconds from {MIN_TTL_S:g} to {MAX_TTL_S:g} "
-            f"(the writer lease's time to live; default {DEFAULT_TTL_S:g}).")
-    return ttl
+    return _check_seconds(name, value, MIN_TTL_S, MAX_TTL_S,
+                          f"the writer lease's time to live; default {DEFAULT_TTL_S:g}")
+
+
+def check_wait(name: str, value: Any) -> float:
+    """Checks how long to wait for a held lease: a number of seconds from 0 to `MAX_WAIT_S`.
+
+    Raises:
+        checks.InputError: Naming `name`, the value and the accepted range.
+    """
+    return _check_seconds(name, value, 0.0, MAX_WAIT_S,
+                          f"how long a trainer waits for the writer lease another holds; default the ttl + "
+                          f"{WAIT_GRACE_S:g}")
 
 
 def ttl_from_env() -> float:
     """The lease ttl: `$TFPIPE_WRITER_LEASE_TTL_S` (checked, see `check_ttl`), or `DEFAULT_TTL_S`."""
     value = os.environ.get(TTL_ENV)
     return DEFAULT_TTL_S if value is None else check_ttl(f"${TTL_ENV}", value)
+
+
+def wait_from_env(ttl: float) -> float:
+    """The wait for a held lease: `$TFPIPE_WRITER_LEASE_WAIT_S` (checked, see `check_wait`), or `ttl` + 30 s."""
+    value = os.environ.get(WAIT_ENV)
+    return ttl + WAIT_GRACE_S if value is None else check_wait(f"${WAIT_ENV}", value)
 
 
 def _holder() -> Dict[str, Any]:
@@ -163,16 +192,17 @@ class WriterLease:
         model_dir: The run directory.
         ttl: Seconds a Cloud Storage lease lasts without renewal (renewed in the background every ttl/4);
             default `ttl_from_env()`.
-        wait: Seconds to wait for a lease another trainer holds before failing; default ttl + 30.
+        wait: Seconds to wait for a lease another trainer holds before failing; default `wait_from_env(ttl)`.
 
     Raises:
-        checks.InputError: If `ttl` (or `$TFPIPE_WRITER_LEASE_TTL_S`) is not a valid number of seconds.
+        checks.InputError: If `ttl` or `wait` (or `$TFPIPE_WRITER_LEASE_TTL_S`, `$TFPIPE_WRITER_LEASE_WAIT_S`) is
+            not a valid number of seconds.
     """
 
     def __init__(self, model_dir: str, *, ttl: Optional[float] = None, wait: Optional[float] = None) -> None:
         self.model_dir = model_dir.rstrip("/")
         self.ttl = ttl_from_env() if ttl is None else check_ttl("ttl", ttl)
-        self.wait = self.ttl + 30.0 if wait is None else wait
+        self.wait = wait_from_env(self.ttl) if wait is None else check_wait("wait", wait)
         self._me = _holder()
         self._gcs = gcs.gcs_location(self.model_dir)
         self._generation: Optional[int] = None

@@ -83,7 +83,8 @@ def run(args: Any) -> TrainResult:
         checks.InputError: For a bad input (naming it), or a `model_dir` trained with another task or config.
         lease.LeaseHeldError: If another trainer holds `model_dir`.
     """
-    ttl = lease.ttl_from_env()  # An input like any other: checked before the task is built.
+    ttl = lease.ttl_from_env()  # Inputs like any other: checked before the task is built.
+    wait = lease.wait_from_env(ttl)
     package = tasks.install_task_package(args.task_package)
     tasks.resolve_factory(args.task)
     data = DataInputs.from_inputs(args)
@@ -103,7 +104,7 @@ def run(args: Any) -> TrainResult:
     trainer = built.trainer or KerasTrainer(built, distribution, precision=args.precision,
                                             jit_compile=args.jit_compile)
 
-    writer = lease.WriterLease(args.model_dir, ttl=ttl) if chief else None
+    writer = lease.WriterLease(args.model_dir, ttl=ttl, wait=wait) if chief else None
     with writer or _no_lease(), \
             strategy_lib.worker_checkpoint_dir(distribution, args.model_dir) as checkpoint_dir, \
             preemption.TerminationWatcher() as watcher:
