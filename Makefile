@@ -14,7 +14,7 @@ TFPIPE_EXTRAS ?=
 # The classic builder where the docker client has no BuildKit plugin (the Dockerfile needs nothing more).
 DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
 
-# Test processes for `make test` (pytest-xdist's -n: `auto` is one per core).
+# Test processes for `make test` (pytest-xdist's -n: `auto` is two per core, see tests/conftest.py).
 TEST_WORKERS ?= auto
 
 .PHONY: venv demo test check test-tf220 image bench bench-quick clean
@@ -32,10 +32,11 @@ demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/tfpipe run-local --pipeline-root $(DEMO_DIR) --thresholds '{"accuracy": ">= 0.9"}'
 
 # Every test, spread over the cores; each test module stays on one worker (--dist loadfile), so the run directories
-# and local pipeline runs a module shares are made once. Ends with the 25 slowest tests.
+# and local pipeline runs a module shares are made once; the longest modules start first, in the order
+# tests/conftest.py gives (--no-loadscope-reorder). Ends with the 25 slowest tests.
 test: $(STAMP)
 	scripts/ensure-chromium.sh
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 # Lint (ruff, configured in pyproject.toml), then the drift, docs and unit tests: every test not marked `slow`
 # (tests/conftest.py says which those are).
