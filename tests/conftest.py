@@ -59,8 +59,8 @@ LONGEST_FIRST = (
     "test_packaging.py",
 )
 # `-n auto` (`make test`): two test processes per core. Most tests spend much of their time waiting (for a step's
-# process, a poll, a lease), so one per core leaves the cores idle a third of the time (pytest's own CPU use was 139%
-# of 2 cores with `-n 2`, 184% with `-n 4`, and `-n 4` finished ~20% sooner; `/usr/bin/time` around the suite).
+# process, a poll, a lease), so one per core leaves the cores idle: on 2 cores, `/usr/bin/time` around the whole suite
+# measured 139% CPU and 1005-1216 s with `-n 2`, 184% and 971 s with `-n 4`.
 WORKERS_PER_CORE = 2
 
 
