@@ -90,7 +90,8 @@ def bundled_digits() -> Tuple[np.ndarray, np.ndarray]:
         checks.MissingExtraError: If scikit-learn is not installed (the `examples` extra).
     """
     spec = importlib.util.find_spec("sklearn")
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+    folders = spec.submodule_search_locations if spec is not None else None
+    for folder in folders or []:
         path = os.path.join(folder, *BUNDLED_DIGITS)
         if os.path.exists(path):
             table = np.loadtxt(path, delimiter=",")
@@ -108,8 +109,7 @@ def load_arrays(config: DigitsConfig) -> Tuple[Tuple[np.ndarray, np.ndarray], Tu
     Features are scaled to [0, 1]; the split is a fixed permutation from `seed`.
     """
     pixels, labels = bundled_digits()
-    x = (pixels / 16.0).astype(np.float32)
-    y = labels
+    x, y = (pixels / 16.0).astype(np.float32), labels
     order = np.random.default_rng(config.seed).permutation(len(x))
     n_eval = int(round(len(x) * config.eval_fraction))
     eval_idx, train_idx = order[:n_eval], order[n_eval:]
