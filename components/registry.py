@@ -8,8 +8,8 @@ Everything that lists components derives from `ROWS`: the definitions' `INTERFAC
 and the drift tests (`tests/test_interfaces.py`, `tests/test_inputs_table.py`, ...), which are parametrized over it.
 
 A row names modules, not objects: importing this module imports neither kfp nor TensorFlow (the definitions
-import kfp, the runtime modules TensorFlow); `Row.interface()`, `Row.kfp_function()` and `Row.load_runtime()` import
-them when asked.
+import kfp, the runtime modules TensorFlow, the inputs modules neither); `Row.interface()`, `Row.kfp_function()` and
+`Row.load_runtime()` import them when asked.
 """
 
 import dataclasses
@@ -38,11 +38,11 @@ class Row:
             rows' `where` in `docs/inputs.md`.
         kind: `COMPONENT`, `STEP` or `GRAPH`.
         function: The name of the KFP function in the package's `definition` module (TensorFlow-free; default
-            `name`), beside its `INTERFACE`; for a graph, a function that takes the built components
-            (`components_for_image(...)`) and returns the graph component.
+            `name`); for a graph, a function that takes the built components (`components_for_image(...)`) and
+            returns the graph component.
         runtime: Whether the package has a `runtime` module with `run(**inputs)` (and, for a component,
-            `run_for_kfp` and the entry point `python -m tfpipe.components.<name>`, its `__main__`); default: true
-            for a component, false else.
+            `run_for_kfp` and the entry point `python -m tfpipe.components.<name>`, its `__main__`) and an `inputs`
+            module with the `INTERFACE` that `run()` takes; default: true for a component, false else.
         pipeline_inputs: Whether the packaged pipeline's parameters include this component's pipeline inputs
             (`Input.pipeline`): true for the components the packaged pipeline takes its parameters from.
     """
@@ -76,6 +76,16 @@ class Row:
         return f"components/{self.name}/definition.py"
 
     @property
+    def inputs_module(self) -> Optional[str]:
+        """The inputs module's full name (e.g. `tfpipe.components.train.inputs`), or None for a row without a runtime."""
+        return f"{self.package}.inputs" if self.runtime else None
+
+    @property
+    def inputs_file(self) -> Optional[str]:
+        """The inputs module's file in the repository (for failure messages: the file to change), or None."""
+        return f"components/{self.name}/inputs.py" if self.runtime else None
+
+    @property
     def runtime_module(self) -> Optional[str]:
         """The runtime module's full name (e.g. `tfpipe.components.train.runtime`), or None."""
         return f"{self.package}.runtime" if self.runtime else None
@@ -90,8 +100,9 @@ class Row:
         return importlib.import_module(self.definition_module)
 
     def interface(self) -> Any:
-        """The component's `INTERFACE` (`tfpipe.components.interface.Interface`), or None if it declares none."""
-        return getattr(self.definitions(), "INTERFACE", None)
+        """The component's `INTERFACE` (`tfpipe.components.interface.Interface`; imports neither kfp nor TensorFlow),
+        or None for a row without a runtime."""
+        return None if self.inputs_module is None else importlib.import_module(self.inputs_module).INTERFACE
 
     def kfp_function(self) -> Callable[..., Any]:
         """The KFP component function (a graph's builder for `GRAPH` rows)."""

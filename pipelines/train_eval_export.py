@@ -37,7 +37,7 @@ from tfpipe.components import kfp_components
 from tfpipe.components import registry
 from tfpipe.components.train import tfjob as tfjob_train
 from tfpipe.components.baseline import definition as baseline_definition
-from tfpipe.components.check_inputs import definition as check_inputs_definition
+from tfpipe.components.check_inputs import inputs as check_inputs_inputs
 from tfpipe.components.export_if_passed import definition as export_if_passed
 from tfpipe.components.model_dir import definition as model_dir_definition
 from tfpipe.pipelines import backends, dag, placement, vertex
@@ -266,7 +266,7 @@ def build_pipeline(
         outputs = {step: {"base_output_directory": run_dir.outputs[f"{step}_output_dir"]} if tensorboard else {}
                    for step in ("train", "eval")}
         checked = with_secrets(dag.check_inputs(ops.check_inputs,
-                                                **_arguments(check_inputs_definition.INTERFACE, values)))
+                                                **_arguments(check_inputs_inputs.INTERFACE, values)))
         values.update(best_metric=checked.outputs["best_metric"], best_mode=checked.outputs["best_mode"])
         train_args = {**_arguments(definitions.TRAIN, values), **outputs["train"]}
         if tfjob:

@@ -1,6 +1,6 @@
 """One declaration per component input: everything that spells an input out agrees with `INTERFACE`.
 
-Each component's inputs are declared once (`tfpipe.components.definitions.<name>.INTERFACE`), and the components
+Each component's inputs are declared once (`tfpipe.components.<name>.inputs.INTERFACE`), and the components
 once, in `tfpipe.components.registry` (every test here is parametrized over it). The entry points' flags, the
 pipeline's parameters and a replica's argument list are derived from the declarations; the KFP component
 functions' signatures, `run()`'s keywords and the rows of docs/inputs.md are written out and checked here, so an
@@ -48,7 +48,7 @@ def test_kfp_function_signature_matches_the_declaration(name):
     parameters = {p.name: p for p in inspect.signature(function).parameters.values()
                   if not _is_output(p.annotation)}
     assert sorted(parameters) == sorted(declared.names(kfp_only=True)), (
-        f"{where}: the KFP function `{name}` and its INTERFACE disagree: only in the function "
+        f"{where}: the KFP function `{name}` and its INTERFACE ({row.inputs_file}) disagree: only in the function "
         f"{sorted(set(parameters) - set(declared.names(kfp_only=True)))}, only declared "
         f"{sorted(set(declared.names(kfp_only=True)) - set(parameters))}")
     for item in declared.inputs:
@@ -68,7 +68,7 @@ def test_run_keywords_match_the_declaration(name):
     parameters = inspect.signature(row.load_runtime().run).parameters
     where = row.runtime_file
     assert sorted(set(parameters) - RUN_ONLY) == sorted(declared.names()), (
-        f"{where}: `run()` takes what its INTERFACE ({row.definition_file}) does not declare, or lacks an input "
+        f"{where}: `run()` takes what its INTERFACE ({row.inputs_file}) does not declare, or lacks an input "
         "(decorate it with `@INTERFACE.takes_inputs()`)")
     for item in declared.inputs:
         expected = inspect.Parameter.empty if item.required else item.default
@@ -80,7 +80,7 @@ def test_the_tfjob_launcher_takes_every_train_input():
     INTERFACE and the launcher's own `LAUNCHER_INPUTS`; KFP runs its source text in the pod, which must be the same."""
     from tfpipe.components.train import tfjob as tfjob_train
 
-    fix = "; components/train/tfjob.py `launcher_source` generates it from components/train/definition.py INTERFACE"
+    fix = "; components/train/tfjob.py `launcher_source` generates it from components/train/inputs.py INTERFACE"
     parameters = inspect.signature(tfjob_train.train_with_tfjob).parameters
     missing = [item.name for item in definitions.TRAIN.inputs if item.kfp and item.name not in parameters]
     assert not missing, f"the TFJob launcher lacks train input(s) {missing}{fix}"

@@ -6,6 +6,7 @@ row without its parts), naming the file to change.
 
 import importlib
 import inspect
+import os
 import pathlib
 import subprocess
 import sys
@@ -26,12 +27,12 @@ def test_every_component_package_has_a_row():
     own steps that declare no inputs, `baseline` and `registration`, are not loadable and have none.)"""
     rowed = set(registry.names())
     for folder in sorted((ROOT / "components").iterdir()):
-        if not (folder / "definition.py").is_file():
+        if not (folder / "inputs.py").is_file():
             continue
-        definition = importlib.import_module(f"{registry.PACKAGE}.{folder.name}.definition")
-        if hasattr(definition, "INTERFACE"):
+        inputs = importlib.import_module(f"{registry.PACKAGE}.{folder.name}.inputs")
+        if hasattr(inputs, "INTERFACE"):
             assert folder.name in rowed, (
-                f"components/{folder.name}/definition.py declares a component but components/registry.py has no "
+                f"components/{folder.name}/inputs.py declares a component but components/registry.py has no "
                 f"row for it: add `Row({folder.name!r})` to `ROWS`")
 
 
@@ -40,8 +41,9 @@ def test_each_row_names_parts_that_exist(name):
     row = registry.row(name)
     assert callable(row.kfp_function()), f"{row.definition_file} has no function `{row.function}`"
     if row.kind == registry.COMPONENT:
-        assert row.interface() is not None, f"{row.definition_file} declares no `INTERFACE`"
-        assert row.interface().name == name, f"{row.definition_file}: `INTERFACE`'s name is not {name!r}"
+        assert row.inputs_file is not None and (ROOT / row.inputs_file).is_file(), (
+            f"components/{name}/inputs.py is missing: the component's `INTERFACE`")
+        assert row.interface().name == name, f"{row.inputs_file}: `INTERFACE`'s name is not {name!r}"
         assert row.kfp_function().__name__ == name, (
             f"{row.definition_file}: the KFP function is `{row.kfp_function().__name__}`, not `{name}` (the "
             "component's name in KFP comes from it)")
@@ -77,12 +79,24 @@ def test_registry_lookups_refuse_unknown_names():
         registry.Row("c", kind="x")
 
 
-def test_the_registry_the_spec_names_and_the_component_packages_import_neither_kfp_nor_tensorflow():
-    packages = ", ".join(row.package for row in registry.ROWS)
-    code = (f"import sys, tfpipe.components.registry, tfpipe.components.specs, {packages}; "
+def test_the_registry_the_spec_names_the_component_packages_and_their_inputs_import_neither_kfp_nor_tensorflow():
+    modules = [row.package for row in registry.ROWS] + [row.inputs_module for row in registry.ROWS if row.inputs_module]
+    code = (f"import sys, tfpipe.components.registry, tfpipe.components.specs, {', '.join(modules)}; "
             "print(sorted(m for m in ('kfp', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_runtime_modules_do_not_import_kfp():
+    """A step started as `python -m tfpipe.components.<name>` (a container's command, a TFJob replica) has no use for
+    kfp, whose import (its client, Kubernetes' client) costs about 0.8 s of CPU: the runtimes take their inputs from
+    `inputs`, not from `definition`."""
+    modules = [row.runtime_module for row in registry.ROWS if row.runtime_module]
+    code = f"import sys, {', '.join(modules)}; print(sorted(m for m in sys.modules if m == 'kfp' or m.startswith('kfp.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[]", f"a runtime module imports kfp: {out.stdout.strip()}"
 
 
 def test_a_definition_is_a_module_beside_its_runtime():

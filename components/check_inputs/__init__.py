@@ -1,5 +1,6 @@
 """The check-inputs step: every input a pipeline run was given, checked once, fast, before anything runs.
 
-Its modules: `definition` (its inputs and KFP function, TensorFlow-free) and `runtime` (its `run()`, which imports TensorFlow).
+Its modules: `inputs` (its `INTERFACE`, free of kfp and TensorFlow), `definition` (its KFP function) and `runtime`
+(its `run()` and entry point, which import TensorFlow, not kfp).
 Importing this package imports neither kfp nor TensorFlow.
 """

@@ -12,22 +12,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from tfpipe.components.common import shared_inputs
-from tfpipe.components.continuous_eval.definition import INTERFACE as CONTINUOUS_EVAL
-from tfpipe.components.interface import Interface
-
-INTERFACE = Interface("check_inputs", (
-    shared_inputs.TASK,
-    shared_inputs.MODEL_DIR,
-    shared_inputs.TASK_CONFIG,
-    shared_inputs.TASK_PACKAGE,
-    CONTINUOUS_EVAL["best_metric"],
-    CONTINUOUS_EVAL["best_mode"],
-    shared_inputs.THRESHOLDS,
-    shared_inputs.PRECISION,
-    shared_inputs.JIT_COMPILE,
-    *shared_inputs.DATA,
-))
+from tfpipe.components.check_inputs.inputs import INTERFACE
 
 
 def check_inputs(

@@ -6,7 +6,7 @@ from tfpipe.components import entry_point
 from tfpipe.components.common import eval_setup
 from tfpipe.components.common import probe
 from tfpipe.components.common import strategy as strategy_lib
-from tfpipe.components.check_inputs.definition import INTERFACE
+from tfpipe.components.check_inputs.inputs import INTERFACE
 
 
 @entry_point.exit_on_input_error("check_inputs")

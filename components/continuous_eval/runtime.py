@@ -9,7 +9,7 @@ training has not started by then (no new checkpoint, no trainer holding `model_d
 for a later evaluator to continue (`tfpipe.pipelines.dag.train_and_evaluate`). A restarted run (a KFP retry) skips what is recorded.
 The best checkpoint is picked by the task's primary metric unless `best_metric` and
 `best_mode` say otherwise. Its inputs are declared in
-`tfpipe.components.continuous_eval.definition.INTERFACE`.
+`tfpipe.components.continuous_eval.inputs.INTERFACE`.
 """
 
 import dataclasses
@@ -24,7 +24,7 @@ from tfpipe.components.common import eval_setup
 from tfpipe.components.common import lease
 from tfpipe.components.common import run_config
 from tfpipe.components.common import thresholds as thresholds_lib
-from tfpipe.components.continuous_eval.definition import INTERFACE
+from tfpipe.components.continuous_eval.inputs import INTERFACE
 from tfpipe.controller_core import continuous_eval
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption

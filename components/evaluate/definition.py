@@ -1,33 +1,11 @@
-"""The evaluate component: its inputs and its KFP definition (the work is `tfpipe.components.evaluate.runtime.run`)."""
+"""The evaluate component's KFP function (its inputs: `inputs.INTERFACE`; its work: `runtime.run`)."""
 
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Metrics, Output
 
-from tfpipe import checks
-from tfpipe.components.common import shared_inputs
-from tfpipe.components.interface import Input, Interface
-
-INTERFACE = Interface("evaluate", (
-    shared_inputs.TASK,
-    shared_inputs.MODEL_DIR,
-    shared_inputs.TASK_CONFIG,
-    shared_inputs.TASK_PACKAGE,
-    Input("checkpoint", str, "'latest', 'best', 'auto' (best if pinned, else latest), a step, or a checkpoint path.", default="latest",
-          check=checks.check_checkpoint_selector, pipeline=False),
-    shared_inputs.EVAL_STEPS,
-    Input("eval_name", str, "Where the record and summaries go: eval/<eval_name>/.", default="evaluate",
-          check=checks.check_eval_name, pipeline=False),
-    Input("best_eval_name", str, "The evaluator whose best checkpoint 'best' means.", default="validation",
-          check=checks.check_eval_name, pipeline=False),
-    shared_inputs.DISTRIBUTION_STRATEGY,
-    shared_inputs.ALLOW_DIFFERENT_CONFIG,
-    shared_inputs.PRECISION,
-    shared_inputs.JIT_COMPILE,
-    *shared_inputs.DATA,
-    shared_inputs.TEST_DATA,
-))
+from tfpipe.components.evaluate.inputs import INTERFACE
 
 
 def evaluate(

@@ -5,7 +5,7 @@
 The result is recorded in `eval/<eval_name>/records/` like a continuous evaluator's;
 a checkpoint evaluated before under the same `eval_name` is not evaluated again (a
 retried step returns the recorded result). Its inputs are declared in
-`tfpipe.components.evaluate.definition.INTERFACE`.
+`tfpipe.components.evaluate.inputs.INTERFACE`.
 """
 
 import dataclasses
@@ -15,7 +15,7 @@ from tfpipe import checks
 from tfpipe.components.common import checkpoints
 from tfpipe.components import entry_point
 from tfpipe.components.common import eval_setup
-from tfpipe.components.evaluate.definition import INTERFACE
+from tfpipe.components.evaluate.inputs import INTERFACE
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption
 from tfpipe.controller_core import run_dir

@@ -1,5 +1,6 @@
 """The export component: a SavedModel of the chosen checkpoint, committed only when complete and verified.
 
-Its modules: `definition` (its inputs and KFP function, TensorFlow-free) and `runtime` (its `run()`, which imports TensorFlow).
+Its modules: `inputs` (its `INTERFACE`, free of kfp and TensorFlow), `definition` (its KFP function) and `runtime`
+(its `run()` and entry point, which import TensorFlow, not kfp).
 Importing this package imports neither kfp nor TensorFlow.
 """

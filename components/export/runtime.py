@@ -15,7 +15,7 @@ nor accepted. Under `export_dir` each export lands in `<export_dir>/<step>/` (a 
 Serving version). Under a mixed `precision` the model computes in float16 or
 bfloat16 but the exported signature takes and returns float32. Where Vertex sets
 `AIP_MODEL_DIR`, an empty `export_dir` is that directory
-(`tfpipe.components.common.vertex_env`). Inputs: `tfpipe.components.export.definition.INTERFACE`.
+(`tfpipe.components.common.vertex_env`). Inputs: `tfpipe.components.export.inputs.INTERFACE`.
 """
 
 import dataclasses
@@ -34,7 +34,7 @@ from tfpipe.components.common import eval_setup
 from tfpipe.components.common import precision as precision_lib
 from tfpipe.components.common import strategy as strategy_lib
 from tfpipe.components.common import thresholds as thresholds_lib
-from tfpipe.components.export.definition import INTERFACE
+from tfpipe.components.export.inputs import INTERFACE
 from tfpipe.components.evaluate.runtime import resolve_own_checkpoint
 from tfpipe.controller_core import eval_records
 from tfpipe.controller_core import preemption

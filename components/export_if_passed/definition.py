@@ -32,8 +32,8 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 from kfp import dsl
 
 from tfpipe import checks
-from tfpipe.components.evaluate.definition import INTERFACE as EVALUATE
-from tfpipe.components.export.definition import INTERFACE as EXPORT
+from tfpipe.components.evaluate.inputs import INTERFACE as EVALUATE
+from tfpipe.components.export.inputs import INTERFACE as EXPORT
 from tfpipe.components.interface import Input, graph_function
 
 NAME = "export-if-passed"

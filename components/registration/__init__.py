@@ -1,5 +1,5 @@
 """The model-registration step: what Vertex AI Model Registry's upload is given for a gated export.
 
-Its modules: `definition` (its inputs and KFP function, TensorFlow-free) and `runtime` (its `run()`, which imports TensorFlow).
+Its modules: `definition` (its KFP function, TensorFlow-free) and `runtime` (its `run()`, which imports TensorFlow).
 Importing this package imports neither kfp nor TensorFlow.
 """

@@ -4,7 +4,7 @@ Start it from a shell (or a container) with::
 
     python -m tfpipe.components.train --task=digits --model_dir=gs://bucket/runs/1 --train_steps=1000
 
-Its inputs are declared in `tfpipe.components.train.definition.INTERFACE`.
+Its inputs are declared in `tfpipe.components.train.inputs.INTERFACE`.
 """
 
 import contextlib
@@ -29,7 +29,7 @@ from tfpipe.components import tasks
 from tfpipe.components.train import outputs as train_outputs
 from tfpipe.components.common import vertex_env
 from tfpipe.components.common.data import DataInputs
-from tfpipe.components.train.definition import INTERFACE
+from tfpipe.components.train.inputs import INTERFACE
 from tfpipe.components.tasks.keras_runners import KerasTrainer
 from tfpipe.components.train.outputs import TrainResult
 from tfpipe.controller_core import preemption
