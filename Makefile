@@ -21,7 +21,7 @@ TEST_WORKERS ?= auto
 
 # What .venv pins beyond pyproject.toml. ml_dtypes 0.7.0 (TensorFlow allows >=0.5.1,<1) registers its numpy loops
 # in quadratic time: importing it takes ~0.65 s of CPU (0.6.0: 0.01 s), and a 20-step digits train process
-# ~8.5 CPU-s instead of ~7.4 (README, "Tests"). The suite starts a few hundred TensorFlow processes, so .venv takes
+# ~8.5 CPU-s instead of ~7.4 (README, "Quick start"). The suite starts a few hundred TensorFlow processes, so .venv takes
 # 0.6; users' environments resolve freely, and the image and .venv220 get 0.7, with the container and TF 2.20 tests.
 VENV_PINS := "ml_dtypes<0.7"
 

@@ -62,10 +62,13 @@ LONGEST_FIRST = (
     "test_data_inputs.py",
     "test_packaging.py",
 )
-# `-n auto` (`make test`): two test processes per core. Most tests spend much of their time waiting (for a step's
-# process, a poll, a lease), so one per core leaves the cores idle: on 2 cores, `/usr/bin/time` around the whole suite
-# measured 139% CPU and 1005-1216 s with `-n 2`, 184% and 971 s with `-n 4`.
-WORKERS_PER_CORE = 2
+# `-n auto` (`make test`, `make check`): three test processes per core, at most `MAX_WORKERS`. Most tests spend
+# much of their time waiting (for a step's process, a poll, a lease), so one per core leaves the cores idle. On 2
+# cores, `/usr/bin/time` around the whole suite (a checkout, no container tests) measured 139% CPU and 1005-1216 s
+# with `-n 2`; on 2026-12-03 (4407566), 176% and 865 s with `-n 4`, 188% and 745 s with `-n 6`, and 186% and 755 s
+# with `-n 8`, where two tests' waits ran out. Each worker and the step process it starts hold up to ~1 GB.
+WORKERS_PER_CORE = 3
+MAX_WORKERS = 16
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,7 +84,8 @@ def pytest_ignore_collect(collection_path, config: pytest.Config):
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    return WORKERS_PER_CORE * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(WORKERS_PER_CORE * cores, MAX_WORKERS)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:

@@ -471,7 +471,7 @@ def finish(proc, timeout=120):
     return proc.returncode, (stats[0] if stats else None), out + err
 
 
-def wait_for_records(model_dir, count, timeout=60):
+def wait_for_records(model_dir, count, timeout=240):
     records = eval_records.EvalRecords(eval_records.eval_dir(model_dir, "validation"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

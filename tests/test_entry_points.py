@@ -23,6 +23,7 @@ def entry_point(name, env, *flags, timeout=180, status=0):
     return out.stdout if status == 0 else out.stderr
 
 
+@pytest.mark.timeout(600)  # Four step processes one after another, on a shared 2-core machine.
 def test_four_entry_points_on_gcs(gcs_emulator, gcs_bucket, tmp_path):
     model_dir = f"{gcs_bucket}/runs/1"
     task = ["--task=digits", f"--model_dir={model_dir}"]

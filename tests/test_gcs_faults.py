@@ -202,6 +202,7 @@ def check_run(local: Path, bucket: str) -> dict[str, object]:
 # -- the pipeline under faults ------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(600)  # Two pipelines side by side, one of them under faults.
 def test_pipeline_under_gcs_faults_matches_a_fault_free_run(faulty_gcs, tmp_path: Path) -> None:
     """train -> continuous_eval -> export with 15% of GCS requests faulted ends exactly as a fault-free run."""
     log = tmp_path / "faults.jsonl"

@@ -120,6 +120,7 @@ def _step(name, env, *flags):
     return out.returncode, out.stdout + out.stderr
 
 
+@pytest.mark.timeout(600)  # Six step processes one after another, on a shared 2-core machine.
 def test_from_env_values_are_stored_as_names_only_and_a_rotated_one_resumes(tmp_path):
     from tfpipe.components.tasks import digits
     from tfpipe.controller_core import eval_records, run_dir
