@@ -69,10 +69,9 @@ class KerasTrainer(orbit.StandardTrainer):
         """Creates the optimizer's slot variables now, where the model's variables exist already.
 
         Left to the first `apply_gradients`, they are created inside the first train loop's `tf.function`, which
-        TensorFlow then traces twice (once creating variables, once more without): the second trace is a train
-        process's largest avoidable start-up cost (~0.8 s of CPU for digits; more for a larger model). Optimizers
-        without `build(var_list)` (`tf_keras.optimizers.legacy`) and models built on their first call are left as
-        they are.
+        TensorFlow then traces twice (once creating variables, once more without): ~0.35 s of CPU for digits at
+        the start of every train process, more for a larger model. Optimizers without `build(var_list)`
+        (`tf_keras.optimizers.legacy`) and models built on their first call are left as they are.
         """
         model = self.task.model
         if isinstance(self.optimizer, tf_keras.optimizers.Optimizer) and model.built and model.trainable_variables:
