@@ -1,9 +1,4 @@
-"""The train component's inputs, declared once: its KFP function (`definition`), its entry point and `run()`
-(`runtime`), the packaged pipeline's parameters and docs/inputs.md derive from `INTERFACE`.
-
-Imports neither kfp nor TensorFlow: the runtime and entry point take their inputs from here without importing
-kfp (about 0.8 s of CPU per step process).
-"""
+"""The train component's inputs, declared once (`INTERFACE`; neither kfp nor TensorFlow: see docs/design.md)."""
 
 from tfpipe import checks
 from tfpipe.components.common import shared_inputs
