@@ -14,11 +14,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # hundred TensorFlow processes the suite starts (a 20-step digits train: ~7.0 CPU-s instead of ~7.4). No test
 # depends on numpy's BLAS running threaded; TensorFlow's own thread pools are untouched.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# TensorFlow's own (Eigen) CPU kernels instead of oneDNN's: a short digits train process takes ~5.0 CPU-s instead of
-# ~5.8 (4 runs each, 2026-12-03), and the suite starts a few hundred. Users' CPUs run oneDNN's (TensorFlow's default),
-# as do the container tests (the image's steps get their own environment) and `make demo`; nothing in tfpipe
-# depends on which kernels run, and the tests compare runs made under one setting.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 # Before any test imports TensorFlow: the settings the components' entry points and the image give it (GCS
 # retries, `tf.keras` as Keras 2), so that in-process tests run as the steps do.
