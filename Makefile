@@ -14,7 +14,7 @@ TFPIPE_EXTRAS ?=
 # The classic builder where the docker client has no BuildKit plugin (the Dockerfile needs nothing more).
 DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
 
-# Test processes for `make test` (pytest-xdist's -n: `auto` is two per core, see tests/conftest.py).
+# Test processes for `make test` (pytest-xdist's -n: `auto` is three per core, see tests/conftest.py).
 TEST_WORKERS ?= auto
 
 .PHONY: venv demo test check test-tf220 image bench bench-quick clean

@@ -220,17 +220,6 @@ def _pipeline_outputs(summary, model_dir: pathlib.Path, steps: int):
 
 
 @ENGINE_TIMEOUT
-def test_the_pipeline_runs_in_containers(image, tmp_path):
-    root, model_dir, export_dir = tmp_path / "root", tmp_path / "elsewhere" / "run", tmp_path / "serving"
-    summary = run_local(runner="docker", image=image, pipeline_root=str(root), model_dir=str(model_dir),
-                        export_dir=str(export_dir), train_steps=200)
-    _pipeline_outputs(summary, model_dir, 200)
-    assert summary.best_metrics["accuracy"] >= 0.9  # digits, 200 steps.
-    assert summary.export_path == f"{export_dir}/{summary.best_step}"
-    assert (export_dir / str(summary.best_step) / "saved_model.pb").is_file()
-
-
-@ENGINE_TIMEOUT
 def test_a_users_own_dag_runs_in_containers(image, installed, tmp_path):
     """tests/test_own_dag_data.py's project under kfp.local's DockerRunner: its prep and deploy steps and tfpipe's
     components each in a container of the project image; the driver is the installed wheel's python."""
@@ -265,6 +254,9 @@ RUN python -m pip install --no-deps --no-build-isolation /tmp/sine-regression &&
 
 @ENGINE_TIMEOUT
 def test_a_derived_user_image_runs_its_own_regression_task(engine, image, tmp_path):
+    """The whole packaged pipeline (`run-local --runner docker`), each step in a container of an image derived from
+    the project's, with the run directory and the serving copy outside the pipeline root (bound by tfpipe). The
+    project image's own `digits` runs in containers in `test_a_users_own_dag_runs_in_containers`."""
     import docker
     import tensorflow as tf
 
@@ -279,19 +271,22 @@ def test_a_derived_user_image_runs_its_own_regression_task(engine, image, tmp_pa
     derived = f"localhost/tfpipe-test/sine:{digest.hexdigest()[:12]}"
     engine.images.build(path=str(context), buildargs={"TFPIPE_IMAGE": image}, tag=derived, network_mode="host",
                         rm=True, forcerm=True)
-    root, model_dir = tmp_path / "root", tmp_path / "root" / "run"
+    root, model_dir, export_dir = tmp_path / "root", tmp_path / "elsewhere" / "run", tmp_path / "serving"
     try:
         with pytest.raises(docker.errors.ContainerError):  # The task comes from the derived image, not the base.
             engine.containers.run(image, ["python", "-c", "import sine_regression"], network_mode="host", remove=True)
         # Its entry point registers `sine`; no metric flags: the task's own mae (lower is better) picks the best.
         summary = run_local(runner="docker", image=derived, task="sine", thresholds='{"mae": "< 0.3"}',
-                            train_steps=300, pipeline_root=str(root), model_dir=str(model_dir))
+                            train_steps=300, pipeline_root=str(root), model_dir=str(model_dir),
+                            export_dir=str(export_dir))
     finally:
         engine.images.remove(derived, force=True)  # Even while the last step container is being auto-removed.
     records = _pipeline_outputs(summary, model_dir, 300)
     assert all("mae" in r["metrics"] and "accuracy" not in r["metrics"] for r in records)
     assert summary.best_metrics["mae"] == min(r["metrics"]["mae"] for r in records) < 0.3
     assert json.loads((model_dir / "run_config.json").read_text())["task"] == "sine"
+    assert summary.export_path == f"{export_dir}/{summary.best_step}"
+    assert (export_dir / str(summary.best_step) / "saved_model.pb").is_file()
     # The exported model serves without the task's code: its predictions fit the curve.
     serve = tf.saved_model.load(summary.saved_model).signatures["serving_default"]
     x = np.random.default_rng(1).uniform(-np.pi, np.pi, size=(256, 1)).astype(np.float32)

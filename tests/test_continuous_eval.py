@@ -534,7 +534,13 @@ def test_slow_evaluator_with_max_to_keep_2_reports_deleted(tmp_path):
 def test_trainer_killed_early_makes_evaluator_fail_after_idle_timeout(tmp_path):
     model_dir = str(tmp_path / "run")
     trainer = worker("train", model_dir, steps=400, interval=4, train_sleep=0.1)
-    evaluator_proc = worker("evaluate", model_dir, poll=0.1, idle_timeout=2)
+    # Started once training has begun, with room for a loaded machine's gaps between checkpoints: an evaluator
+    # that started first could time out before the first checkpoint, and then no record would ever come.
+    deadline = time.monotonic() + 240
+    while not checkpoint_steps(model_dir):
+        assert trainer.poll() is None and time.monotonic() < deadline, "the trainer wrote no checkpoint"
+        time.sleep(0.1)
+    evaluator_proc = worker("evaluate", model_dir, poll=0.1, idle_timeout=10)
     wait_for_records(model_dir, 2)
     trainer.send_signal(signal.SIGKILL)
     trainer.wait(timeout=30)

@@ -7,6 +7,7 @@ be locked (NFS), bad ttl and wait settings.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,14 +30,20 @@ def test_two_trainers_on_one_model_dir(where, tmp_path, request):
         model_dir, env = f"{request.getfixturevalue('gcs_bucket')}/run", {**os.environ, **emulator.env}
     else:
         model_dir, env = str(tmp_path / "run"), dict(os.environ)
-    env[lease.TTL_ENV], env[lease.WAIT_ENV] = "6", "4"  # The second trainer waits 4 s, then gives up.
+    env[lease.WAIT_ENV] = "4"  # The second trainer waits 4 s, then gives up.
     first = _start_trainer(model_dir, 100000, env, "first")
     try:
         deadline = time.monotonic() + 120
         while not checkpoint_watcher.list_checkpoints(model_dir) and time.monotonic() < deadline:
             time.sleep(0.2)
-        second = _start_trainer(model_dir, 100000, env, "second")
-        log, _ = second.communicate(timeout=240)
+        # Paused while the second trainer runs: it still holds the lease (well inside the default ttl, 120 s), and
+        # its training (a checkpoint every 10 steps) leaves the cores to the second.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = _start_trainer(model_dir, 100000, env, "second")
+            log, _ = second.communicate(timeout=240)
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert second.returncode != 0
         assert "waiting for the writer lease" in log and "Another trainer holds the run directory" in log, log[-2000:]
         assert "Waited 4 s; nothing was written" in log, log[-2000:]

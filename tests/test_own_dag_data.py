@@ -161,8 +161,11 @@ def assert_deployed_what_it_learned(report: pathlib.Path, model_dir: str, steps:
     assert set(run_dir.read_json(f"{model_dir}/run_config.json")["data"]) == {"train_data", "eval_data"}
 
 
-@pytest.mark.timeout(1500)  # Two kfp.local runs of five steps, each step a process that imports TensorFlow.
+@pytest.mark.timeout(1200)  # One kfp.local run of five steps, each step a process that imports TensorFlow.
 def test_own_project_wires_datasets_into_training_and_the_exported_model_out(installed, tmp_path):
+    """A rerun on the same model_dir gets the same data at new artifact URIs: that it resumes (and that changed data
+    is refused) is `tests/test_data_inputs.py::test_the_same_data_at_another_uri_resumes_and_changed_data_is_refused`,
+    in process."""
     project = _project(tmp_path)
     _run(installed, project, "compile", str(tmp_path / "my.yaml"))
     spec = yaml.safe_load((tmp_path / "my.yaml").read_text())
@@ -178,14 +181,6 @@ def test_own_project_wires_datasets_into_training_and_the_exported_model_out(ins
     model_dir, report = tmp_path / "run", tmp_path / "report.json"
     _run(installed, project, "run", str(tmp_path / "root"), str(model_dir), "200", str(report))
     assert_deployed_what_it_learned(report, str(model_dir), 200)
-    recorded = json.loads((model_dir / "run_config.json").read_text())
-
-    # Again, on the same model_dir: the prep step writes the same data at new artifact URIs; training resumes.
-    _run(installed, project, "run", str(tmp_path / "root"), str(model_dir), "250", str(report))
-    second = json.loads(report.read_text())
-    assert second["exported"] and second["metadata"]["step"] in (200, 250) and second["accuracy_on_shifted"] >= 0.8
-    assert (model_dir / "ckpt-250.index").exists()
-    assert json.loads((model_dir / "run_config.json").read_text()) == recorded
 
 
 @pytest.mark.timeout(1200)  # One kfp.local run of six steps.
