@@ -40,15 +40,10 @@ def model_registration(
     Returns:
         The model's `labels` (the run, the step, each metric) and `description`.
 
-    Raises:
-        checks.RefusedError: If the export is not what its commit marker says (nothing is uploaded).
+    A refusal (the export is not what its commit marker says) ends the step with one line,
+    `model-registration: refused: ...`, and status 1; nothing is uploaded.
     """
     from tfpipe.components.registration import runtime as registration
 
-    # A gs:// URI is read directly (on Vertex, the same objects as the `/gcs/` mount of `.path`).
-    registration.check_export(model.uri if model.uri.startswith("gs://") else model.path, dict(model.metadata))
-    unmanaged_container_model.uri = model.uri
-    unmanaged_container_model.metadata.update(registration.container_spec(serving_image))
-    labels, description = registration.labels_and_description(dict(model.metadata), run_id)
-    print(f"model-registration | {model.uri} | served by {serving_image} | labels: {labels}", flush=True)
-    return labels, description
+    return registration.run_for_kfp(model=model, serving_image=serving_image, run_id=run_id,
+                                    unmanaged_container_model=unmanaged_container_model)

@@ -92,3 +92,27 @@ def check_export(path: str, metadata: Mapping[str, Any]) -> None:
                    f"artifact {wanted!r}")
     if problem is not None:
         raise checks.RefusedError(f"Not registering the export at {path}: {problem}.")
+
+
+def run_for_kfp(*, model: Any, serving_image: str, run_id: str, unmanaged_container_model: Any) -> Tuple[
+        Dict[str, str], str]:
+    """The model-registration step's body (`tfpipe.components.registration.definition`): checks the export, then
+    fills `unmanaged_container_model` and returns the model's labels and description.
+
+    A refusal (`check_export`) ends the step as the components' own steps end theirs: one line on stderr,
+    `model-registration: refused: ...`, and status 1, with no traceback; nothing is uploaded.
+    """
+    # Imports TensorFlow, which check_export reads the export with anyway.
+    from tfpipe.components import entry_point  # pylint: disable=import-outside-toplevel
+
+    @entry_point.exit_on_input_error("model-registration")
+    def register() -> Tuple[Dict[str, str], str]:
+        # A gs:// URI is read directly (on Vertex, the same objects as the `/gcs/` mount of `.path`).
+        check_export(model.uri if model.uri.startswith("gs://") else model.path, dict(model.metadata))
+        unmanaged_container_model.uri = model.uri
+        unmanaged_container_model.metadata.update(container_spec(serving_image))
+        labels, description = labels_and_description(dict(model.metadata), run_id)
+        print(f"model-registration | {model.uri} | served by {serving_image} | labels: {labels}", flush=True)
+        return labels, description
+
+    return register()
