@@ -1,15 +1,16 @@
 """The TensorFlow internals controller_core reads, each behind one function.
 
-TensorFlow has no public API for these three facts. Each function here is the
+TensorFlow has no public API for these facts (and no hook around a checkpoint's write). Each function here is the
 only place that reads the internal, and `tests/test_tf_internals.py` checks it
 against the installed TensorFlow (and that this TensorFlow is one of
 `VERIFIED_TF_VERSIONS`), so an upgrade that moves an internal fails loudly in
 the tests instead of quietly in a run.
 """
 
+import inspect
 import os
 import re
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -36,6 +37,39 @@ def checkpoint_init_fn(manager: tf.train.CheckpointManager) -> Optional[Callable
     Reads `CheckpointManager._init_fn`.
     """
     return getattr(manager, "_init_fn", None)
+
+
+CheckpointWrite = Callable[..., str]  # `(file_prefix, options=None) -> the checkpoint's path`.
+
+
+def intercept_checkpoint_write(manager: tf.train.CheckpointManager,
+                               around: Callable[[CheckpointWrite, str, Any], str]) -> None:
+    """Routes every checkpoint the manager saves through `around(write, file_prefix, options)`.
+
+    `write` is the checkpoint's own write (it writes the files at the prefix it is given and then runs
+    `options.experimental_write_callbacks`, which is where the manager records the state file and deletes what
+    `max_to_keep` drops); `around` must return the saved checkpoint's path. The checkpoint's object graph is
+    unchanged: the hook is an instance attribute, not a tracked child.
+
+    Sets `CheckpointManager._checkpoint._write`, which `CheckpointManager.save` calls.
+    """
+    checkpoint = manager.checkpoint
+    write = checkpoint._write  # pylint: disable=protected-access
+
+    def intercepted(file_prefix: str, options: Any = None) -> str:
+        return around(write, file_prefix, options)
+
+    checkpoint._write = intercepted  # pylint: disable=protected-access
+
+
+def run_write_callbacks(options: Any, save_path: str) -> None:
+    """Runs `options.experimental_write_callbacks` as the checkpoint's write would (each with the path if it takes
+    one argument, else with none)."""
+    for callback in (options.experimental_write_callbacks or []) if options is not None else []:
+        if len(inspect.signature(callback).parameters) == 1:
+            callback(save_path)
+        else:
+            callback()
 
 
 def unmatched_variables(error: AssertionError) -> Tuple[Optional[int], List[str]]:

@@ -18,8 +18,9 @@ import tensorflow as tf
 
 from tfpipe import checks
 from tfpipe.components import tasks
-from tfpipe.components.common import commits, lease, run_config
+from tfpipe.components.common import checkpoints, commits, fenced_saves, gcs, lease, run_config
 from tfpipe.controller_core import checkpoint_watcher, run_dir
+from tests.support.gcs_faults import TargetedGcsFaults, read_fault_log
 from tests.test_reliability import ROOT, _start_trainer, _train
 
 
@@ -131,7 +132,7 @@ def _fenced_manager(model_dir, writer, during_save=None):
             return save(*args, **kwargs)
 
         manager.save = save_with_a_pause
-    return lease.fence_saves(manager, writer)
+    return fenced_saves.fence_saves(manager, writer)
 
 
 def test_a_paused_gcs_holder_cannot_save_after_another_took_over(gcs_emulator, gcs_bucket):
@@ -146,7 +147,23 @@ def test_a_paused_gcs_holder_cannot_save_after_another_took_over(gcs_emulator, g
     contender.release()
 
 
-def test_a_holder_frozen_inside_a_save_stops_right_after_it(gcs_emulator, gcs_bucket):
+def _objects(model_dir, client=None):
+    """`{name: (generation, crc32c)}` of the objects under a gs:// run directory (names relative to it), but the
+    lease's own (`.tfpipe-writer.*`)."""
+    bucket, prefix = model_dir[len("gs://"):].split("/", 1)
+    blobs = (client.bucket(bucket) if client else gcs.bucket(bucket)).list_blobs(prefix=f"{prefix}/")
+    return {b.name[len(prefix) + 1:]: (b.generation, b.crc32c) for b in blobs
+            if not b.name.startswith(f"{prefix}/.tfpipe-writer.")}
+
+
+def _staged(objects):
+    return [name for name in objects if name.startswith(fenced_saves.STAGING_PREFIX)]
+
+
+def test_a_holder_frozen_inside_a_save_publishes_nothing(gcs_emulator, gcs_bucket):
+    """Frozen past its ttl after the check before the save: TensorFlow's write goes to the holder's own staging
+    prefix, and the check before publication stops it. Nothing appears in the run directory: no checkpoint, no
+    state file, no staged files left."""
     model_dir = f"{gcs_bucket}/frozen-{uuid.uuid4().hex[:6]}"
     holder = lease.WriterLease(model_dir, ttl=1, wait=0)
     assert holder._try_acquire() is None
@@ -156,10 +173,86 @@ def test_a_holder_frozen_inside_a_save_stops_right_after_it(gcs_emulator, gcs_bu
         time.sleep(1.5)
         taken.append(lease.WriterLease(model_dir, ttl=1, wait=0).acquire())
 
-    with pytest.raises(lease.LeaseLostError, match=r"The save of .*ckpt-1 finished after the lease was lost"):
-        _fenced_manager(model_dir, holder, during_save=frozen_past_the_ttl).save()
-    assert taken and taken[0].renew() is True  # The new holder keeps the lease.
-    taken[0].release()
+    try:
+        with pytest.raises(lease.LeaseLostError, match="stopping before writing more"):
+            _fenced_manager(model_dir, holder, during_save=frozen_past_the_ttl).save()
+        assert not _objects(model_dir)
+        assert taken and taken[0].renew() is True  # The new holder keeps the lease.
+    finally:
+        for new_holder in taken:
+            new_holder.release()
+
+
+def test_a_gcs_save_publishes_the_index_last_and_never_overwrites_a_checkpoint(gcs_emulator, gcs_bucket):
+    model_dir = f"{gcs_bucket}/publish-{uuid.uuid4().hex[:6]}"
+    writer = lease.WriterLease(model_dir, wait=0).acquire()
+    try:
+        manager = _fenced_manager(model_dir, writer)
+        path = manager.save()
+        assert path == f"{model_dir}/ckpt-1" and manager.latest_checkpoint == path
+        assert tf.train.get_checkpoint_state(model_dir).model_checkpoint_path == path
+        objects = _objects(model_dir)
+        data, index = objects["ckpt-1.data-00000-of-00001"], objects["ckpt-1.index"]
+        assert data[0] < index[0]  # The index, which makes it a checkpoint for readers, was created last.
+        assert not _staged(objects)
+        # A data shard without its index (a publication cut short) is replaced; a checkpoint in place never is.
+        tf.io.gfile.GFile(f"{model_dir}/ckpt-2.data-00000-of-00001", "wb").write(b"left by a killed publication")
+        assert manager.save() == f"{model_dir}/ckpt-2"
+        assert tf.train.load_variable(f"{model_dir}/ckpt-2", "v/.ATTRIBUTES/VARIABLE_VALUE") == 1.0
+        tf.train.Checkpoint(v=tf.Variable(7.0)).write(f"{model_dir}/ckpt-3")  # Another trainer's, say.
+        before = _objects(model_dir)
+        with pytest.raises(fenced_saves.CheckpointTakenError, match=r"ckpt-3 is already in place with other content"):
+            manager.save()
+        assert _objects(model_dir) == before
+        assert tf.train.get_checkpoint_state(model_dir).model_checkpoint_path == f"{model_dir}/ckpt-2"
+        # What a dead holder left staged is never a checkpoint; the next trainer removes it, under the lease.
+        tf.io.gfile.GFile(f"{model_dir}/{fenced_saves.STAGING_PREFIX}dead/ckpt-4.index", "wb").write(b"staged")
+        checkpoints.recover_checkpoint_state(model_dir)
+        assert not _staged(_objects(model_dir))
+    finally:
+        writer.release()
+
+
+def test_a_trainer_stopped_inside_a_gcs_save_never_writes_over_the_one_that_took_over(faulty_gcs, tmp_path):
+    """The first trainer is stopped (SIGSTOP) while TensorFlow writes its checkpoint of step 20: the proxy holds
+    that upload, so the stop lands inside the save. Past its ttl a second trainer takes the lease over and trains
+    to the end. Then the first resumes and its write finishes: it must stop having published nothing, and the
+    second's checkpoints, state file and run config stay exactly as they were."""
+    faults = tmp_path / "faults.jsonl"
+    emulator = faulty_gcs(TargetedGcsFaults([("upload-session", 1, "slow", "ckpt-20")], slow_s=10, log_path=faults))
+    bucket = f"stopped-{uuid.uuid4().hex[:8]}"
+    emulator.create_bucket(bucket)
+    model_dir = f"gs://{bucket}/run"
+    env = {**os.environ, **emulator.env, lease.TTL_ENV: "3", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    flags = ["--task=digits", '--task_config={"batch_size": 32}', f"--model_dir={model_dir}", "--train_steps=40",
+             "--steps_per_loop=10", "--checkpoint_interval=10"]
+    command = [sys.executable, "-m", "tfpipe.components.train", *flags]
+    first_log = tmp_path / "first.log"
+    with open(first_log, "w") as log:
+        first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: read_fault_log(faults) or first.poll() is not None, "the first trainer's save of step 20")
+        first.send_signal(signal.SIGSTOP)
+        try:
+            assert first.poll() is None, first_log.read_text()[-2000:]
+            second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+            assert "took over the lapsed writer lease" in second.stdout, second.stdout[-2000:]
+            kept = _objects(model_dir, emulator.client())
+        finally:
+            first.send_signal(signal.SIGCONT)
+        first.wait(timeout=300)
+    finally:
+        first.kill()
+    log = first_log.read_text()
+    assert first.returncode != 0 and "LeaseLostError" in log, log[-2000:]
+    after = _objects(model_dir, emulator.client())
+    written = {name: kept[name] for name in kept if name.startswith(("ckpt-", "checkpoint", "run_config"))}
+    assert {"ckpt-20.index", "ckpt-40.index", "checkpoint", "run_config.json"} <= set(written)
+    assert {name: after.get(name) for name in written} == written
+    assert not {name for name in after if name.startswith("ckpt-")} - set(written) and not _staged(after)
+    state = emulator.client().bucket(bucket).blob("run/checkpoint").download_as_text()
+    assert state.startswith('model_checkpoint_path: "ckpt-40"'), state
 
 
 def test_a_skewed_clock_never_takes_over_a_live_gcs_lease(gcs_emulator, gcs_bucket):

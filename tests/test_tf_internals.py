@@ -33,6 +33,34 @@ def test_checkpoint_manager_internals(tmp_path):
     assert manager.save().startswith(f"{tmp_path}/model-")
 
 
+def test_a_checkpoint_write_can_be_intercepted(tmp_path):
+    """`CheckpointManager.save` writes through the hook, with the manager's state-file callback in `options`."""
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(3.0)), str(tmp_path), max_to_keep=1)
+    seen = []
+
+    def around(write, file_prefix, options):
+        quiet = tf.train.CheckpointOptions()
+        written = write(str(tmp_path / "elsewhere" / "ckpt"), quiet)  # Written where the hook says; no callbacks.
+        assert (tmp_path / "checkpoint").exists() == bool(seen)  # The state file comes from the callbacks only.
+        seen.append((file_prefix, written, list(options.experimental_write_callbacks)))
+        tf.train.Checkpoint(v=tf.Variable(3.0)).write(file_prefix)
+        tf_internals.run_write_callbacks(options, file_prefix)  # The manager's: the state file, max_to_keep.
+        return file_prefix
+
+    tf_internals.intercept_checkpoint_write(manager, around)
+    path = manager.save()
+    assert path == f"{tmp_path}/ckpt-1" and manager.latest_checkpoint == path
+    [(prefix, written, callbacks)] = seen
+    assert prefix == path and written == f"{tmp_path}/elsewhere/ckpt" and len(callbacks) == 1
+    assert tf.train.get_checkpoint_state(str(tmp_path)).model_checkpoint_path == path
+    assert tf.train.load_variable(written, "v/.ATTRIBUTES/VARIABLE_VALUE") == 3.0
+    names = [name for name, _ in tf.train.list_variables(written)]
+    assert names == ["_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE",
+                     "v/.ATTRIBUTES/VARIABLE_VALUE"]  # The hook is not a tracked child.
+    manager.save()
+    assert manager.checkpoints == [f"{tmp_path}/ckpt-2"] and not tf.io.gfile.exists(f"{path}.index")
+
+
 def test_unmatched_variables_parses_assert_existing_objects_matched(tmp_path):
     path = tf.train.Checkpoint(model=TinyModel()).write(str(tmp_path / "small"))
     wider = TinyModel(extra_layer=True)

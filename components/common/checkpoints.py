@@ -13,6 +13,7 @@ from absl import logging
 import tensorflow as tf
 
 from tfpipe import checks
+from tfpipe.components.common import fenced_saves
 from tfpipe.components.tasks import Task
 from tfpipe.controller_core import checkpoint_watcher
 from tfpipe.controller_core import eval_records
@@ -114,6 +115,7 @@ def recover_checkpoint_state(model_dir: str) -> Optional[str]:
     """
     for temp in tf.io.gfile.glob(f"{model_dir}/*-*_temp"):  # Left by a save that was killed mid-way.
         run_dir.remove_if_present(temp, tree=True)
+    fenced_saves.remove_staged(model_dir)
     available = checkpoint_watcher.list_checkpoints(model_dir)
     if not available:
         return None

@@ -18,8 +18,13 @@ def gcs_location(path: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def blob(bucket: str, name: str) -> Any:
-    """The `google.cloud.storage.Blob` of `gs://bucket/name` (credentials: Application Default Credentials)."""
+def bucket(name: str) -> Any:
+    """The `google.cloud.storage.Bucket` `gs://name` (credentials: Application Default Credentials)."""
     from google.cloud import storage
 
-    return storage.Client().bucket(bucket).blob(name)
+    return storage.Client().bucket(name)
+
+
+def blob(bucket_name: str, name: str) -> Any:
+    """The `google.cloud.storage.Blob` of `gs://bucket_name/name`."""
+    return bucket(bucket_name).blob(name)

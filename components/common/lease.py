@@ -21,11 +21,11 @@ long as it writes:
 
 A second trainer waits for the lease (a preempted pod's lease lapses; by default
 the ttl and 30 s, `$TFPIPE_WRITER_LEASE_WAIT_S` sets it) and then fails, naming the
-holder, without touching a checkpoint. Saves are fenced
-(`fence_saves`): right before each save the holder checks its lease with the server
-(a write of the lease object on the generation it holds, which also extends it by
-`ttl`), and right after the save again; a holder that lost its lease stops with
-`LeaseLostError`. `ttl` comes from `$TFPIPE_WRITER_LEASE_TTL_S` and the wait from
+holder, without touching a checkpoint. The holder's saves are fenced
+(`fenced_saves`): each checks the lease with the server (`WriterLease.fence`, a
+write of the lease object on the generation it holds, which also extends it by
+`ttl`) before it writes, after, and on Cloud Storage before it publishes what it
+wrote; a holder that lost its lease stops with `LeaseLostError`. `ttl` comes from `$TFPIPE_WRITER_LEASE_TTL_S` and the wait from
 `$TFPIPE_WRITER_LEASE_WAIT_S`, both checked before any work (`ttl_from_env`,
 `wait_from_env`).
 """
@@ -41,7 +41,6 @@ import uuid
 from typing import Any, Dict, Optional
 
 from absl import logging
-import tensorflow as tf
 
 from tfpipe import checks
 from tfpipe.components.common import gcs
@@ -214,6 +213,11 @@ class WriterLease:
         self._renewing = threading.Lock()  # One renewal at a time: each needs the generation the last one made.
 
     # ---------------------------------------------------------------- public
+
+    @property
+    def holder_id(self) -> str:
+        """This holder's unique id (a fresh one per lease object, so per process)."""
+        return self._me["holder"]
 
     def acquire(self) -> "WriterLease":
         """Takes the lease, waiting up to `wait` seconds for another holder's to be released or lapse.
@@ -440,28 +444,3 @@ class WriterLease:
                     return
             except Exception as e:  # A transient fault: the next renewal may succeed before the lease lapses.
                 logging.warning("Renewing the writer lease of %s failed: %s", self.model_dir, e)
-
-
-def fence_saves(manager: tf.train.CheckpointManager, writer: WriterLease) -> tf.train.CheckpointManager:
-    """Makes every `manager.save` check `writer`'s lease right before it writes and right after.
-
-    Before: a lost lease writes nothing. After: a holder that was frozen mid-save past its ttl (another trainer
-    may have taken over meanwhile) stops at once, naming the checkpoint it wrote, instead of training on.
-
-    Returns:
-        `manager`, whose `save` is wrapped.
-    """
-    save = manager.save
-
-    def fenced_save(*args: Any, **kwargs: Any) -> Optional[str]:
-        writer.fence()
-        path = save(*args, **kwargs)
-        try:
-            writer.fence()
-        except LeaseLostError as e:
-            raise LeaseLostError(f"{e} The save of {path} finished after the lease was lost; another trainer "
-                                 "may have written the run directory meanwhile.") from None
-        return path
-
-    manager.save = fenced_save
-    return manager

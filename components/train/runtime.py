@@ -18,6 +18,7 @@ from tfpipe.components.common import attempts
 from tfpipe.components.common import checkpoints
 from tfpipe.components.common import data_identity
 from tfpipe.components import entry_point
+from tfpipe.components.common import fenced_saves
 from tfpipe.components.common import lease
 from tfpipe.components.common import precision as precision_lib
 from tfpipe.components.common import probe
@@ -128,7 +129,7 @@ def run(args: Any) -> TrainResult:
             init_fn=built.init_fn,
         )
         if writer is not None:
-            lease.fence_saves(manager, writer)  # Each save checks the lease with the server before and after.
+            fenced_saves.fence_saves(manager, writer)  # Checked with the server; staged on Cloud Storage.
         # Actions run before the controller's save: a lost lease or a diverged state is never saved.
         actions = [orbit.actions.RecoverFromDivergence(
             manager, built.global_step, loss_key=built.loss_name, loss_upper_bound=args.loss_upper_bound or None,
