@@ -1,10 +1,10 @@
 """The TensorFlow internals controller_core reads, each behind one function.
 
-TensorFlow has no public API for these facts (and no hook around a checkpoint's write). Each function here is the
-only place that reads the internal, and `tests/test_tf_internals.py` checks it
-against the installed TensorFlow (and that this TensorFlow is one of
-`VERIFIED_TF_VERSIONS`), so an upgrade that moves an internal fails loudly in
-the tests instead of quietly in a run.
+TensorFlow has no public API for these facts, nor a hook around a checkpoint's
+write. Each function here is the only place that reads (or sets) the internal, and
+`tests/test_tf_internals.py` checks it against the installed TensorFlow (and that
+this TensorFlow is one of `VERIFIED_TF_VERSIONS`), so an upgrade that moves an
+internal fails loudly in the tests instead of quietly in a run.
 """
 
 import inspect

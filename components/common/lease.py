@@ -25,9 +25,9 @@ holder, without touching a checkpoint. The holder's saves are fenced
 (`fenced_saves`): each checks the lease with the server (`WriterLease.fence`, a
 write of the lease object on the generation it holds, which also extends it by
 `ttl`) before it writes, after, and on Cloud Storage before it publishes what it
-wrote; a holder that lost its lease stops with `LeaseLostError`. `ttl` comes from `$TFPIPE_WRITER_LEASE_TTL_S` and the wait from
-`$TFPIPE_WRITER_LEASE_WAIT_S`, both checked before any work (`ttl_from_env`,
-`wait_from_env`).
+wrote; a holder that lost its lease stops with `LeaseLostError`. `ttl` comes from
+`$TFPIPE_WRITER_LEASE_TTL_S` and the wait from `$TFPIPE_WRITER_LEASE_WAIT_S`, both
+checked before any work (`ttl_from_env`, `wait_from_env`).
 """
 
 import errno
