@@ -28,7 +28,7 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from bench import digits
 
@@ -261,10 +261,13 @@ class CheckpointIO:
         self.tf = tf
         self.checkpoint = None
         self.managers: Dict[str, Any] = {}
+        self.leases: List[Any] = []
 
     def make_model(self, size_bytes: int, n_vars: int, seed: int) -> Dict[str, Any]:
         tf = self.tf
-        self.checkpoint, self.managers = None, {}
+        for writer in self.leases:
+            writer.release()
+        self.checkpoint, self.managers, self.leases = None, {}, []
         cols = 1024
         rows = max(1, size_bytes // (4 * cols * n_vars))
         tf.random.set_seed(seed)
@@ -273,8 +276,18 @@ class CheckpointIO:
         return {"variables": n_vars, "param_bytes": 4 * rows * cols * n_vars}
 
     def _manager(self, label: str, directory: str) -> Any:
+        """The manager of a target; `gcs_fenced` is the train component's: under a writer lease, staged on gs://."""
         if label not in self.managers:
-            self.managers[label] = self.tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
+            if label == "gcs_fenced":
+                from tfpipe.components.common import fenced_saves, lease
+
+                # Its own checkpoint object over the same variables: the staging hook is per checkpoint object.
+                checkpoint = self.tf.train.Checkpoint(variables=list(self.checkpoint.variables))
+                self.leases.append(lease.WriterLease(directory, wait=0).acquire())
+                self.managers[label] = fenced_saves.fence_saves(
+                    self.tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2), self.leases[-1])
+            else:
+                self.managers[label] = self.tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
         return self.managers[label]
 
     def round(self, dirs: Dict[str, str], order: list) -> Dict[str, Any]:

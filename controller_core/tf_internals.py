@@ -44,7 +44,10 @@ CheckpointWrite = Callable[..., str]  # `(file_prefix, options=None) -> the chec
 
 def intercept_checkpoint_write(manager: tf.train.CheckpointManager,
                                around: Callable[[CheckpointWrite, str, Any], str]) -> None:
-    """Routes every checkpoint the manager saves through `around(write, file_prefix, options)`.
+    """Routes every write of the manager's checkpoint object through `around(write, file_prefix, options)`.
+
+    That is every `manager.save`, and every write of the same `tf.train.Checkpoint` by anything else (another
+    manager over it, `checkpoint.write`): give the manager a checkpoint object of its own.
 
     `write` is the checkpoint's own write (it writes the files at the prefix it is given and then runs
     `options.experimental_write_callbacks`, which is where the manager records the state file and deletes what
