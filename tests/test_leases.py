@@ -150,7 +150,7 @@ def test_a_paused_gcs_holder_cannot_save_after_another_took_over(gcs_emulator, g
 def _objects(model_dir, client=None):
     """`{name: (generation, crc32c)}` of the objects under a gs:// run directory (names relative to it), but the
     lease's own (`.tfpipe-writer.*`)."""
-    bucket, prefix = model_dir[len("gs://"):].split("/", 1)
+    bucket, prefix = gcs.gcs_location(model_dir)
     blobs = (client.bucket(bucket) if client else gcs.bucket(bucket)).list_blobs(prefix=f"{prefix}/")
     return {b.name[len(prefix) + 1:]: (b.generation, b.crc32c) for b in blobs
             if not b.name.startswith(f"{prefix}/.tfpipe-writer.")}

@@ -135,22 +135,23 @@ def _publish(staged: str, file_prefix: str) -> None:
     files = {blob.name[len(staged_name):]: blob for blob in bucket.list_blobs(prefix=f"{staged_name}.")}
     if INDEX not in files:
         raise FileNotFoundError(f"The staged checkpoint {staged} has no {INDEX} file: TensorFlow did not write it.")
-    in_place = bucket.get_blob(final_name + INDEX) is not None
+    index = bucket.get_blob(final_name + INDEX)  # Stated once: it decides whether data shards may be replaced.
     for suffix in sorted(files, key=lambda s: (s == INDEX, s)):
-        _create_only_copy(bucket, files[suffix], final_name + suffix,
-                          replaceable=not in_place and suffix != INDEX, checkpoint=file_prefix)
+        name = final_name + suffix
+        _create_only_copy(bucket, files[suffix], name, index if suffix == INDEX else bucket.get_blob(name),
+                          replaceable=index is None and suffix != INDEX, checkpoint=file_prefix)
 
 
-def _create_only_copy(bucket: Any, source: Any, name: str, *, replaceable: bool, checkpoint: str) -> None:
-    """Copies `source` to the object `name` server-side unless it is there already.
+def _create_only_copy(bucket: Any, source: Any, name: str, target: Optional[Any], *, replaceable: bool,
+                      checkpoint: str) -> None:
+    """Copies `source` to the object `name` server-side unless it is there already (`target`, its blob or None).
 
     A file already there with the same content is left as it is (a publication retried, or a deterministic run's
     same bytes). Other content is replaced only when `replaceable` (a data shard without its `.index`); otherwise
-    `CheckpointTakenError`.
+    `CheckpointTakenError`. A file created meanwhile by another writer fails the copy's precondition.
     """
     from google.api_core import exceptions
 
-    target = bucket.get_blob(name)
     if target is not None:
         if (target.size, target.crc32c) == (source.size, source.crc32c):
             return
